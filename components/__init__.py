@@ -1,0 +1,1 @@
+"""Component resources of the postgres-mcp deployment, one concept per module."""

@@ -1,0 +1,157 @@
+"""The app's user-assigned identity, the Key Vault and the generated secrets.
+
+The identity is user-assigned because Container Apps resolves Key Vault references
+while it creates a revision: the identity must already hold Key Vault Secrets User by
+then, and a system-assigned identity does not exist until the app does.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+import pulumi_random as random
+from pulumi_azure_native import authorization, keyvault, managedidentity
+
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+
+ADMIN_PASSWORD_SECRET = "postgres-admin-password"
+APP_PASSWORD_SECRET = "app-database-password"
+
+
+def role_definition_id(subscription_id: str, role_guid: str) -> str:
+    return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
+
+
+def generated_password(name: str, opts: pulumi.ResourceOptions) -> random.RandomPassword:
+    # URL-safe specials only: the password also goes into a postgresql:// URI.
+    return random.RandomPassword(
+        name, length=40, special=True, override_special="-_.~", min_lower=2, min_upper=2,
+        min_numeric=2, min_special=2, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["result"])),
+    )
+
+
+class IdentityAndSecretsArgs(TypedDict):
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    base_name: str
+    name_suffix: pulumi.Input[str]
+    tenant_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+    deployer_object_id: pulumi.Input[str]
+    with_passwords: bool
+    """Password mode: generate the server admin's and the app's database passwords."""
+    purge_protection: bool
+    soft_delete_retention_days: int
+    protect: bool
+    tags: dict[str, str]
+
+
+class IdentityAndSecrets(pulumi.ComponentResource):
+    identity_id: pulumi.Output[str]
+    identity_client_id: pulumi.Output[str]
+    identity_principal_id: pulumi.Output[str]
+    vault_id: pulumi.Output[str]
+    vault_name: pulumi.Output[str]
+    vault_uri: pulumi.Output[str]
+    secrets_user_assignment: authorization.RoleAssignment
+    admin_password: pulumi.Output[str] | None
+    app_password: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: IdentityAndSecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("postgresmcp:identity:IdentityAndSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-app-identity",
+            resource_name_=f"{args['base_name']}-app",
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            tags=args["tags"],
+            opts=child,
+        )
+
+        properties = keyvault.VaultPropertiesArgs(
+            tenant_id=args["tenant_id"],
+            sku=keyvault.SkuArgs(family="A", name=keyvault.SkuName.STANDARD),
+            enable_rbac_authorization=True,
+            enable_soft_delete=True,
+            soft_delete_retention_in_days=args["soft_delete_retention_days"],
+            # Azure refuses an explicit `false` once set, and `false` is the absence of it.
+            enable_purge_protection=True if args["purge_protection"] else None,
+            public_network_access="Enabled",
+            network_acls=keyvault.NetworkRuleSetArgs(bypass="AzureServices", default_action="Allow"),
+        )
+        vault = keyvault.Vault(
+            f"{name}-vault",
+            vault_name=pulumi.Output.concat(args["base_name"][:13].rstrip("-"), "-kv-", args["name_suffix"]),
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            properties=properties,
+            tags=args["tags"],
+            opts=pulumi.ResourceOptions(parent=self, protect=args["protect"]),
+        )
+
+        self.secrets_user_assignment = authorization.RoleAssignment(
+            f"{name}-app-secrets-user",
+            scope=vault.id,
+            principal_id=identity.principal_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
+                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_USER)),
+            description="postgres-mcp reads its Key Vault references",
+            opts=child,
+        )
+        authorization.RoleAssignment(
+            f"{name}-deployer-secrets-officer",
+            scope=vault.id,
+            principal_id=args["deployer_object_id"],
+            role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
+                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_OFFICER)),
+            description="the deploying principal manages the stack's secrets",
+            opts=child,
+        )
+
+        self.admin_password = None
+        self.app_password = None
+        if args["with_passwords"]:
+            admin = generated_password(f"{name}-admin-password", child)
+            app = generated_password(f"{name}-app-password", child)
+            self.admin_password = pulumi.Output.secret(admin.result)
+            self.app_password = pulumi.Output.secret(app.result)
+            for secret_name, value in ((ADMIN_PASSWORD_SECRET, self.admin_password),
+                                       (APP_PASSWORD_SECRET, self.app_password)):
+                self.store_secret(f"{name}-{secret_name}", vault, secret_name, value, args["resource_group_name"])
+
+        self._vault = vault
+        self._resource_group_name = args["resource_group_name"]
+        self.identity_id = identity.id
+        self.identity_client_id = identity.client_id
+        self.identity_principal_id = identity.principal_id
+        self.vault_id = vault.id
+        self.vault_name = vault.name
+        self.vault_uri = vault.properties.apply(lambda p: p.vault_uri or "")
+        self.register_outputs({
+            "identity_id": self.identity_id,
+            "identity_client_id": self.identity_client_id,
+            "identity_principal_id": self.identity_principal_id,
+            "vault_id": self.vault_id,
+            "vault_uri": self.vault_uri,
+        })
+
+    def store_secret(self, resource_name: str, vault: keyvault.Vault, secret_name: str,
+                     value: pulumi.Input[str], resource_group_name: pulumi.Input[str]) -> keyvault.Secret:
+        return keyvault.Secret(
+            resource_name,
+            secret_name=secret_name,
+            vault_name=vault.name,
+            resource_group_name=resource_group_name,
+            properties=keyvault.SecretPropertiesArgs(value=pulumi.Output.secret(value), content_type="text/plain"),
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
+        )
+
+    def add_secret(self, resource_name: str, secret_name: str, value: pulumi.Input[str]) -> keyvault.Secret:
+        """Stores a value computed after this component (such as a URI with the server's host)."""
+        return self.store_secret(resource_name, self._vault, secret_name, value, self._resource_group_name)

@@ -1,0 +1,204 @@
+"""postgres-mcp in Azure Container Apps, with its logs in Log Analytics.
+
+Token mode: DATABASE_URI carries no password and PGPASSFILE points into an EmptyDir
+volume that the token-refresher sidecar keeps filled with a fresh Entra token; libpq
+reads that file on every new connection, so postgres-mcp runs unchanged.
+Password mode: DATABASE_URI is a Container Apps secret that references Key Vault.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any, TypedDict
+
+import pulumi
+from pulumi_azure_native import app, operationalinsights
+
+from components.identity_and_secrets import IdentityAndSecrets
+
+MCP_PORT = 8000
+DATABASE_URI_SECRET = "database-uri"
+PGPASS_VOLUME = "pgpass"
+PGPASS_DIRECTORY = "/var/run/pgpass"
+PGPASS_FILE = f"{PGPASS_DIRECTORY}/pgpass"
+WORKLOAD_PROFILE = "Consumption"
+REFRESHER_SOURCE = Path(__file__).with_name("token_refresher.py")
+
+
+def refresher_source() -> str:
+    """The sidecar's program, verbatim from components/token_refresher.py."""
+    return REFRESHER_SOURCE.read_text(encoding="utf-8")
+
+
+def passwordless_database_uri(role: str, host: str, database: str) -> str:
+    """The URI postgres-mcp gets in token mode: libpq takes the password from PGPASSFILE."""
+    return (f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:5432/"
+            f"{urllib.parse.quote(database, safe='')}?sslmode=require")
+
+
+def password_database_uri(role: str, password: str, host: str, database: str) -> str:
+    return (f"postgresql://{urllib.parse.quote(role, safe='')}:{urllib.parse.quote(password, safe='')}"
+            f"@{host}:5432/{urllib.parse.quote(database, safe='')}?sslmode=require")
+
+
+def mcp_arguments(access_mode: str) -> list[str]:
+    # The image's entrypoint runs `postgres-mcp <args>`; host and port are explicit so
+    # that nothing depends on the entrypoint's own rewriting of the arguments.
+    return ["--transport=sse", "--sse-host=0.0.0.0", f"--sse-port={MCP_PORT}", f"--access-mode={access_mode}"]
+
+
+def refresher_command(margin_seconds: int) -> list[str]:
+    return ["python", "-c", refresher_source(), f"--margin-seconds={margin_seconds}"]
+
+
+def mcp_client_configuration(server_name: str, sse_url: str) -> str:
+    """The `mcpServers` entry an MCP client (Claude Desktop via mcp-remote, Cursor, VS Code) takes."""
+    return json.dumps({"mcpServers": {server_name: {"type": "sse", "url": sse_url}}}, indent=2)
+
+
+class McpAppArgs(TypedDict):
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    base_name: str
+    auth_mode: str
+    image: str
+    access_mode: str
+    token_refresh_margin_seconds: int
+    subnet_id: pulumi.Input[str]
+    identity: IdentityAndSecrets
+    database_host: pulumi.Input[str]
+    database_name: pulumi.Input[str]
+    app_role_name: str
+    log_retention_days: int
+    tags: dict[str, str]
+    depends_on: list[pulumi.Resource]
+    """Resources the first revision needs in place (the database, its firewall rule)."""
+
+
+class McpApp(pulumi.ComponentResource):
+    fqdn: pulumi.Output[str]
+    sse_url: pulumi.Output[str]
+    workspace_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("postgresmcp:app:McpApp", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        identity = args["identity"]
+        common = {"resource_group_name": args["resource_group_name"], "location": args["location"], "tags": args["tags"]}
+
+        workspace = operationalinsights.Workspace(
+            f"{name}-logs",
+            sku=operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
+            retention_in_days=args["log_retention_days"],
+            opts=child,
+            **common,
+        )
+        shared_key = pulumi.Output.secret(operationalinsights.get_shared_keys_output(
+            resource_group_name=args["resource_group_name"], workspace_name=workspace.name,
+        ).apply(lambda keys: keys.primary_shared_key or ""))
+        environment = app.ManagedEnvironment(
+            f"{name}-env",
+            app_logs_configuration=app.AppLogsConfigurationArgs(
+                destination="log-analytics",
+                log_analytics_configuration=app.LogAnalyticsConfigurationArgs(
+                    customer_id=workspace.customer_id, shared_key=shared_key),
+            ),
+            vnet_configuration=app.VnetConfigurationArgs(infrastructure_subnet_id=args["subnet_id"], internal=False),
+            workload_profiles=[app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)],
+            opts=child,
+            **common,
+        )
+
+        token_mode = args["auth_mode"] == "token"
+        secrets: list[app.SecretArgs] = []
+        volumes: list[app.VolumeArgs] = []
+        sidecars: list[app.ContainerArgs] = []
+        if token_mode:
+            uri_env = app.EnvironmentVarArgs(
+                name="DATABASE_URI",
+                value=pulumi.Output.all(args["database_host"], args["database_name"]).apply(
+                    lambda values: passwordless_database_uri(args["app_role_name"], str(values[0]), str(values[1]))),
+            )
+            pgpass_mount = [app.VolumeMountArgs(volume_name=PGPASS_VOLUME, mount_path=PGPASS_DIRECTORY)]
+            volumes.append(app.VolumeArgs(name=PGPASS_VOLUME, storage_type="EmptyDir"))
+            mcp_env = [uri_env, app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE)]
+            sidecars.append(app.ContainerArgs(
+                name="token-refresher",
+                image=args["image"],  # same image, same user: the 0600 file stays readable
+                command=refresher_command(args["token_refresh_margin_seconds"]),
+                env=[
+                    app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=identity.identity_client_id),
+                    app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE),
+                    app.EnvironmentVarArgs(name="PGHOST", value=args["database_host"]),
+                    app.EnvironmentVarArgs(name="PGPORT", value="5432"),
+                    app.EnvironmentVarArgs(name="PGDATABASE", value=args["database_name"]),
+                    app.EnvironmentVarArgs(name="PGUSER", value=args["app_role_name"]),
+                ],
+                resources=app.ContainerResourcesArgs(cpu=0.25, memory="0.5Gi"),
+                volume_mounts=pgpass_mount,
+            ))
+        else:
+            if identity.app_password is None:
+                raise ValueError("password mode needs the generated app password (IdentityAndSecrets with_passwords)")
+            uri = pulumi.Output.secret(pulumi.Output.all(identity.app_password, args["database_host"], args["database_name"]).apply(
+                lambda values: password_database_uri(args["app_role_name"], str(values[0]), str(values[1]), str(values[2]))))
+            uri_secret = identity.add_secret(f"{name}-database-uri", DATABASE_URI_SECRET, uri)
+            # The versionless URI: Container Apps re-reads it when the secret is rotated.
+            secrets.append(app.SecretArgs(
+                name=DATABASE_URI_SECRET,
+                key_vault_url=uri_secret.properties.apply(lambda p: p.secret_uri or ""),
+                identity=identity.identity_id,
+            ))
+            pgpass_mount = []
+            mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET)]
+
+        probes = [
+            app.ContainerAppProbeArgs(type=kind, tcp_socket=app.ContainerAppProbeTcpSocketArgs(port=MCP_PORT),
+                                      period_seconds=10, failure_threshold=failures, initial_delay_seconds=delay)
+            for kind, failures, delay in (("Startup", 30, 1), ("Liveness", 3, 10), ("Readiness", 3, 1))
+        ]
+        mcp_container = app.ContainerArgs(
+            name="postgres-mcp",
+            image=args["image"],
+            args=mcp_arguments(args["access_mode"]),
+            env=mcp_env,
+            resources=app.ContainerResourcesArgs(cpu=0.5, memory="1Gi"),
+            probes=probes,
+            volume_mounts=pgpass_mount or None,
+        )
+
+        container_app = app.ContainerApp(
+            f"{name}-app",
+            container_app_name=f"{args['base_name']}-mcp"[:32].rstrip("-"),
+            managed_environment_id=environment.id,
+            workload_profile_name=WORKLOAD_PROFILE,
+            identity=app.ManagedServiceIdentityArgs(type="UserAssigned", user_assigned_identities=[identity.identity_id]),
+            configuration=app.ConfigurationArgs(
+                active_revisions_mode="Single",
+                ingress=app.IngressArgs(external=True, target_port=MCP_PORT, transport="auto", allow_insecure=False),
+                secrets=secrets or None,
+            ),
+            template=app.TemplateArgs(
+                containers=[mcp_container, *sidecars],
+                volumes=volumes or None,
+                # SSE sessions live in one process's memory: a second replica would break them.
+                scale=app.ScaleArgs(min_replicas=1, max_replicas=1),
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Key Vault references resolve while the revision is created: the role first.
+                depends_on=[identity.secrets_user_assignment, *args["depends_on"]],
+            ),
+            **common,
+        )
+
+        def ingress_fqdn(configuration: Any) -> str:
+            ingress = getattr(configuration, "ingress", None)
+            return (getattr(ingress, "fqdn", None) or "") if ingress is not None else ""
+
+        self.fqdn = container_app.configuration.apply(ingress_fqdn)
+        self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
+        self.workspace_id = workspace.id
+        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url, "workspace_id": self.workspace_id})

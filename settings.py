@@ -1,0 +1,407 @@
+"""Stack configuration: read once, validated once, frozen.
+
+Every project key is declared here with its default, the values it accepts and what
+it means; `Pulumi.yaml` declares the same keys with the same defaults (a test keeps
+the two and the README in step). Every other module receives a `Settings` object,
+never `pulumi.Config()`.
+
+Validation runs before any resource is declared and reports every bad key at once:
+each message names the key, the value given and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+PROJECT = "postgres-mcp-azure"
+
+AuthMode = Literal["token", "password"]
+PrincipalType = Literal["User", "Group", "ServicePrincipal"]
+
+POSTGRES_VERSIONS = ("14", "15", "16", "17")
+SKU_TIERS: dict[str, tuple[re.Pattern[str], str]] = {
+    # tier -> (SKU names it accepts, examples for the error message)
+    "Burstable": (re.compile(r"^Standard_B\d+m?s$"), "Standard_B1ms, Standard_B2s, Standard_B2ms"),
+    "GeneralPurpose": (
+        re.compile(r"^Standard_D\d+a?d?s_v[345]$"),
+        "Standard_D2s_v3, Standard_D2ds_v5, Standard_D4ads_v5",
+    ),
+    "MemoryOptimized": (
+        re.compile(r"^Standard_E\d+a?d?s_v[345]$"),
+        "Standard_E2s_v3, Standard_E2ds_v5, Standard_E4ads_v5",
+    ),
+}
+STORAGE_SIZES_GB = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32767)
+HIGH_AVAILABILITY_MODES = ("Disabled", "ZoneRedundant", "SameZone")
+PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal")
+ACCESS_MODES = ("restricted", "unrestricted")
+# Narrowest deployer range we refuse to widen past: a /16 is 65,536 addresses.
+WIDEST_DEPLOYER_PREFIX = 16
+RESERVED_ROLE_NAMES = frozenset(
+    {"postgres", "public", "azure_superuser", "azure_pg_admin", "azuresu", "replication",
+     "template0", "template1", "azure_maintenance", "azure_sys"}
+)
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+LOCATION = re.compile(r"^[a-z][a-z0-9]{2,30}$")
+NAME_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
+# An image reference that names a tag other than "latest", or a digest.
+IMAGE = re.compile(
+    r"^(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::\d+/[a-z0-9]+(?:[._/-][a-z0-9]+)*)?)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+class ConfigError(Exception):
+    """One or more config values are invalid; the message names each key."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """A project config key: its type in Pulumi.yaml, its default and its meaning."""
+
+    name: str
+    type: Literal["string", "integer", "boolean", "array"]
+    default: Any
+    description: str
+
+
+KEYS: tuple[Key, ...] = (
+    Key("authMode", "string", "token",
+        "How postgres-mcp signs in to PostgreSQL: `token` (Entra ID access tokens kept fresh "
+        "by the token-refresher sidecar; password auth off on the server) or `password` "
+        "(a generated password, delivered as a Key Vault reference)."),
+    Key("location", "string", "westeurope", "Azure region of every resource."),
+    Key("namePrefix", "string", "pgmcp",
+        "Prefix of resource names: 2-10 lowercase letters or digits, starting with a letter."),
+    Key("owner", "string", "platform-team", "Value of the `owner` tag on every resource."),
+    Key("postgresVersion", "string", "17",
+        "PostgreSQL major version of the Flexible Server: 14, 15, 16 or 17."),
+    Key("skuTier", "string", "Burstable",
+        "Flexible Server compute tier: Burstable, GeneralPurpose or MemoryOptimized."),
+    Key("skuName", "string", "Standard_B1ms",
+        "Flexible Server compute size; must belong to `skuTier` (Standard_B* for Burstable, "
+        "Standard_D*s_v3/v4/v5 for GeneralPurpose, Standard_E*s_v3/v4/v5 for MemoryOptimized)."),
+    Key("storageSizeGb", "integer", 32,
+        "Server storage in GiB: 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384 or 32767."),
+    Key("backupRetentionDays", "integer", 7, "Days of point-in-time backups: 7 to 35."),
+    Key("geoRedundantBackup", "boolean", False,
+        "Copy backups to the paired region (can only be chosen when the server is created)."),
+    Key("highAvailability", "string", "Disabled",
+        "Standby server: Disabled, ZoneRedundant or SameZone (not available on Burstable)."),
+    Key("databaseName", "string", "app",
+        "The application database postgres-mcp connects to: a lowercase PostgreSQL identifier."),
+    Key("appRoleName", "string", "postgres_mcp",
+        "The database role postgres-mcp signs in as: a lowercase PostgreSQL identifier."),
+    Key("entraAdminObjectId", "string", "",
+        "Object ID of the server's Entra administrator; empty means the deploying principal."),
+    Key("entraAdminPrincipalName", "string", "",
+        "Role name of the Entra administrator in PostgreSQL (its UPN or display name); "
+        "required when `entraAdminObjectId` is set, `pulumi-deployer` when both are empty."),
+    Key("entraAdminPrincipalType", "string", "ServicePrincipal",
+        "Kind of the Entra administrator: User, Group or ServicePrincipal."),
+    Key("deployerCidrs", "array", [],
+        "IPv4 addresses or CIDR ranges (no wider than /16) admitted by the server firewall, "
+        "for the deployer and operators."),
+    Key("allowAzureServices", "boolean", False,
+        "Explicit opt-in to the firewall rule that admits every Azure service "
+        "(0.0.0.0-0.0.0.0); off because it admits other tenants' resources too."),
+    Key("vnetCidr", "string", "10.60.0.0/16",
+        "Address space of the virtual network of the Container Apps environment."),
+    Key("appSubnetCidr", "string", "10.60.0.0/23",
+        "Subnet of the Container Apps environment, inside `vnetCidr`, /21 to /27; its egress "
+        "leaves through a NAT gateway with one static IP that the server firewall admits."),
+    Key("mcpImage", "string", "docker.io/crystaldba/postgres-mcp:0.3.0",
+        "postgres-mcp container image, pinned by tag (not `latest`) or by digest."),
+    Key("mcpAccessMode", "string", "restricted",
+        "postgres-mcp access mode: restricted (read-only SQL) or unrestricted."),
+    Key("tokenRefreshMarginSeconds", "integer", 900,
+        "Token mode: how long before a token's expiry the sidecar fetches the next one "
+        "(60 to 3600)."),
+    Key("keyVaultPurgeProtection", "boolean", False,
+        "Turn on Key Vault purge protection (irreversible: a deleted vault is kept for the "
+        "whole retention period)."),
+    Key("keyVaultSoftDeleteRetentionDays", "integer", 90,
+        "Days a deleted vault or secret can be recovered: 7 to 90."),
+    Key("protectResources", "boolean", False,
+        "Set Pulumi `protect` on the server and the vault so that no `pulumi up` or "
+        "`pulumi destroy` deletes them."),
+    Key("logRetentionDays", "integer", 30, "Log Analytics retention in days: 30 to 730."),
+)
+DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
+
+
+@dataclass(frozen=True)
+class EntraAdmin:
+    """The server's Entra administrator; `object_id` None means the deploying principal."""
+
+    object_id: str | None
+    principal_name: str
+    principal_type: PrincipalType
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    auth_mode: AuthMode
+    location: str
+    name_prefix: str
+    owner: str
+    postgres_version: str
+    sku_tier: str
+    sku_name: str
+    storage_size_gb: int
+    backup_retention_days: int
+    geo_redundant_backup: bool
+    high_availability: str
+    database_name: str
+    app_role_name: str
+    entra_admin: EntraAdmin
+    deployer_networks: tuple[ipaddress.IPv4Network, ...]
+    allow_azure_services: bool
+    vnet_cidr: ipaddress.IPv4Network
+    app_subnet_cidr: ipaddress.IPv4Network
+    mcp_image: str
+    mcp_access_mode: str
+    token_refresh_margin_seconds: int
+    key_vault_purge_protection: bool
+    key_vault_soft_delete_retention_days: int
+    protect_resources: bool
+    log_retention_days: int
+
+    @property
+    def base_name(self) -> str:
+        """`<prefix>-<stack>`, lowercased and trimmed to fit Azure's name rules."""
+        stack = re.sub(r"[^a-z0-9-]+", "-", self.stack.lower()).strip("-") or "stack"
+        return f"{self.name_prefix}-{stack}"[:30].rstrip("-")
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "environment": self.stack,
+            "owner": self.owner,
+            "application": "postgres-mcp",
+            "managed-by": "pulumi",
+        }
+
+
+class _Reader:
+    """Reads raw config strings and collects one message per bad key."""
+
+    def __init__(self, raw: Mapping[str, str | None]) -> None:
+        self._raw = raw
+        self.errors: list[str] = []
+
+    def _text(self, name: str) -> str | None:
+        value = self._raw.get(name)
+        return None if value is None else str(value)
+
+    def fail(self, name: str, value: object, accepted: str) -> None:
+        self.errors.append(f"config key '{name}': {value!r} is not accepted; expected {accepted}")
+
+    def string(self, name: str, accepted: str, check: Callable[[str], bool] | None = None) -> str:
+        text = self._text(name)
+        value = DEFAULTS[name] if text is None else text.strip()
+        if check is not None and not check(value):
+            self.fail(name, value, accepted)
+        return str(value)
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        return self.string(name, "one of " + ", ".join(choices), lambda value: value in choices)
+
+    def integer(self, name: str, accepted: str, check: Callable[[int], bool]) -> int:
+        text = self._text(name)
+        if text is None:
+            return int(DEFAULTS[name])
+        try:
+            value = int(text.strip())
+        except ValueError:
+            self.fail(name, text, "a whole number: " + accepted)
+            return int(DEFAULTS[name])
+        if not check(value):
+            self.fail(name, value, accepted)
+        return value
+
+    def boolean(self, name: str) -> bool:
+        text = self._text(name)
+        if text is None:
+            return bool(DEFAULTS[name])
+        lowered = text.strip().lower()
+        if lowered not in ("true", "false"):
+            self.fail(name, text, "true or false")
+            return bool(DEFAULTS[name])
+        return lowered == "true"
+
+    def string_list(self, name: str, accepted: str) -> list[str]:
+        text = self._text(name)
+        if text is None:
+            return list(DEFAULTS[name])
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            self.fail(name, text, "a list of " + accepted)
+            return []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.fail(name, value, "a list of " + accepted)
+            return []
+        return value
+
+
+def _ipv4_network(reader: _Reader, name: str, text: str, *, strict: bool) -> ipaddress.IPv4Network | None:
+    try:
+        network = ipaddress.ip_network(text, strict=strict)
+    except ValueError:
+        reader.fail(name, text, "an IPv4 address or CIDR range such as 203.0.113.7 or 203.0.113.0/24")
+        return None
+    if not isinstance(network, ipaddress.IPv4Network):
+        reader.fail(name, text, "an IPv4 address or range (the server firewall is IPv4 only)")
+        return None
+    return network
+
+
+def _identifier_check(value: str) -> bool:
+    return bool(IDENTIFIER.match(value)) and value not in RESERVED_ROLE_NAMES and not value.startswith("pg_")
+
+
+def _image_check(value: str) -> bool:
+    match = IMAGE.match(value)
+    if not match:
+        return False
+    tag, digest = match.group("tag"), match.group("digest")
+    return bool(digest) or (tag is not None and tag != "latest")
+
+
+def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
+    """Builds Settings from raw config strings (as the Pulumi CLI hands them over).
+
+    Missing keys take the defaults declared in KEYS. Raises ConfigError listing every
+    invalid key.
+    """
+    unknown = sorted(set(raw) - set(DEFAULTS))
+    reader = _Reader(raw)
+    for name in unknown:
+        reader.errors.append(
+            f"config key '{name}' is not a key of this project; known keys: {', '.join(sorted(DEFAULTS))}"
+        )
+
+    auth_mode = reader.choice("authMode", ("token", "password"))
+    location = reader.string("location", "an Azure region name such as westeurope", lambda v: bool(LOCATION.match(v)))
+    name_prefix = reader.string(
+        "namePrefix", "2-10 lowercase letters or digits starting with a letter", lambda v: bool(NAME_PREFIX.match(v))
+    )
+    owner = reader.string(
+        "owner", "1-256 characters without <>%&\\?/", lambda v: 0 < len(v) <= 256 and not re.search(r"[<>%&\\?/]", v)
+    )
+    postgres_version = reader.choice("postgresVersion", POSTGRES_VERSIONS)
+    sku_tier = reader.choice("skuTier", tuple(SKU_TIERS))
+    sku_name = reader.string("skuName", "a Flexible Server SKU name", lambda v: bool(re.match(r"^Standard_[A-Za-z0-9_]+$", v)))
+    if sku_tier in SKU_TIERS and sku_name.startswith("Standard_") and not SKU_TIERS[sku_tier][0].match(sku_name):
+        reader.fail("skuName", sku_name, f"a {sku_tier} size such as {SKU_TIERS[sku_tier][1]} (it must belong to skuTier '{sku_tier}')")
+    storage_size_gb = reader.integer(
+        "storageSizeGb", "one of " + ", ".join(map(str, STORAGE_SIZES_GB)), lambda v: v in STORAGE_SIZES_GB
+    )
+    backup_retention_days = reader.integer("backupRetentionDays", "7 to 35", lambda v: 7 <= v <= 35)
+    geo_redundant_backup = reader.boolean("geoRedundantBackup")
+    high_availability = reader.choice("highAvailability", HIGH_AVAILABILITY_MODES)
+    if high_availability != "Disabled" and sku_tier == "Burstable":
+        reader.fail("highAvailability", high_availability, "Disabled on the Burstable tier (choose skuTier GeneralPurpose or MemoryOptimized for a standby)")
+
+    identifier_rule = "a lowercase PostgreSQL identifier: a-z, 0-9 and _, starting with a letter or _, at most 63 characters, not reserved (postgres, public, azure_*, pg_*)"
+    database_name = reader.string("databaseName", identifier_rule, _identifier_check)
+    app_role_name = reader.string("appRoleName", identifier_rule, _identifier_check)
+
+    admin_object_id = reader.string("entraAdminObjectId", "empty (the deploying principal) or an object ID (a GUID)", lambda v: v == "" or bool(GUID.match(v)))
+    admin_name = reader.string(
+        "entraAdminPrincipalName", "empty or 1-63 characters without : or whitespace other than spaces",
+        lambda v: len(v.encode()) <= 63 and not re.search(r"[:\t\r\n\x00]", v),
+    )
+    if admin_object_id and not admin_name:
+        reader.fail("entraAdminPrincipalName", admin_name, "the administrator's UPN or display name whenever entraAdminObjectId is set")
+    admin_type = reader.choice("entraAdminPrincipalType", PRINCIPAL_TYPES)
+
+    deployer_networks: list[ipaddress.IPv4Network] = []
+    for entry in reader.string_list("deployerCidrs", "IPv4 addresses or CIDR ranges"):
+        network = _ipv4_network(reader, "deployerCidrs", entry, strict=True)
+        if network is None:
+            continue
+        if network.prefixlen < WIDEST_DEPLOYER_PREFIX:
+            reader.fail("deployerCidrs", entry, f"a range no wider than /{WIDEST_DEPLOYER_PREFIX}; the server must never be open to the internet")
+            continue
+        deployer_networks.append(network)
+    allow_azure_services = reader.boolean("allowAzureServices")
+
+    vnet = _ipv4_network(reader, "vnetCidr", reader.string("vnetCidr", ""), strict=True)
+    if vnet is not None and (not vnet.is_private or not 8 <= vnet.prefixlen <= 24):
+        reader.fail("vnetCidr", str(vnet), "a private IPv4 range (10/8, 172.16/12, 192.168/16) from /8 to /24")
+    subnet = _ipv4_network(reader, "appSubnetCidr", reader.string("appSubnetCidr", ""), strict=True)
+    if subnet is not None and not 21 <= subnet.prefixlen <= 27:
+        reader.fail("appSubnetCidr", str(subnet), "a range from /21 to /27 (Container Apps workload profiles need at least a /27)")
+    elif subnet is not None and vnet is not None and not subnet.subnet_of(vnet):
+        reader.fail("appSubnetCidr", str(subnet), f"a range inside vnetCidr {vnet}")
+
+    mcp_image = reader.string("mcpImage", "an image pinned by a tag other than latest, or by digest, such as docker.io/crystaldba/postgres-mcp:0.3.0", _image_check)
+    mcp_access_mode = reader.choice("mcpAccessMode", ACCESS_MODES)
+    margin = reader.integer("tokenRefreshMarginSeconds", "60 to 3600", lambda v: 60 <= v <= 3600)
+    purge_protection = reader.boolean("keyVaultPurgeProtection")
+    soft_delete_days = reader.integer("keyVaultSoftDeleteRetentionDays", "7 to 90", lambda v: 7 <= v <= 90)
+    protect = reader.boolean("protectResources")
+    log_retention_days = reader.integer("logRetentionDays", "30 to 730", lambda v: 30 <= v <= 730)
+
+    if reader.errors:
+        raise ConfigError(
+            f"stack '{stack}' has {len(reader.errors)} invalid config value(s); nothing was deployed:\n  - "
+            + "\n  - ".join(reader.errors)
+        )
+    assert vnet is not None and subnet is not None  # guaranteed by the checks above
+    return Settings(
+        stack=stack,
+        auth_mode=auth_mode,  # type: ignore[arg-type]  # checked by choice()
+        location=location,
+        name_prefix=name_prefix,
+        owner=owner,
+        postgres_version=postgres_version,
+        sku_tier=sku_tier,
+        sku_name=sku_name,
+        storage_size_gb=storage_size_gb,
+        backup_retention_days=backup_retention_days,
+        geo_redundant_backup=geo_redundant_backup,
+        high_availability=high_availability,
+        database_name=database_name,
+        app_role_name=app_role_name,
+        entra_admin=EntraAdmin(
+            object_id=admin_object_id or None,
+            principal_name=admin_name or "pulumi-deployer",
+            principal_type=admin_type,  # type: ignore[arg-type]  # checked by choice()
+        ),
+        deployer_networks=tuple(deployer_networks),
+        allow_azure_services=allow_azure_services,
+        vnet_cidr=vnet,
+        app_subnet_cidr=subnet,
+        mcp_image=mcp_image,
+        mcp_access_mode=mcp_access_mode,
+        token_refresh_margin_seconds=margin,
+        key_vault_purge_protection=purge_protection,
+        key_vault_soft_delete_retention_days=soft_delete_days,
+        protect_resources=protect,
+        log_retention_days=log_retention_days,
+    )
+
+
+def load() -> Settings:
+    """Reads this stack's project config through the Pulumi SDK and validates it."""
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    config = pulumi.Config(PROJECT)
+    prefix = f"{PROJECT}:"
+    # The CLI hands config over either through the runtime map or PULUMI_CONFIG.
+    present = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    names = {key[len(prefix):] for key in present if key.startswith(prefix)} | set(DEFAULTS)
+    # Config.get() also resolves keys that were set as secrets.
+    raw = {name: config.get(name) for name in sorted(names)}
+    return parse({name: value for name, value in raw.items() if value is not None}, pulumi.get_stack())

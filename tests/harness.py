@@ -1,0 +1,208 @@
+"""Runs the Pulumi program under mocks, with config layered the way the CLI does it.
+
+The CLI gives a program: Pulumi.yaml defaults, overridden by Pulumi.<stack>.yaml,
+overridden by `pulumi config set` (here: `overrides`). Values reach the program as
+strings (arrays as JSON), exactly as below. Under mocks nothing applies the defaults,
+so this module does.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as runtime_mocks
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
+
+SUBSCRIPTION_ID = "00000000-0000-0000-0000-0000000000aa"
+TENANT_ID = "00000000-0000-0000-0000-0000000000bb"
+DEPLOYER_OBJECT_ID = "00000000-0000-0000-0000-0000000000cc"
+SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
+LOG_ANALYTICS_SHARED_KEY = "mock-shared-key-Zm9vYmFyYmF6"
+EGRESS_IP = "20.50.60.70"
+
+
+def _as_config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def layered_config(stack: str, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Pulumi.yaml defaults < Pulumi.<stack>.yaml < overrides, as fully qualified keys."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    values: dict[str, str] = {
+        f"{PROJECT}:{key}": _as_config_string(spec["default"])
+        for key, spec in project.get("config", {}).items() if "default" in spec
+    }
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    if stack_file.exists():
+        for key, value in (yaml.safe_load(stack_file.read_text()).get("config") or {}).items():
+            values[key] = _as_config_string(value)
+    for key, value in (overrides or {}).items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if value is None:
+            values.pop(full_key, None)
+        else:
+            values[full_key] = _as_config_string(value)
+    return values
+
+
+@dataclass
+class Declared:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    raw_inputs: dict[str, Any] = field(default_factory=dict)
+    """Inputs as they came over the wire, secrets still marked."""
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like Azure would for the outputs the program reads, and records everything."""
+
+    def __init__(self) -> None:
+        self.resources: list[Declared] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.generated_secrets: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        outputs = unwrap_secrets(dict(args.inputs))
+        resource_id = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/{args.typ}/{args.name}"
+        typ = args.typ
+        if typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = f"Pw-{args.name}-x7Q~9z_{len(self.generated_secrets)}"
+            self.generated_secrets.append(outputs["result"])
+        elif typ == "random:index/randomString:RandomString":
+            outputs["result"] = "a1b2c3"
+        elif typ == "azure-native:managedidentity:UserAssignedIdentity":
+            outputs["clientId"] = "11111111-1111-1111-1111-111111111111"
+            outputs["principalId"] = "22222222-2222-2222-2222-222222222222"
+        elif typ == "azure-native:network:PublicIPAddress":
+            outputs["ipAddress"] = EGRESS_IP
+        elif typ == "azure-native:dbforpostgresql:Server":
+            outputs["fullyQualifiedDomainName"] = f"{args.inputs.get('serverName', args.name)}.postgres.database.azure.com"
+        elif typ == "azure-native:keyvault:Vault":
+            properties = dict(outputs.get("properties", {}))
+            properties["vaultUri"] = f"https://{args.inputs.get('vaultName', args.name)}.vault.azure.net/"
+            outputs["properties"] = properties
+        elif typ == "azure-native:keyvault:Secret":
+            vault = args.inputs.get("vaultName", "vault")
+            properties = {k: v for k, v in dict(outputs.get("properties", {})).items() if k != "value"}
+            properties["secretUri"] = f"https://{vault}.vault.azure.net/secrets/{args.inputs['secretName']}"
+            properties["secretUriWithVersion"] = properties["secretUri"] + "/0123456789abcdef"
+            outputs["properties"] = properties
+        elif typ == "azure-native:operationalinsights:Workspace":
+            outputs["customerId"] = "33333333-3333-3333-3333-333333333333"
+        elif typ == "azure-native:app:ContainerApp":
+            configuration = dict(outputs.get("configuration", {}))
+            ingress = dict(configuration.get("ingress", {}))
+            ingress["fqdn"] = f"{args.inputs.get('containerAppName', args.name)}.example.westeurope.azurecontainerapps.io"
+            configuration["ingress"] = ingress
+            configuration.pop("secrets", None)  # Azure never answers with secret values
+            outputs["configuration"] = configuration
+            # Azure answers the identity list as a map keyed by resource ID.
+            identity = dict(outputs.get("identity", {}))
+            if isinstance(identity.get("userAssignedIdentities"), list):
+                identity["userAssignedIdentities"] = {
+                    identity_id: {"clientId": "11111111-1111-1111-1111-111111111111",
+                                  "principalId": "22222222-2222-2222-2222-222222222222"}
+                    for identity_id in identity["userAssignedIdentities"]
+                }
+            outputs["identity"] = identity
+        if "name" not in outputs:
+            outputs["name"] = args.inputs.get(_name_input(typ), args.name)
+        self.resources.append(Declared(typ, args.name, unwrap_secrets(dict(args.inputs)), outputs, dict(args.inputs)))
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"clientId": "44444444-4444-4444-4444-444444444444", "objectId": DEPLOYER_OBJECT_ID,
+                    "subscriptionId": SUBSCRIPTION_ID, "tenantId": TENANT_ID}
+        if args.token == "azure-native:operationalinsights:getSharedKeys":
+            return {"primarySharedKey": LOG_ANALYTICS_SHARED_KEY, "secondarySharedKey": "unused"}
+        return {}
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Mock inputs carry secrets as Pulumi's wire marker; the tests want plain values."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIGNATURE_KEY) == SECRET_SIGNATURE:
+            return unwrap_secrets(value.get("value"))
+        return {key: unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(item) for item in value]
+    return value
+
+
+def is_wire_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIGNATURE_KEY) == SECRET_SIGNATURE
+
+
+def _name_input(typ: str) -> str:
+    resource = typ.rsplit(":", 1)[-1]
+    return {
+        "Server": "serverName", "Vault": "vaultName", "Secret": "secretName", "Database": "databaseName",
+        "ContainerApp": "containerAppName", "ManagedEnvironment": "environmentName",
+        "FirewallRule": "firewallRuleName", "Configuration": "configurationName",
+        "UserAssignedIdentity": "resourceName",
+    }.get(resource, "__none__")
+
+
+@dataclass
+class ProgramRun:
+    mocks: RecordingMocks
+    exports: dict[str, Any]
+    secret_exports: set[str]
+
+    @property
+    def resources(self) -> list[Declared]:
+        return self.mocks.resources
+
+    def of_type(self, resource_type: str) -> list[Declared]:
+        return [r for r in self.resources if r.type == resource_type]
+
+    def one(self, resource_type: str) -> Declared:
+        found = self.of_type(resource_type)
+        assert len(found) == 1, f"expected one {resource_type}, found {[r.name for r in found]}"
+        return found[0]
+
+
+def run_program(stack: str = "dev", overrides: Mapping[str, Any] | None = None, *, preview: bool = False) -> ProgramRun:
+    """Runs __main__.py under mocks and returns what it declared and exported (resolved)."""
+    recording = RecordingMocks()
+    pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_all_config(layered_config(stack, overrides))
+    exported: dict[str, Any] = {}
+
+    def body() -> None:
+        with mock.patch.object(pulumi, "export", lambda key, value: exported.__setitem__(key, value)):
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi__")
+
+    from pulumi.runtime.stack import run_pulumi_func
+
+    runtime_mocks.SETTINGS.rpc_manager.clear()
+    runtime_mocks.SETTINGS.outputs.clear()
+    _sync_await(run_pulumi_func(body))
+    exports: dict[str, Any] = {}
+    secret_exports: set[str] = set()
+    for key, value in exported.items():
+        output = pulumi.Output.from_input(value)
+        exports[key] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret_exports.add(key)
+    return ProgramRun(recording, exports, secret_exports)
