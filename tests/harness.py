@@ -153,6 +153,16 @@ def is_wire_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIGNATURE_KEY) == SECRET_SIGNATURE
 
 
+def is_secret_at(raw: Any, *path: str) -> bool:
+    """True when the value at `path` travels as a secret (marked itself or inside a marked parent)."""
+    node = raw
+    for key in path:
+        if is_wire_secret(node):
+            return True
+        node = node[key]
+    return is_wire_secret(node)
+
+
 def _name_input(typ: str) -> str:
     resource = typ.rsplit(":", 1)[-1]
     return {
@@ -182,9 +192,10 @@ class ProgramRun:
         return found[0]
 
 
-def run_program(stack: str = "dev", overrides: Mapping[str, Any] | None = None, *, preview: bool = False) -> ProgramRun:
+def run_program(stack: str = "dev", overrides: Mapping[str, Any] | None = None, *, preview: bool = False,
+                recording: RecordingMocks | None = None) -> ProgramRun:
     """Runs __main__.py under mocks and returns what it declared and exported (resolved)."""
-    recording = RecordingMocks()
+    recording = recording or RecordingMocks()
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(layered_config(stack, overrides))
     exported: dict[str, Any] = {}

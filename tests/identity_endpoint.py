@@ -1,0 +1,139 @@
+"""A local stand-in for the Container Apps managed identity endpoint.
+
+Speaks the same protocol (`GET ?resource=..&api-version=2019-08-01[&client_id=..]` with
+an `X-IDENTITY-HEADER`) and answers like Azure: `access_token`, `expires_on` as epoch
+seconds in a string, `resource`, `token_type`, `client_id`. Its behaviour can be
+switched while a client runs, to play outages and malformed answers.
+
+An optional `on_mint` callback lets a test give each token a meaning, for example
+making it the role's password in a local PostgreSQL until it expires.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RESOURCE = "https://ossrdbms-aad.database.windows.net"
+
+# Behaviours besides "ok": what the endpoint answers instead of a token.
+MALFORMED_BODIES: dict[str, Callable[[float], bytes]] = {
+    "not-json": lambda now: b"<html>gateway timeout</html>",
+    "not-an-object": lambda now: b'["access_token"]',
+    "no-token": lambda now: json.dumps({"expires_on": str(int(now + 3600))}).encode(),
+    "empty-token": lambda now: json.dumps({"access_token": "", "expires_on": str(int(now + 3600))}).encode(),
+    "token-with-newline": lambda now: json.dumps(
+        {"access_token": "eyJhbGciOi.J9\nlocalhost:5432:*:*:evil", "expires_on": str(int(now + 3600))}).encode(),
+    "no-expiry": lambda now: json.dumps({"access_token": "eyJhbGciOi.J9.sig"}).encode(),
+    "expiry-not-epoch": lambda now: json.dumps(
+        {"access_token": "eyJhbGciOi.J9.sig", "expires_on": "11/27/2026 06:00:00 +00:00"}).encode(),
+    "already-expired": lambda now: json.dumps(
+        {"access_token": "eyJhbGciOi.J9.sig", "expires_on": str(int(now - 10))}).encode(),
+    "wrong-resource": lambda now: json.dumps({"access_token": "eyJhbGciOi.J9.sig", "expires_on": str(int(now + 3600)),
+                                              "resource": "https://management.azure.com/"}).encode(),
+}
+
+
+@dataclass
+class Minted:
+    token: str
+    issued_at: float
+    expires_on: float
+
+
+@dataclass
+class Request:
+    at: float
+    query: dict[str, list[str]]
+    header: str | None
+
+
+@dataclass
+class IdentityEndpoint:
+    header: str = "rotating-header-value"
+    lifetime: float = 3600.0
+    behaviour: str = "ok"
+    on_mint: Callable[[Minted], None] | None = None
+    minted: list[Minted] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/msi/token"
+
+    def start(self) -> IdentityEndpoint:
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                endpoint.handle(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        now = time.time()
+        parsed = urllib.parse.urlparse(handler.path)
+        query = urllib.parse.parse_qs(parsed.query)
+        header = handler.headers.get("X-IDENTITY-HEADER")
+        with self._lock:
+            self.requests.append(Request(now, query, header))
+            behaviour = self.behaviour
+        if behaviour == "drop":
+            handler.close_connection = True
+            handler.connection.shutdown(2)  # the client sees the connection cut without an answer
+            return
+        if behaviour.startswith("http-"):
+            self._answer(handler, int(behaviour[5:]), b'{"error":"unavailable"}')
+            return
+        if header != self.header:
+            self._answer(handler, 401, b'{"error":"invalid X-IDENTITY-HEADER"}')
+            return
+        if query.get("api-version") != ["2019-08-01"] or query.get("resource") != [RESOURCE]:
+            self._answer(handler, 400, b'{"error":"bad request"}')
+            return
+        if behaviour in MALFORMED_BODIES:
+            self._answer(handler, 200, MALFORMED_BODIES[behaviour](now))
+            return
+        # Azure sends whole epoch seconds; the stand-in's record uses the same instant.
+        minted = Minted(f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(24)}.{len(self.minted)}",
+                        now, float(int(now + self.lifetime)))
+        if self.on_mint is not None:
+            self.on_mint(minted)
+        with self._lock:
+            self.minted.append(minted)
+        body = {"access_token": minted.token, "expires_on": str(int(minted.expires_on)), "resource": RESOURCE,
+                "token_type": "Bearer", "client_id": (query.get("client_id") or [""])[0]}
+        self._answer(handler, 200, json.dumps(body).encode())
+
+    @staticmethod
+    def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def set(self, behaviour: str) -> None:
+        with self._lock:
+            self.behaviour = behaviour

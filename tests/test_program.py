@@ -1,0 +1,311 @@
+"""The whole program under mocks: dev and prod, each in token and password mode."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pytest
+
+from harness import (
+    DEPLOYER_OBJECT_ID,
+    EGRESS_IP,
+    LOG_ANALYTICS_SHARED_KEY,
+    SUBSCRIPTION_ID,
+    TENANT_ID,
+    ProgramRun,
+    is_secret_at,
+    is_wire_secret,
+    run_program,
+)
+
+CONTAINER_APP = "azure-native:app:ContainerApp"
+SERVER = "azure-native:dbforpostgresql:Server"
+VAULT = "azure-native:keyvault:Vault"
+IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+FIREWALL_RULE = "azure-native:dbforpostgresql:FirewallRule"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+
+STACKS = [(stack, mode) for stack in ("dev", "prod") for mode in ("token", "password")]
+
+
+@functools.cache
+def program(stack: str, mode: str) -> ProgramRun:
+    return run_program(stack, {"authMode": mode})
+
+
+@pytest.fixture(params=STACKS, ids=[f"{s}-{m}" for s, m in STACKS])
+def deployed(request: pytest.FixtureRequest) -> tuple[str, str, ProgramRun]:
+    stack, mode = request.param
+    return stack, mode, program(stack, mode)
+
+
+@pytest.fixture(params=["dev", "prod"])
+def token_mode(request: pytest.FixtureRequest) -> ProgramRun:
+    return program(request.param, "token")
+
+
+@pytest.fixture(params=["dev", "prod"])
+def password_mode(request: pytest.FixtureRequest) -> ProgramRun:
+    return program(request.param, "password")
+
+
+def containers(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    template = run.one(CONTAINER_APP).inputs["template"]
+    return {container["name"]: container for container in template["containers"]}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {variable["name"]: variable for variable in container.get("env", [])}
+
+
+def identity_id(run: ProgramRun) -> str:
+    return f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/{IDENTITY}/{run.one(IDENTITY).name}"
+
+
+def test_app_runs_as_the_user_assigned_identity(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    app = run.one(CONTAINER_APP).inputs
+    assert app["identity"]["type"] == "UserAssigned"
+    assert app["identity"]["userAssignedIdentities"] == [identity_id(run)]
+
+
+def test_identity_holds_secrets_user_on_the_vault_before_the_app_exists(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    assignments = run.of_type(ROLE_ASSIGNMENT)
+    app_identity = run.one(IDENTITY)
+    secrets_user = [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_USER)]
+    assert len(secrets_user) == 1
+    assert secrets_user[0].inputs["principalId"] == "22222222-2222-2222-2222-222222222222"
+    assert secrets_user[0].inputs["principalType"] == "ServicePrincipal"
+    assert secrets_user[0].inputs["scope"].endswith(run.one(VAULT).name)
+    assert app_identity is not None
+    officer = [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_OFFICER)]
+    assert [a.inputs["principalId"] for a in officer] == [DEPLOYER_OBJECT_ID]
+    # Mocks register resources in dependency order: the role exists before the app.
+    names = [r.name for r in run.resources]
+    assert names.index(secrets_user[0].name) < names.index(run.one(CONTAINER_APP).name)
+
+
+def test_vault_uses_rbac_and_soft_delete(deployed: tuple[str, str, ProgramRun]) -> None:
+    stack, _, run = deployed
+    properties = run.one(VAULT).inputs["properties"]
+    assert properties["enableRbacAuthorization"] is True
+    assert properties["enableSoftDelete"] is True
+    assert properties["tenantId"] == TENANT_ID
+    if stack == "prod":
+        assert properties["enablePurgeProtection"] is True
+        assert properties["softDeleteRetentionInDays"] == 90
+    else:
+        assert "enablePurgeProtection" not in properties
+
+
+def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun) -> None:
+    run = token_mode
+    app = run.one(CONTAINER_APP).inputs
+    by_name = containers(run)
+    assert set(by_name) == {"postgres-mcp", "token-refresher"}
+    assert app["template"]["volumes"] == [{"name": "pgpass", "storageType": "EmptyDir"}]
+    mcp_env, refresher_env = env_of(by_name["postgres-mcp"]), env_of(by_name["token-refresher"])
+    fqdn = run.exports["serverFqdn"]
+    assert mcp_env["DATABASE_URI"]["value"] == f"postgresql://postgres_mcp@{fqdn}:5432/app?sslmode=require"
+    assert mcp_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
+    assert refresher_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
+    assert {k: refresher_env[k]["value"] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")} == {
+        "PGHOST": fqdn, "PGPORT": "5432", "PGDATABASE": "app", "PGUSER": "postgres_mcp"}
+    assert refresher_env["AZURE_CLIENT_ID"]["value"] == run.exports["appIdentityClientId"]
+    for container in by_name.values():
+        assert container["volumeMounts"] == [{"volumeName": "pgpass", "mountPath": "/var/run/pgpass"}]
+    # The sidecar is the project's refresher, shipped verbatim, in the server's own image.
+    from components.mcp_app import refresher_source
+    command = by_name["token-refresher"]["command"]
+    assert command[:2] == ["python", "-c"] and command[2] == refresher_source()
+    assert command[3] == "--margin-seconds=900"
+    assert by_name["token-refresher"]["image"] == by_name["postgres-mcp"]["image"]
+    # No password anywhere: no secrets on the app, no password auth on the server.
+    assert not app["configuration"].get("secrets")
+    assert run.one(SERVER).inputs["authConfig"]["passwordAuth"] == "Disabled"
+    assert "administratorLoginPassword" not in run.one(SERVER).inputs
+    assert not run.of_type("random:index/randomPassword:RandomPassword")
+    assert not run.of_type("azure-native:keyvault:Secret")
+
+
+def test_password_mode_uri_is_a_key_vault_reference(password_mode: ProgramRun) -> None:
+    run = password_mode
+    app = run.one(CONTAINER_APP).inputs
+    by_name = containers(run)
+    assert set(by_name) == {"postgres-mcp"}
+    assert env_of(by_name["postgres-mcp"])["DATABASE_URI"] == {"name": "DATABASE_URI", "secretRef": "database-uri"}
+    (secret,) = app["configuration"]["secrets"]
+    assert secret["name"] == "database-uri"
+    assert secret["identity"] == identity_id(run)
+    assert secret["keyVaultUrl"].startswith(run.exports["keyVaultUri"] + "secrets/database-uri")
+    assert "value" not in secret
+    stored = {s.inputs["secretName"]: s for s in run.of_type("azure-native:keyvault:Secret")}
+    assert set(stored) == {"postgres-admin-password", "app-database-password", "database-uri"}
+    for secret_resource in stored.values():
+        assert is_secret_at(secret_resource.raw_inputs, "properties", "value"), secret_resource.name
+    app_password = stored["app-database-password"].inputs["properties"]["value"]
+    assert stored["database-uri"].inputs["properties"]["value"] == (
+        f"postgresql://postgres_mcp:{app_password}@{run.exports['serverFqdn']}:5432/app?sslmode=require")
+    server = run.one(SERVER)
+    assert server.inputs["authConfig"]["passwordAuth"] == "Enabled"
+    assert is_secret_at(server.raw_inputs, "administratorLoginPassword")
+
+
+def test_entra_auth_is_always_on_with_an_administrator(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    auth = run.one(SERVER).inputs["authConfig"]
+    assert auth["activeDirectoryAuth"] == "Enabled" and auth["tenantId"] == TENANT_ID
+    admin = run.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra").inputs
+    assert admin["objectId"] == DEPLOYER_OBJECT_ID
+    assert admin["principalName"] == "pulumi-deployer"
+    assert admin["principalType"] == "ServicePrincipal"
+
+
+def test_tls_is_enforced(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    settings = {c.inputs["configurationName"]: c.inputs["value"]
+                for c in run.of_type("azure-native:dbforpostgresql:Configuration")}
+    assert settings == {"require_secure_transport": "on", "ssl_min_protocol_version": "TLSv1.2"}
+
+
+def test_firewall_admits_only_the_app_egress_by_default(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    rules = {r.inputs["firewallRuleName"]: (r.inputs["startIpAddress"], r.inputs["endIpAddress"])
+             for r in run.of_type(FIREWALL_RULE)}
+    assert rules == {"app-egress": (EGRESS_IP, EGRESS_IP)}
+    subnet = run.one("azure-native:network:Subnet").inputs
+    assert subnet["natGateway"]["id"].endswith(run.one("azure-native:network:NatGateway").name)
+    assert subnet["delegations"][0]["serviceName"] == "Microsoft.App/environments"
+
+
+def test_stack_shapes(deployed: tuple[str, str, ProgramRun]) -> None:
+    stack, _, run = deployed
+    server = run.one(SERVER)
+    if stack == "dev":
+        assert server.inputs["sku"] == {"name": "Standard_B1ms", "tier": "Burstable"}
+        assert server.inputs["backup"] == {"backupRetentionDays": 7, "geoRedundantBackup": "Disabled"}
+        assert server.inputs["highAvailability"]["mode"] == "Disabled"
+    else:
+        assert server.inputs["sku"]["tier"] == "GeneralPurpose"
+        assert server.inputs["backup"]["backupRetentionDays"] >= 14
+        assert server.inputs["backup"]["geoRedundantBackup"] == "Enabled"
+        assert server.inputs["highAvailability"]["mode"] == "ZoneRedundant"
+    assert server.inputs["version"] == "17"
+
+
+def test_app_container_shape(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    app = run.one(CONTAINER_APP).inputs
+    mcp = containers(run)["postgres-mcp"]
+    assert mcp["image"] == "docker.io/crystaldba/postgres-mcp:0.3.0"
+    assert "--transport=sse" in mcp["args"] and "--access-mode=restricted" in mcp["args"]
+    assert app["configuration"]["ingress"]["targetPort"] == 8000
+    assert app["configuration"]["ingress"]["allowInsecure"] is False
+    assert {p["type"] for p in mcp["probes"]} == {"Startup", "Liveness", "Readiness"}
+    assert all(p["tcpSocket"]["port"] == 8000 for p in mcp["probes"])
+    total_cpu = sum(c["resources"]["cpu"] for c in containers(run).values())
+    assert total_cpu in (0.5, 0.75)  # a valid Consumption size in both modes
+    environment = run.one("azure-native:app:ManagedEnvironment").inputs
+    assert environment["appLogsConfiguration"]["destination"] == "log-analytics"
+    assert environment["vnetConfiguration"]["infrastructureSubnetId"].endswith(
+        run.one("azure-native:network:Subnet").name)
+
+
+def test_no_secret_value_in_plain_env_or_outputs(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    secret_values = list(run.mocks.generated_secrets) + [LOG_ANALYTICS_SHARED_KEY]
+    for container in containers(run).values():
+        for variable in container.get("env", []):
+            plain = str(variable.get("value", ""))
+            assert not any(secret in plain for secret in secret_values), variable["name"]
+            if variable["name"] == "DATABASE_URI" and "value" in variable:
+                assert "@" in plain and ":" not in plain.split("//", 1)[1].split("@", 1)[0]
+    rendered = json.dumps(run.exports)
+    assert not any(secret in rendered for secret in secret_values)
+    environment = run.one("azure-native:app:ManagedEnvironment")
+    assert environment.inputs["appLogsConfiguration"]["logAnalyticsConfiguration"]["sharedKey"] == LOG_ANALYTICS_SHARED_KEY
+    assert is_secret_at(environment.raw_inputs, "appLogsConfiguration", "logAnalyticsConfiguration", "sharedKey")
+
+
+def test_outputs(deployed: tuple[str, str, ProgramRun]) -> None:
+    stack, mode, run = deployed
+    exports = run.exports
+    assert exports["authMode"] == mode
+    assert exports["mcpSseUrl"].startswith("https://") and exports["mcpSseUrl"].endswith("/sse")
+    assert exports["serverFqdn"].endswith(".postgres.database.azure.com")
+    assert exports["databaseName"] == "app"
+    assert exports["appRoleName"] == "postgres_mcp"
+    assert exports["appIdentityClientId"] == "11111111-1111-1111-1111-111111111111"
+    assert exports["keyVaultUri"].startswith("https://") and exports["keyVaultUri"].endswith(".vault.azure.net/")
+    client = json.loads(exports["mcpClientConfig"])
+    assert client == {"mcpServers": {f"postgres-{stack}": {"type": "sse", "url": exports["mcpSseUrl"]}}}
+
+
+def test_prod_protects_the_server_and_the_vault() -> None:
+    # `protect` is a resource option, which mocks do not see: assert what the program passes.
+    from unittest import mock
+
+    import pulumi
+
+    protected: dict[str, bool] = {}
+    original = pulumi.CustomResource.__init__
+
+    def spy(self: Any, t: str, name: str, props: Any = None, opts: Any = None, *args: Any, **kwargs: Any) -> None:
+        protected[t] = protected.get(t, False) or bool(opts and opts.protect)
+        original(self, t, name, props, opts, *args, **kwargs)
+
+    with mock.patch.object(pulumi.CustomResource, "__init__", spy):
+        run_program("prod")
+    assert protected[SERVER] and protected[VAULT]
+    with mock.patch.object(pulumi.CustomResource, "__init__", spy):
+        protected.clear()
+        run_program("dev")
+    assert not protected[SERVER] and not protected[VAULT]
+
+
+def test_overrides_reach_the_resources() -> None:
+    run = run_program("dev", {
+        "deployerCidrs": ["203.0.113.7", "198.51.100.0/24"],
+        "allowAzureServices": True,
+        "entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab",
+        "entraAdminPrincipalName": "dba-team",
+        "entraAdminPrincipalType": "Group",
+        "mcpAccessMode": "unrestricted",
+        "tokenRefreshMarginSeconds": 120,
+        "appRoleName": "mcp_reader",
+        "databaseName": "sales",
+    })
+    rules = {r.inputs["firewallRuleName"]: (r.inputs["startIpAddress"], r.inputs["endIpAddress"])
+             for r in run.of_type(FIREWALL_RULE)}
+    assert rules == {
+        "deployer-0": ("203.0.113.7", "203.0.113.7"),
+        "deployer-1": ("198.51.100.0", "198.51.100.255"),
+        "app-egress": (EGRESS_IP, EGRESS_IP),
+        "AllowAllAzureServicesAndResourcesWithinAzureIps": ("0.0.0.0", "0.0.0.0"),
+    }
+    admin = run.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra").inputs
+    assert (admin["objectId"], admin["principalName"], admin["principalType"]) == (
+        "5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "dba-team", "Group")
+    by_name = containers(run)
+    assert "--access-mode=unrestricted" in by_name["postgres-mcp"]["args"]
+    assert by_name["token-refresher"]["command"][3] == "--margin-seconds=120"
+    assert env_of(by_name["postgres-mcp"])["DATABASE_URI"]["value"].endswith(
+        "postgres.database.azure.com:5432/sales?sslmode=require")
+    assert env_of(by_name["token-refresher"])["PGUSER"]["value"] == "mcp_reader"
+    assert run.one("azure-native:dbforpostgresql:Database").inputs["databaseName"] == "sales"
+
+
+def test_every_resource_is_tagged() -> None:
+    run = run_program("dev")
+    untaggable = {"Subnet", "RoleAssignment", "AdministratorsMicrosoftEntra", "Configuration", "Database",
+                  "FirewallRule", "RandomString", "RandomPassword", "Secret"}
+    for resource in run.resources:
+        if resource.type.rsplit(":", 1)[-1] in untaggable or resource.type.startswith("postgresmcp:"):
+            continue
+        tags = resource.inputs.get("tags")
+        assert tags and tags["environment"] == "dev" and tags["owner"] == "platform-team", resource.name
