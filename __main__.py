@@ -1,6 +1,6 @@
 """postgres-mcp on Azure Container Apps against a Flexible Server, signed in with Entra ID.
 
-    config --> network --> identity + Key Vault --> database --> MCP app (+ token refresher)
+config --> network --> identity + Key Vault --> database --> MCP app (+ token refresher)
 """
 
 from __future__ import annotations
@@ -24,74 +24,86 @@ resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location,
 # Server and vault names are global: a stable random suffix keeps stacks apart.
 suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False).result
 
-network = AppNetwork(f"{name}-network", {
-    "resource_group_name": resource_group.name,
-    "location": resource_group.location,
-    "vnet_cidr": str(config.vnet_cidr),
-    "app_subnet_cidr": str(config.app_subnet_cidr),
-    "tags": config.tags,
-})
+network = AppNetwork(
+    f"{name}-network",
+    {
+        "resource_group_name": resource_group.name,
+        "location": resource_group.location,
+        "vnet_cidr": str(config.vnet_cidr),
+        "app_subnet_cidr": str(config.app_subnet_cidr),
+        "tags": config.tags,
+    },
+)
 
-secrets = IdentityAndSecrets(f"{name}-identity", {
-    "resource_group_name": resource_group.name,
-    "location": resource_group.location,
-    "base_name": name,
-    "name_suffix": suffix,
-    "tenant_id": client.tenant_id,
-    "subscription_id": client.subscription_id,
-    "deployer_object_id": deployer_object_id,
-    "with_passwords": config.auth_mode == "password",
-    "purge_protection": config.key_vault_purge_protection,
-    "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
-    "protect": config.protect_resources,
-    "tags": config.tags,
-})
+secrets = IdentityAndSecrets(
+    f"{name}-identity",
+    {
+        "resource_group_name": resource_group.name,
+        "location": resource_group.location,
+        "base_name": name,
+        "name_suffix": suffix,
+        "tenant_id": client.tenant_id,
+        "subscription_id": client.subscription_id,
+        "deployer_object_id": deployer_object_id,
+        "with_passwords": config.auth_mode == "password",
+        "purge_protection": config.key_vault_purge_protection,
+        "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
+        "protect": config.protect_resources,
+        "tags": config.tags,
+    },
+)
 
-database = Database(f"{name}-database", {
-    "resource_group_name": resource_group.name,
-    "location": resource_group.location,
-    "server_name": pulumi.Output.concat(name, "-pg-", suffix),
-    "tenant_id": client.tenant_id,
-    "entra_admin": config.entra_admin,
-    "entra_admin_object_id": config.entra_admin.object_id or deployer_object_id,
-    "password_auth": config.auth_mode == "password",
-    "administrator_login": "pgadmin" if config.auth_mode == "password" else None,
-    "administrator_password": secrets.admin_password,
-    "version": config.postgres_version,
-    "sku_name": config.sku_name,
-    "sku_tier": config.sku_tier,
-    "storage_size_gb": config.storage_size_gb,
-    "backup_retention_days": config.backup_retention_days,
-    "geo_redundant_backup": config.geo_redundant_backup,
-    "high_availability": config.high_availability,
-    "database_name": config.database_name,
-    "deployer_networks": config.deployer_networks,
-    "app_egress_ip": network.egress_ip_address,
-    "allow_azure_services": config.allow_azure_services,
-    "protect": config.protect_resources,
-    "tags": config.tags,
-})
+database = Database(
+    f"{name}-database",
+    {
+        "resource_group_name": resource_group.name,
+        "location": resource_group.location,
+        "server_name": pulumi.Output.concat(name, "-pg-", suffix),
+        "tenant_id": client.tenant_id,
+        "entra_admin": config.entra_admin,
+        "entra_admin_object_id": config.entra_admin.object_id or deployer_object_id,
+        "password_auth": config.auth_mode == "password",
+        "administrator_login": "pgadmin" if config.auth_mode == "password" else None,
+        "administrator_password": secrets.admin_password,
+        "version": config.postgres_version,
+        "sku_name": config.sku_name,
+        "sku_tier": config.sku_tier,
+        "storage_size_gb": config.storage_size_gb,
+        "backup_retention_days": config.backup_retention_days,
+        "geo_redundant_backup": config.geo_redundant_backup,
+        "high_availability": config.high_availability,
+        "database_name": config.database_name,
+        "deployer_networks": config.deployer_networks,
+        "app_egress_ip": network.egress_ip_address,
+        "allow_azure_services": config.allow_azure_services,
+        "protect": config.protect_resources,
+        "tags": config.tags,
+    },
+)
 
 # The role and its grants (database access provider) plug in here: they need
 # config.app_role_name, secrets.identity_principal_id and database.entra_admin_*.
 
-mcp = McpApp(f"{name}-mcp", {
-    "resource_group_name": resource_group.name,
-    "location": resource_group.location,
-    "base_name": name,
-    "auth_mode": config.auth_mode,
-    "image": config.mcp_image,
-    "access_mode": config.mcp_access_mode,
-    "token_refresh_margin_seconds": config.token_refresh_margin_seconds,
-    "subnet_id": network.subnet_id,
-    "identity": secrets,
-    "database_host": database.fqdn,
-    "database_name": database.database_name,
-    "app_role_name": config.app_role_name,
-    "log_retention_days": config.log_retention_days,
-    "tags": config.tags,
-    "depends_on": database.ready,
-})
+mcp = McpApp(
+    f"{name}-mcp",
+    {
+        "resource_group_name": resource_group.name,
+        "location": resource_group.location,
+        "base_name": name,
+        "auth_mode": config.auth_mode,
+        "image": config.mcp_image,
+        "access_mode": config.mcp_access_mode,
+        "token_refresh_margin_seconds": config.token_refresh_margin_seconds,
+        "subnet_id": network.subnet_id,
+        "identity": secrets,
+        "database_host": database.fqdn,
+        "database_name": database.database_name,
+        "app_role_name": config.app_role_name,
+        "log_retention_days": config.log_retention_days,
+        "tags": config.tags,
+        "depends_on": database.ready,
+    },
+)
 
 pulumi.export("authMode", config.auth_mode)
 pulumi.export("mcpSseUrl", mcp.sse_url)
@@ -103,4 +115,6 @@ pulumi.export("appIdentityPrincipalId", secrets.identity_principal_id)
 pulumi.export("entraAdminPrincipalName", database.entra_admin_principal_name)
 pulumi.export("appEgressIp", network.egress_ip_address)
 pulumi.export("keyVaultUri", secrets.vault_uri)
-pulumi.export("mcpClientConfig", mcp.sse_url.apply(lambda url: mcp_client_configuration(f"postgres-{config.stack}", url)))
+pulumi.export(
+    "mcpClientConfig", mcp.sse_url.apply(lambda url: mcp_client_configuration(f"postgres-{config.stack}", url))
+)

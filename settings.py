@@ -43,8 +43,18 @@ ACCESS_MODES = ("restricted", "unrestricted")
 # Narrowest deployer range we refuse to widen past: a /16 is 65,536 addresses.
 WIDEST_DEPLOYER_PREFIX = 16
 RESERVED_ROLE_NAMES = frozenset(
-    {"postgres", "public", "azure_superuser", "azure_pg_admin", "azuresu", "replication",
-     "template0", "template1", "azure_maintenance", "azure_sys"}
+    {
+        "postgres",
+        "public",
+        "azure_superuser",
+        "azure_pg_admin",
+        "azuresu",
+        "replication",
+        "template0",
+        "template1",
+        "azure_maintenance",
+        "azure_sys",
+    }
 )
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -72,65 +82,135 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
-    Key("authMode", "string", "token",
+    Key(
+        "authMode",
+        "string",
+        "token",
         "How postgres-mcp signs in to PostgreSQL: `token` (Entra ID access tokens kept fresh "
         "by the token-refresher sidecar; password auth off on the server) or `password` "
-        "(a generated password, delivered as a Key Vault reference)."),
+        "(a generated password, delivered as a Key Vault reference).",
+    ),
     Key("location", "string", "westeurope", "Azure region of every resource."),
-    Key("namePrefix", "string", "pgmcp",
-        "Prefix of resource names: 2-10 lowercase letters or digits, starting with a letter."),
+    Key(
+        "namePrefix",
+        "string",
+        "pgmcp",
+        "Prefix of resource names: 2-10 lowercase letters or digits, starting with a letter.",
+    ),
     Key("owner", "string", "platform-team", "Value of the `owner` tag on every resource."),
-    Key("postgresVersion", "string", "17",
-        "PostgreSQL major version of the Flexible Server: 14, 15, 16 or 17."),
-    Key("skuTier", "string", "Burstable",
-        "Flexible Server compute tier: Burstable, GeneralPurpose or MemoryOptimized."),
-    Key("skuName", "string", "Standard_B1ms",
+    Key("postgresVersion", "string", "17", "PostgreSQL major version of the Flexible Server: 14, 15, 16 or 17."),
+    Key(
+        "skuTier", "string", "Burstable", "Flexible Server compute tier: Burstable, GeneralPurpose or MemoryOptimized."
+    ),
+    Key(
+        "skuName",
+        "string",
+        "Standard_B1ms",
         "Flexible Server compute size; must belong to `skuTier` (Standard_B* for Burstable, "
-        "Standard_D*s_v3/v4/v5 for GeneralPurpose, Standard_E*s_v3/v4/v5 for MemoryOptimized)."),
-    Key("storageSizeGb", "integer", 32,
-        "Server storage in GiB: 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384 or 32767."),
+        "Standard_D*s_v3/v4/v5 for GeneralPurpose, Standard_E*s_v3/v4/v5 for MemoryOptimized).",
+    ),
+    Key(
+        "storageSizeGb",
+        "integer",
+        32,
+        "Server storage in GiB: 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384 or 32767.",
+    ),
     Key("backupRetentionDays", "integer", 7, "Days of point-in-time backups: 7 to 35."),
-    Key("geoRedundantBackup", "boolean", False,
-        "Copy backups to the paired region (can only be chosen when the server is created)."),
-    Key("highAvailability", "string", "Disabled",
-        "Standby server: Disabled, ZoneRedundant or SameZone (not available on Burstable)."),
-    Key("databaseName", "string", "app",
-        "The application database postgres-mcp connects to: a lowercase PostgreSQL identifier."),
-    Key("appRoleName", "string", "postgres_mcp",
-        "The database role postgres-mcp signs in as: a lowercase PostgreSQL identifier."),
-    Key("entraAdminObjectId", "string", "",
-        "Object ID of the server's Entra administrator; empty means the deploying principal."),
-    Key("entraAdminPrincipalName", "string", "",
+    Key(
+        "geoRedundantBackup",
+        "boolean",
+        False,
+        "Copy backups to the paired region (can only be chosen when the server is created).",
+    ),
+    Key(
+        "highAvailability",
+        "string",
+        "Disabled",
+        "Standby server: Disabled, ZoneRedundant or SameZone (not available on Burstable).",
+    ),
+    Key(
+        "databaseName",
+        "string",
+        "app",
+        "The application database postgres-mcp connects to: a lowercase PostgreSQL identifier.",
+    ),
+    Key(
+        "appRoleName",
+        "string",
+        "postgres_mcp",
+        "The database role postgres-mcp signs in as: a lowercase PostgreSQL identifier.",
+    ),
+    Key(
+        "entraAdminObjectId",
+        "string",
+        "",
+        "Object ID of the server's Entra administrator; empty means the deploying principal.",
+    ),
+    Key(
+        "entraAdminPrincipalName",
+        "string",
+        "",
         "Role name of the Entra administrator in PostgreSQL (its UPN or display name); "
-        "required when `entraAdminObjectId` is set, `pulumi-deployer` when both are empty."),
-    Key("entraAdminPrincipalType", "string", "ServicePrincipal",
-        "Kind of the Entra administrator: User, Group or ServicePrincipal."),
-    Key("deployerCidrs", "array", [],
+        "required when `entraAdminObjectId` is set, `pulumi-deployer` when both are empty.",
+    ),
+    Key(
+        "entraAdminPrincipalType",
+        "string",
+        "ServicePrincipal",
+        "Kind of the Entra administrator: User, Group or ServicePrincipal.",
+    ),
+    Key(
+        "deployerCidrs",
+        "array",
+        [],
         "IPv4 addresses or CIDR ranges (no wider than /16) admitted by the server firewall, "
-        "for the deployer and operators."),
-    Key("allowAzureServices", "boolean", False,
+        "for the deployer and operators.",
+    ),
+    Key(
+        "allowAzureServices",
+        "boolean",
+        False,
         "Explicit opt-in to the firewall rule that admits every Azure service "
-        "(0.0.0.0-0.0.0.0); off because it admits other tenants' resources too."),
-    Key("vnetCidr", "string", "10.60.0.0/16",
-        "Address space of the virtual network of the Container Apps environment."),
-    Key("appSubnetCidr", "string", "10.60.0.0/23",
+        "(0.0.0.0-0.0.0.0); off because it admits other tenants' resources too.",
+    ),
+    Key(
+        "vnetCidr", "string", "10.60.0.0/16", "Address space of the virtual network of the Container Apps environment."
+    ),
+    Key(
+        "appSubnetCidr",
+        "string",
+        "10.60.0.0/23",
         "Subnet of the Container Apps environment, inside `vnetCidr`, /21 to /27; its egress "
-        "leaves through a NAT gateway with one static IP that the server firewall admits."),
-    Key("mcpImage", "string", "docker.io/crystaldba/postgres-mcp:0.3.0",
-        "postgres-mcp container image, pinned by tag (not `latest`) or by digest."),
-    Key("mcpAccessMode", "string", "restricted",
-        "postgres-mcp access mode: restricted (read-only SQL) or unrestricted."),
-    Key("tokenRefreshMarginSeconds", "integer", 900,
-        "Token mode: how long before a token's expiry the sidecar fetches the next one "
-        "(60 to 3600)."),
-    Key("keyVaultPurgeProtection", "boolean", False,
-        "Turn on Key Vault purge protection (irreversible: a deleted vault is kept for the "
-        "whole retention period)."),
-    Key("keyVaultSoftDeleteRetentionDays", "integer", 90,
-        "Days a deleted vault or secret can be recovered: 7 to 90."),
-    Key("protectResources", "boolean", False,
-        "Set Pulumi `protect` on the server and the vault so that no `pulumi up` or "
-        "`pulumi destroy` deletes them."),
+        "leaves through a NAT gateway with one static IP that the server firewall admits.",
+    ),
+    Key(
+        "mcpImage",
+        "string",
+        "docker.io/crystaldba/postgres-mcp:0.3.0",
+        "postgres-mcp container image, pinned by tag (not `latest`) or by digest.",
+    ),
+    Key(
+        "mcpAccessMode", "string", "restricted", "postgres-mcp access mode: restricted (read-only SQL) or unrestricted."
+    ),
+    Key(
+        "tokenRefreshMarginSeconds",
+        "integer",
+        900,
+        "Token mode: how long before a token's expiry the sidecar fetches the next one (60 to 3600).",
+    ),
+    Key(
+        "keyVaultPurgeProtection",
+        "boolean",
+        False,
+        "Turn on Key Vault purge protection (irreversible: a deleted vault is kept for the whole retention period).",
+    ),
+    Key("keyVaultSoftDeleteRetentionDays", "integer", 90, "Days a deleted vault or secret can be recovered: 7 to 90."),
+    Key(
+        "protectResources",
+        "boolean",
+        False,
+        "Set Pulumi `protect` on the server and the vault so that no `pulumi up` or `pulumi destroy` deletes them.",
+    ),
     Key("logRetentionDays", "integer", 30, "Log Analytics retention in days: 30 to 730."),
 )
 DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
@@ -299,9 +379,15 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     )
     postgres_version = reader.choice("postgresVersion", POSTGRES_VERSIONS)
     sku_tier = reader.choice("skuTier", tuple(SKU_TIERS))
-    sku_name = reader.string("skuName", "a Flexible Server SKU name", lambda v: bool(re.match(r"^Standard_[A-Za-z0-9_]+$", v)))
+    sku_name = reader.string(
+        "skuName", "a Flexible Server SKU name", lambda v: bool(re.match(r"^Standard_[A-Za-z0-9_]+$", v))
+    )
     if sku_tier in SKU_TIERS and sku_name.startswith("Standard_") and not SKU_TIERS[sku_tier][0].match(sku_name):
-        reader.fail("skuName", sku_name, f"a {sku_tier} size such as {SKU_TIERS[sku_tier][1]} (it must belong to skuTier '{sku_tier}')")
+        reader.fail(
+            "skuName",
+            sku_name,
+            f"a {sku_tier} size such as {SKU_TIERS[sku_tier][1]} (it must belong to skuTier '{sku_tier}')",
+        )
     storage_size_gb = reader.integer(
         "storageSizeGb", "one of " + ", ".join(map(str, STORAGE_SIZES_GB)), lambda v: v in STORAGE_SIZES_GB
     )
@@ -309,19 +395,35 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     geo_redundant_backup = reader.boolean("geoRedundantBackup")
     high_availability = reader.choice("highAvailability", HIGH_AVAILABILITY_MODES)
     if high_availability != "Disabled" and sku_tier == "Burstable":
-        reader.fail("highAvailability", high_availability, "Disabled on the Burstable tier (choose skuTier GeneralPurpose or MemoryOptimized for a standby)")
+        reader.fail(
+            "highAvailability",
+            high_availability,
+            "Disabled on the Burstable tier (choose skuTier GeneralPurpose or MemoryOptimized for a standby)",
+        )
 
-    identifier_rule = "a lowercase PostgreSQL identifier: a-z, 0-9 and _, starting with a letter or _, at most 63 characters, not reserved (postgres, public, azure_*, pg_*)"
+    identifier_rule = (
+        "a lowercase PostgreSQL identifier: a-z, 0-9 and _, starting with a letter or _, "
+        "at most 63 characters, not reserved (postgres, public, azure_*, pg_*)"
+    )
     database_name = reader.string("databaseName", identifier_rule, _identifier_check)
     app_role_name = reader.string("appRoleName", identifier_rule, _identifier_check)
 
-    admin_object_id = reader.string("entraAdminObjectId", "empty (the deploying principal) or an object ID (a GUID)", lambda v: v == "" or bool(GUID.match(v)))
+    admin_object_id = reader.string(
+        "entraAdminObjectId",
+        "empty (the deploying principal) or an object ID (a GUID)",
+        lambda v: v == "" or bool(GUID.match(v)),
+    )
     admin_name = reader.string(
-        "entraAdminPrincipalName", "empty or 1-63 characters without : or whitespace other than spaces",
+        "entraAdminPrincipalName",
+        "empty or 1-63 characters without : or whitespace other than spaces",
         lambda v: len(v.encode()) <= 63 and not re.search(r"[:\t\r\n\x00]", v),
     )
     if admin_object_id and not admin_name:
-        reader.fail("entraAdminPrincipalName", admin_name, "the administrator's UPN or display name whenever entraAdminObjectId is set")
+        reader.fail(
+            "entraAdminPrincipalName",
+            admin_name,
+            "the administrator's UPN or display name whenever entraAdminObjectId is set",
+        )
     admin_type = reader.choice("entraAdminPrincipalType", PRINCIPAL_TYPES)
 
     deployer_networks: list[ipaddress.IPv4Network] = []
@@ -330,7 +432,11 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         if network is None:
             continue
         if network.prefixlen < WIDEST_DEPLOYER_PREFIX:
-            reader.fail("deployerCidrs", entry, f"a range no wider than /{WIDEST_DEPLOYER_PREFIX}; the server must never be open to the internet")
+            reader.fail(
+                "deployerCidrs",
+                entry,
+                f"a range no wider than /{WIDEST_DEPLOYER_PREFIX}; the server must never be open to the internet",
+            )
             continue
         deployer_networks.append(network)
     allow_azure_services = reader.boolean("allowAzureServices")
@@ -340,11 +446,19 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         reader.fail("vnetCidr", str(vnet), "a private IPv4 range (10/8, 172.16/12, 192.168/16) from /8 to /24")
     subnet = _ipv4_network(reader, "appSubnetCidr", reader.string("appSubnetCidr", ""), strict=True)
     if subnet is not None and not 21 <= subnet.prefixlen <= 27:
-        reader.fail("appSubnetCidr", str(subnet), "a range from /21 to /27 (Container Apps workload profiles need at least a /27)")
+        reader.fail(
+            "appSubnetCidr",
+            str(subnet),
+            "a range from /21 to /27 (Container Apps workload profiles need at least a /27)",
+        )
     elif subnet is not None and vnet is not None and not subnet.subnet_of(vnet):
         reader.fail("appSubnetCidr", str(subnet), f"a range inside vnetCidr {vnet}")
 
-    mcp_image = reader.string("mcpImage", "an image pinned by a tag other than latest, or by digest, such as docker.io/crystaldba/postgres-mcp:0.3.0", _image_check)
+    mcp_image = reader.string(
+        "mcpImage",
+        "an image pinned by a tag other than latest, or by digest, such as docker.io/crystaldba/postgres-mcp:0.3.0",
+        _image_check,
+    )
     mcp_access_mode = reader.choice("mcpAccessMode", ACCESS_MODES)
     margin = reader.integer("tokenRefreshMarginSeconds", "60 to 3600", lambda v: 60 <= v <= 3600)
     purge_protection = reader.boolean("keyVaultPurgeProtection")
@@ -401,7 +515,7 @@ def load() -> Settings:
     prefix = f"{PROJECT}:"
     # The CLI hands config over either through the runtime map or PULUMI_CONFIG.
     present = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
-    names = {key[len(prefix):] for key in present if key.startswith(prefix)} | set(DEFAULTS)
+    names = {key[len(prefix) :] for key in present if key.startswith(prefix)} | set(DEFAULTS)
     # Config.get() also resolves keys that were set as secrets.
     raw = {name: config.get(name) for name in sorted(names)}
     return parse({name: value for name, value in raw.items() if value is not None}, pulumi.get_stack())

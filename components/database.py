@@ -102,7 +102,8 @@ class Database(pulumi.ComponentResource):
             administrator_login=args["administrator_login"] if args["password_auth"] else None,
             administrator_login_password=(
                 pulumi.Output.secret(args["administrator_password"])
-                if args["password_auth"] and args["administrator_password"] is not None else None
+                if args["password_auth"] and args["administrator_password"] is not None
+                else None
             ),
             network=postgresql.NetworkArgs(public_network_access="Enabled"),
             tags=args["tags"],
@@ -179,10 +180,12 @@ class Database(pulumi.ComponentResource):
         self.entra_admin_object_id = pulumi.Output.from_input(args["entra_admin_object_id"])
         self.entra_admin_principal_name = pulumi.Output.from_input(admin.principal_name)
         self.entra_admin_principal_type = pulumi.Output.from_input(admin.principal_type)
-        self.register_outputs({
-            "server_id": self.server_id,
-            "fqdn": self.fqdn,
-            "database_name": self.database_name,
-            "entra_admin_object_id": self.entra_admin_object_id,
-            "entra_admin_principal_name": self.entra_admin_principal_name,
-        })
+        self.register_outputs(
+            {
+                "server_id": self.server_id,
+                "fqdn": self.fqdn,
+                "database_name": self.database_name,
+                "entra_admin_object_id": self.entra_admin_object_id,
+                "entra_admin_principal_name": self.entra_admin_principal_name,
+            }
+        )

@@ -16,8 +16,8 @@ from pulumi_azure_native import authorization, keyvault, managedidentity
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
-ADMIN_PASSWORD_SECRET = "postgres-admin-password"
-APP_PASSWORD_SECRET = "app-database-password"
+ADMIN_PASSWORD_SECRET = "postgres-admin-password"  # noqa: S105 (a secret name, not a secret)
+APP_PASSWORD_SECRET = "app-database-password"  # noqa: S105 (a secret name, not a secret)
 
 
 def role_definition_id(subscription_id: str, role_guid: str) -> str:
@@ -27,9 +27,15 @@ def role_definition_id(subscription_id: str, role_guid: str) -> str:
 def generated_password(name: str, opts: pulumi.ResourceOptions) -> random.RandomPassword:
     # URL-safe specials only: the password also goes into a postgresql:// URI.
     return random.RandomPassword(
-        name, length=40, special=True, override_special="-_.~", min_lower=2, min_upper=2,
-        min_numeric=2, min_special=2, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["result"])),
+        name,
+        length=40,
+        special=True,
+        override_special="-_.~",
+        min_lower=2,
+        min_upper=2,
+        min_numeric=2,
+        min_special=2,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["result"])),
     )
 
 
@@ -100,7 +106,8 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             principal_id=identity.principal_id,
             principal_type="ServicePrincipal",
             role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
-                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_USER)),
+                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_USER)
+            ),
             description="postgres-mcp reads its Key Vault references",
             opts=child,
         )
@@ -109,7 +116,8 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             scope=vault.id,
             principal_id=args["deployer_object_id"],
             role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
-                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_OFFICER)),
+                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_OFFICER)
+            ),
             description="the deploying principal manages the stack's secrets",
             opts=child,
         )
@@ -121,8 +129,10 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             app = generated_password(f"{name}-app-password", child)
             self.admin_password = pulumi.Output.secret(admin.result)
             self.app_password = pulumi.Output.secret(app.result)
-            for secret_name, value in ((ADMIN_PASSWORD_SECRET, self.admin_password),
-                                       (APP_PASSWORD_SECRET, self.app_password)):
+            for secret_name, value in (
+                (ADMIN_PASSWORD_SECRET, self.admin_password),
+                (APP_PASSWORD_SECRET, self.app_password),
+            ):
                 self.store_secret(f"{name}-{secret_name}", vault, secret_name, value, args["resource_group_name"])
 
         self._vault = vault
@@ -133,16 +143,24 @@ class IdentityAndSecrets(pulumi.ComponentResource):
         self.vault_id = vault.id
         self.vault_name = vault.name
         self.vault_uri = vault.properties.apply(lambda p: p.vault_uri or "")
-        self.register_outputs({
-            "identity_id": self.identity_id,
-            "identity_client_id": self.identity_client_id,
-            "identity_principal_id": self.identity_principal_id,
-            "vault_id": self.vault_id,
-            "vault_uri": self.vault_uri,
-        })
+        self.register_outputs(
+            {
+                "identity_id": self.identity_id,
+                "identity_client_id": self.identity_client_id,
+                "identity_principal_id": self.identity_principal_id,
+                "vault_id": self.vault_id,
+                "vault_uri": self.vault_uri,
+            }
+        )
 
-    def store_secret(self, resource_name: str, vault: keyvault.Vault, secret_name: str,
-                     value: pulumi.Input[str], resource_group_name: pulumi.Input[str]) -> keyvault.Secret:
+    def store_secret(
+        self,
+        resource_name: str,
+        vault: keyvault.Vault,
+        secret_name: str,
+        value: pulumi.Input[str],
+        resource_group_name: pulumi.Input[str],
+    ) -> keyvault.Secret:
         return keyvault.Secret(
             resource_name,
             secret_name=secret_name,

@@ -19,7 +19,7 @@ from pulumi_azure_native import app, operationalinsights
 from components.identity_and_secrets import IdentityAndSecrets
 
 MCP_PORT = 8000
-DATABASE_URI_SECRET = "database-uri"
+DATABASE_URI_SECRET = "database-uri"  # noqa: S105 (a secret name, not a secret)
 PGPASS_VOLUME = "pgpass"
 PGPASS_DIRECTORY = "/var/run/pgpass"
 PGPASS_FILE = f"{PGPASS_DIRECTORY}/pgpass"
@@ -34,13 +34,17 @@ def refresher_source() -> str:
 
 def passwordless_database_uri(role: str, host: str, database: str) -> str:
     """The URI postgres-mcp gets in token mode: libpq takes the password from PGPASSFILE."""
-    return (f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:5432/"
-            f"{urllib.parse.quote(database, safe='')}?sslmode=require")
+    return (
+        f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:5432/"
+        f"{urllib.parse.quote(database, safe='')}?sslmode=require"
+    )
 
 
 def password_database_uri(role: str, password: str, host: str, database: str) -> str:
-    return (f"postgresql://{urllib.parse.quote(role, safe='')}:{urllib.parse.quote(password, safe='')}"
-            f"@{host}:5432/{urllib.parse.quote(database, safe='')}?sslmode=require")
+    return (
+        f"postgresql://{urllib.parse.quote(role, safe='')}:{urllib.parse.quote(password, safe='')}"
+        f"@{host}:5432/{urllib.parse.quote(database, safe='')}?sslmode=require"
+    )
 
 
 def mcp_arguments(access_mode: str) -> list[str]:
@@ -86,29 +90,35 @@ class McpApp(pulumi.ComponentResource):
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         identity = args["identity"]
-        common = {"resource_group_name": args["resource_group_name"], "location": args["location"], "tags": args["tags"]}
 
         workspace = operationalinsights.Workspace(
             f"{name}-logs",
             sku=operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
             retention_in_days=args["log_retention_days"],
             opts=child,
-            **common,
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            tags=args["tags"],
         )
-        shared_key = pulumi.Output.secret(operationalinsights.get_shared_keys_output(
-            resource_group_name=args["resource_group_name"], workspace_name=workspace.name,
-        ).apply(lambda keys: keys.primary_shared_key or ""))
+        primary_key: pulumi.Output[str] = operationalinsights.get_shared_keys_output(
+            resource_group_name=args["resource_group_name"],
+            workspace_name=workspace.name,
+        ).apply(lambda keys: keys.primary_shared_key or "")
+        shared_key: pulumi.Output[str] = pulumi.Output.secret(primary_key)
         environment = app.ManagedEnvironment(
             f"{name}-env",
             app_logs_configuration=app.AppLogsConfigurationArgs(
                 destination="log-analytics",
                 log_analytics_configuration=app.LogAnalyticsConfigurationArgs(
-                    customer_id=workspace.customer_id, shared_key=shared_key),
+                    customer_id=workspace.customer_id, shared_key=shared_key
+                ),
             ),
             vnet_configuration=app.VnetConfigurationArgs(infrastructure_subnet_id=args["subnet_id"], internal=False),
             workload_profiles=[app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)],
             opts=child,
-            **common,
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            tags=args["tags"],
         )
 
         token_mode = args["auth_mode"] == "token"
@@ -119,44 +129,56 @@ class McpApp(pulumi.ComponentResource):
             uri_env = app.EnvironmentVarArgs(
                 name="DATABASE_URI",
                 value=pulumi.Output.all(args["database_host"], args["database_name"]).apply(
-                    lambda values: passwordless_database_uri(args["app_role_name"], str(values[0]), str(values[1]))),
+                    lambda values: passwordless_database_uri(args["app_role_name"], str(values[0]), str(values[1]))
+                ),
             )
             pgpass_mount = [app.VolumeMountArgs(volume_name=PGPASS_VOLUME, mount_path=PGPASS_DIRECTORY)]
             volumes.append(app.VolumeArgs(name=PGPASS_VOLUME, storage_type="EmptyDir"))
             mcp_env = [uri_env, app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE)]
-            sidecars.append(app.ContainerArgs(
-                name="token-refresher",
-                image=args["image"],  # same image, same user: the 0600 file stays readable
-                command=refresher_command(args["token_refresh_margin_seconds"]),
-                env=[
-                    app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=identity.identity_client_id),
-                    app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE),
-                    app.EnvironmentVarArgs(name="PGHOST", value=args["database_host"]),
-                    app.EnvironmentVarArgs(name="PGPORT", value="5432"),
-                    app.EnvironmentVarArgs(name="PGDATABASE", value=args["database_name"]),
-                    app.EnvironmentVarArgs(name="PGUSER", value=args["app_role_name"]),
-                ],
-                resources=app.ContainerResourcesArgs(cpu=0.25, memory="0.5Gi"),
-                volume_mounts=pgpass_mount,
-            ))
+            sidecars.append(
+                app.ContainerArgs(
+                    name="token-refresher",
+                    image=args["image"],  # same image, same user: the 0600 file stays readable
+                    command=refresher_command(args["token_refresh_margin_seconds"]),
+                    env=[
+                        app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=identity.identity_client_id),
+                        app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE),
+                        app.EnvironmentVarArgs(name="PGHOST", value=args["database_host"]),
+                        app.EnvironmentVarArgs(name="PGPORT", value="5432"),
+                        app.EnvironmentVarArgs(name="PGDATABASE", value=args["database_name"]),
+                        app.EnvironmentVarArgs(name="PGUSER", value=args["app_role_name"]),
+                    ],
+                    resources=app.ContainerResourcesArgs(cpu=0.25, memory="0.5Gi"),
+                    volume_mounts=pgpass_mount,
+                )
+            )
         else:
             if identity.app_password is None:
                 raise ValueError("password mode needs the generated app password (IdentityAndSecrets with_passwords)")
-            uri = pulumi.Output.secret(pulumi.Output.all(identity.app_password, args["database_host"], args["database_name"]).apply(
-                lambda values: password_database_uri(args["app_role_name"], str(values[0]), str(values[1]), str(values[2]))))
+            plain_uri: pulumi.Output[str] = pulumi.Output.all(
+                identity.app_password, args["database_host"], args["database_name"]
+            ).apply(lambda values: password_database_uri(args["app_role_name"], *map(str, values)))
+            uri: pulumi.Output[str] = pulumi.Output.secret(plain_uri)
             uri_secret = identity.add_secret(f"{name}-database-uri", DATABASE_URI_SECRET, uri)
             # The versionless URI: Container Apps re-reads it when the secret is rotated.
-            secrets.append(app.SecretArgs(
-                name=DATABASE_URI_SECRET,
-                key_vault_url=uri_secret.properties.apply(lambda p: p.secret_uri or ""),
-                identity=identity.identity_id,
-            ))
+            secrets.append(
+                app.SecretArgs(
+                    name=DATABASE_URI_SECRET,
+                    key_vault_url=uri_secret.properties.apply(lambda p: p.secret_uri or ""),
+                    identity=identity.identity_id,
+                )
+            )
             pgpass_mount = []
             mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET)]
 
         probes = [
-            app.ContainerAppProbeArgs(type=kind, tcp_socket=app.ContainerAppProbeTcpSocketArgs(port=MCP_PORT),
-                                      period_seconds=10, failure_threshold=failures, initial_delay_seconds=delay)
+            app.ContainerAppProbeArgs(
+                type=kind,
+                tcp_socket=app.ContainerAppProbeTcpSocketArgs(port=MCP_PORT),
+                period_seconds=10,
+                failure_threshold=failures,
+                initial_delay_seconds=delay,
+            )
             for kind, failures, delay in (("Startup", 30, 1), ("Liveness", 3, 10), ("Readiness", 3, 1))
         ]
         mcp_container = app.ContainerArgs(
@@ -174,7 +196,9 @@ class McpApp(pulumi.ComponentResource):
             container_app_name=f"{args['base_name']}-mcp"[:32].rstrip("-"),
             managed_environment_id=environment.id,
             workload_profile_name=WORKLOAD_PROFILE,
-            identity=app.ManagedServiceIdentityArgs(type="UserAssigned", user_assigned_identities=[identity.identity_id]),
+            identity=app.ManagedServiceIdentityArgs(
+                type="UserAssigned", user_assigned_identities=[identity.identity_id]
+            ),
             configuration=app.ConfigurationArgs(
                 active_revisions_mode="Single",
                 ingress=app.IngressArgs(external=True, target_port=MCP_PORT, transport="auto", allow_insecure=False),
@@ -191,7 +215,9 @@ class McpApp(pulumi.ComponentResource):
                 # Key Vault references resolve while the revision is created: the role first.
                 depends_on=[identity.secrets_user_assignment, *args["depends_on"]],
             ),
-            **common,
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            tags=args["tags"],
         )
 
         def ingress_fqdn(configuration: Any) -> str:

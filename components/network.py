@@ -29,7 +29,6 @@ class AppNetwork(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:network:AppNetwork", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        common = {"resource_group_name": args["resource_group_name"], "location": args["location"], "tags": args["tags"]}
 
         egress_ip = network.PublicIPAddress(
             f"{name}-egress-ip",
@@ -37,7 +36,9 @@ class AppNetwork(pulumi.ComponentResource):
             public_ip_allocation_method="Static",
             public_ip_address_version="IPv4",
             opts=child,
-            **common,
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            tags=args["tags"],
         )
         nat = network.NatGateway(
             f"{name}-nat",
@@ -45,13 +46,17 @@ class AppNetwork(pulumi.ComponentResource):
             public_ip_addresses=[network.SubResourceArgs(id=egress_ip.id)],
             idle_timeout_in_minutes=10,
             opts=child,
-            **common,
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            tags=args["tags"],
         )
         vnet = network.VirtualNetwork(
             f"{name}-vnet",
             address_space=network.AddressSpaceArgs(address_prefixes=[args["vnet_cidr"]]),
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["subnets"]),
-            **common,
+            resource_group_name=args["resource_group_name"],
+            location=args["location"],
+            tags=args["tags"],
         )
         subnet = network.Subnet(
             f"{name}-apps",

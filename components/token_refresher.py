@@ -127,9 +127,11 @@ def escape_field(value: str) -> str:
 
 def password_file_line(token: str, environ: dict[str, str] | None = None) -> str:
     environ = dict(os.environ) if environ is None else environ
-    fields = [escape_field(environ[name]) if environ.get(name) else "*"
-              for name in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")]
-    return ":".join(fields + [escape_field(token)]) + "\n"
+    fields = [
+        escape_field(environ[name]) if environ.get(name) else "*"
+        for name in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")
+    ]
+    return ":".join([*fields, escape_field(token)]) + "\n"
 
 
 def write_atomically(path: str, content: str) -> None:
@@ -159,29 +161,56 @@ def next_refresh_delay(token: Token, now: float, margin: float, min_interval: fl
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter, never above `cap`."""
-    return min(cap, base * (2 ** min(failures - 1, 20))) * random.uniform(0.8, 1.0)
+    return float(min(cap, base * (2 ** min(failures - 1, 20)))) * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not cryptography)
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="token-refresher", description=__doc__.splitlines()[0])
     parser.add_argument("--once", action="store_true", help="fetch one token, write the file and exit")
-    parser.add_argument("--resource", default=os.environ.get("TOKEN_RESOURCE") or DEFAULT_RESOURCE,
-                        help="token audience (default: TOKEN_RESOURCE or %(default)s)")
-    parser.add_argument("--margin-seconds", type=float, default=900.0,
-                        help="fetch the next token this long before the current one expires (default 900)")
-    parser.add_argument("--min-interval-seconds", type=float, default=30.0,
-                        help="never fetch more often than this while healthy (default 30)")
-    parser.add_argument("--max-interval-seconds", type=float, default=3600.0,
-                        help="fetch at least this often, whatever the expiry (default 3600)")
-    parser.add_argument("--backoff-base-seconds", type=float, default=1.0,
-                        help="first retry delay after a failure (default 1)")
-    parser.add_argument("--backoff-max-seconds", type=float, default=60.0,
-                        help="longest retry delay after failures (default 60)")
-    parser.add_argument("--timeout-seconds", type=float, default=10.0,
-                        help="HTTP timeout of one request to the identity endpoint (default 10)")
+    parser.add_argument(
+        "--resource",
+        default=os.environ.get("TOKEN_RESOURCE") or DEFAULT_RESOURCE,
+        help="token audience (default: TOKEN_RESOURCE or %(default)s)",
+    )
+    parser.add_argument(
+        "--margin-seconds",
+        type=float,
+        default=900.0,
+        help="fetch the next token this long before the current one expires (default 900)",
+    )
+    parser.add_argument(
+        "--min-interval-seconds",
+        type=float,
+        default=30.0,
+        help="never fetch more often than this while healthy (default 30)",
+    )
+    parser.add_argument(
+        "--max-interval-seconds",
+        type=float,
+        default=3600.0,
+        help="fetch at least this often, whatever the expiry (default 3600)",
+    )
+    parser.add_argument(
+        "--backoff-base-seconds", type=float, default=1.0, help="first retry delay after a failure (default 1)"
+    )
+    parser.add_argument(
+        "--backoff-max-seconds", type=float, default=60.0, help="longest retry delay after failures (default 60)"
+    )
+    parser.add_argument(
+        "--timeout-seconds",
+        type=float,
+        default=10.0,
+        help="HTTP timeout of one request to the identity endpoint (default 10)",
+    )
     arguments = parser.parse_args(argv)
-    for name in ("margin_seconds", "min_interval_seconds", "max_interval_seconds",
-                 "backoff_base_seconds", "backoff_max_seconds", "timeout_seconds"):
+    for name in (
+        "margin_seconds",
+        "min_interval_seconds",
+        "max_interval_seconds",
+        "backoff_base_seconds",
+        "backoff_max_seconds",
+        "timeout_seconds",
+    ):
         if getattr(arguments, name) < 0 or (name != "margin_seconds" and getattr(arguments, name) == 0):
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if arguments.min_interval_seconds > arguments.max_interval_seconds:
@@ -224,11 +253,14 @@ def run(arguments: argparse.Namespace, stop: threading.Event) -> int:
             log(f"refresh failed ({failures} in a row): {error}; {kept}; retry in {delay:.1f}s")
         else:
             now = time.time()
-            delay = next_refresh_delay(token, now, arguments.margin_seconds,
-                                       arguments.min_interval_seconds, arguments.max_interval_seconds)
+            delay = next_refresh_delay(
+                token, now, arguments.margin_seconds, arguments.min_interval_seconds, arguments.max_interval_seconds
+            )
             recovered = f" after {failures} failure(s)" if failures else ""
-            log(f"wrote {path}{recovered}; token expires {utc(token.expires_on)} "
-                f"(in {token.expires_on - now:.0f}s); next refresh in {delay:.1f}s")
+            log(
+                f"wrote {path}{recovered}; token expires {utc(token.expires_on)} "
+                f"(in {token.expires_on - now:.0f}s); next refresh in {delay:.1f}s"
+            )
             last_good, failures = token, 0
         stop.wait(delay)
     log("stopping")

@@ -18,7 +18,7 @@ from unittest import mock
 
 import pulumi
 import yaml
-from pulumi.runtime import mocks as runtime_mocks
+from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,8 @@ def layered_config(stack: str, overrides: Mapping[str, Any] | None = None) -> di
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     values: dict[str, str] = {
         f"{PROJECT}:{key}": _as_config_string(spec["default"])
-        for key, spec in project.get("config", {}).items() if "default" in spec
+        for key, spec in project.get("config", {}).items()
+        if "default" in spec
     }
     stack_file = ROOT / f"Pulumi.{stack}.yaml"
     if stack_file.exists():
@@ -94,7 +95,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "azure-native:network:PublicIPAddress":
             outputs["ipAddress"] = EGRESS_IP
         elif typ == "azure-native:dbforpostgresql:Server":
-            outputs["fullyQualifiedDomainName"] = f"{args.inputs.get('serverName', args.name)}.postgres.database.azure.com"
+            outputs["fullyQualifiedDomainName"] = (
+                f"{args.inputs.get('serverName', args.name)}.postgres.database.azure.com"
+            )
         elif typ == "azure-native:keyvault:Vault":
             properties = dict(outputs.get("properties", {}))
             properties["vaultUri"] = f"https://{args.inputs.get('vaultName', args.name)}.vault.azure.net/"
@@ -110,7 +113,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "azure-native:app:ContainerApp":
             configuration = dict(outputs.get("configuration", {}))
             ingress = dict(configuration.get("ingress", {}))
-            ingress["fqdn"] = f"{args.inputs.get('containerAppName', args.name)}.example.westeurope.azurecontainerapps.io"
+            ingress["fqdn"] = (
+                f"{args.inputs.get('containerAppName', args.name)}.example.westeurope.azurecontainerapps.io"
+            )
             configuration["ingress"] = ingress
             configuration.pop("secrets", None)  # Azure never answers with secret values
             outputs["configuration"] = configuration
@@ -118,8 +123,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             identity = dict(outputs.get("identity", {}))
             if isinstance(identity.get("userAssignedIdentities"), list):
                 identity["userAssignedIdentities"] = {
-                    identity_id: {"clientId": "11111111-1111-1111-1111-111111111111",
-                                  "principalId": "22222222-2222-2222-2222-222222222222"}
+                    identity_id: {
+                        "clientId": "11111111-1111-1111-1111-111111111111",
+                        "principalId": "22222222-2222-2222-2222-222222222222",
+                    }
                     for identity_id in identity["userAssignedIdentities"]
                 }
             outputs["identity"] = identity
@@ -128,11 +135,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.append(Declared(typ, args.name, unwrap_secrets(dict(args.inputs)), outputs, dict(args.inputs)))
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]  # the SDK takes a bare dict too
         self.calls.append((args.token, dict(args.args)))
         if args.token == "azure-native:authorization:getClientConfig":
-            return {"clientId": "44444444-4444-4444-4444-444444444444", "objectId": DEPLOYER_OBJECT_ID,
-                    "subscriptionId": SUBSCRIPTION_ID, "tenantId": TENANT_ID}
+            return {
+                "clientId": "44444444-4444-4444-4444-444444444444",
+                "objectId": DEPLOYER_OBJECT_ID,
+                "subscriptionId": SUBSCRIPTION_ID,
+                "tenantId": TENANT_ID,
+            }
         if args.token == "azure-native:operationalinsights:getSharedKeys":
             return {"primarySharedKey": LOG_ANALYTICS_SHARED_KEY, "secondarySharedKey": "unused"}
         return {}
@@ -166,9 +177,14 @@ def is_secret_at(raw: Any, *path: str) -> bool:
 def _name_input(typ: str) -> str:
     resource = typ.rsplit(":", 1)[-1]
     return {
-        "Server": "serverName", "Vault": "vaultName", "Secret": "secretName", "Database": "databaseName",
-        "ContainerApp": "containerAppName", "ManagedEnvironment": "environmentName",
-        "FirewallRule": "firewallRuleName", "Configuration": "configurationName",
+        "Server": "serverName",
+        "Vault": "vaultName",
+        "Secret": "secretName",
+        "Database": "databaseName",
+        "ContainerApp": "containerAppName",
+        "ManagedEnvironment": "environmentName",
+        "FirewallRule": "firewallRuleName",
+        "Configuration": "configurationName",
         "UserAssignedIdentity": "resourceName",
     }.get(resource, "__none__")
 
@@ -192,8 +208,13 @@ class ProgramRun:
         return found[0]
 
 
-def run_program(stack: str = "dev", overrides: Mapping[str, Any] | None = None, *, preview: bool = False,
-                recording: RecordingMocks | None = None) -> ProgramRun:
+def run_program(
+    stack: str = "dev",
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    preview: bool = False,
+    recording: RecordingMocks | None = None,
+) -> ProgramRun:
     """Runs __main__.py under mocks and returns what it declared and exported (resolved)."""
     recording = recording or RecordingMocks()
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview)
@@ -206,8 +227,8 @@ def run_program(stack: str = "dev", overrides: Mapping[str, Any] | None = None, 
 
     from pulumi.runtime.stack import run_pulumi_func
 
-    runtime_mocks.SETTINGS.rpc_manager.clear()
-    runtime_mocks.SETTINGS.outputs.clear()
+    SETTINGS.rpc_manager.clear()
+    SETTINGS.outputs.clear()
     _sync_await(run_pulumi_func(body))
     exports: dict[str, Any] = {}
     secret_exports: set[str] = set()

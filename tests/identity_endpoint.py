@@ -29,14 +29,22 @@ MALFORMED_BODIES: dict[str, Callable[[float], bytes]] = {
     "no-token": lambda now: json.dumps({"expires_on": str(int(now + 3600))}).encode(),
     "empty-token": lambda now: json.dumps({"access_token": "", "expires_on": str(int(now + 3600))}).encode(),
     "token-with-newline": lambda now: json.dumps(
-        {"access_token": "eyJhbGciOi.J9\nlocalhost:5432:*:*:evil", "expires_on": str(int(now + 3600))}).encode(),
+        {"access_token": "eyJhbGciOi.J9\nlocalhost:5432:*:*:evil", "expires_on": str(int(now + 3600))}
+    ).encode(),
     "no-expiry": lambda now: json.dumps({"access_token": "eyJhbGciOi.J9.sig"}).encode(),
     "expiry-not-epoch": lambda now: json.dumps(
-        {"access_token": "eyJhbGciOi.J9.sig", "expires_on": "11/27/2026 06:00:00 +00:00"}).encode(),
+        {"access_token": "eyJhbGciOi.J9.sig", "expires_on": "11/27/2026 06:00:00 +00:00"}
+    ).encode(),
     "already-expired": lambda now: json.dumps(
-        {"access_token": "eyJhbGciOi.J9.sig", "expires_on": str(int(now - 10))}).encode(),
-    "wrong-resource": lambda now: json.dumps({"access_token": "eyJhbGciOi.J9.sig", "expires_on": str(int(now + 3600)),
-                                              "resource": "https://management.azure.com/"}).encode(),
+        {"access_token": "eyJhbGciOi.J9.sig", "expires_on": str(int(now - 10))}
+    ).encode(),
+    "wrong-resource": lambda now: json.dumps(
+        {
+            "access_token": "eyJhbGciOi.J9.sig",
+            "expires_on": str(int(now + 3600)),
+            "resource": "https://management.azure.com/",
+        }
+    ).encode(),
 }
 
 
@@ -68,8 +76,8 @@ class IdentityEndpoint:
     @property
     def url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/msi/token"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/msi/token"
 
     def start(self) -> IdentityEndpoint:
         endpoint = self
@@ -78,7 +86,7 @@ class IdentityEndpoint:
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 endpoint.handle(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -116,14 +124,20 @@ class IdentityEndpoint:
             self._answer(handler, 200, MALFORMED_BODIES[behaviour](now))
             return
         # Azure sends whole epoch seconds; the stand-in's record uses the same instant.
-        minted = Minted(f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(24)}.{len(self.minted)}",
-                        now, float(int(now + self.lifetime)))
+        minted = Minted(
+            f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(24)}.{len(self.minted)}", now, float(int(now + self.lifetime))
+        )
         if self.on_mint is not None:
             self.on_mint(minted)
         with self._lock:
             self.minted.append(minted)
-        body = {"access_token": minted.token, "expires_on": str(int(minted.expires_on)), "resource": RESOURCE,
-                "token_type": "Bearer", "client_id": (query.get("client_id") or [""])[0]}
+        body = {
+            "access_token": minted.token,
+            "expires_on": str(int(minted.expires_on)),
+            "resource": RESOURCE,
+            "token_type": "Bearer",
+            "client_id": (query.get("client_id") or [""])[0],
+        }
         self._answer(handler, 200, json.dumps(body).encode())
 
     @staticmethod

@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-
 from harness import (
     DEPLOYER_OBJECT_ID,
     EGRESS_IP,
@@ -16,7 +15,6 @@ from harness import (
     TENANT_ID,
     ProgramRun,
     is_secret_at,
-    is_wire_secret,
     run_program,
 )
 
@@ -115,12 +113,17 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     assert mcp_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
     assert refresher_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
     assert {k: refresher_env[k]["value"] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")} == {
-        "PGHOST": fqdn, "PGPORT": "5432", "PGDATABASE": "app", "PGUSER": "postgres_mcp"}
+        "PGHOST": fqdn,
+        "PGPORT": "5432",
+        "PGDATABASE": "app",
+        "PGUSER": "postgres_mcp",
+    }
     assert refresher_env["AZURE_CLIENT_ID"]["value"] == run.exports["appIdentityClientId"]
     for container in by_name.values():
         assert container["volumeMounts"] == [{"volumeName": "pgpass", "mountPath": "/var/run/pgpass"}]
     # The sidecar is the project's refresher, shipped verbatim, in the server's own image.
     from components.mcp_app import refresher_source
+
     command = by_name["token-refresher"]["command"]
     assert command[:2] == ["python", "-c"] and command[2] == refresher_source()
     assert command[3] == "--margin-seconds=900"
@@ -150,7 +153,8 @@ def test_password_mode_uri_is_a_key_vault_reference(password_mode: ProgramRun) -
         assert is_secret_at(secret_resource.raw_inputs, "properties", "value"), secret_resource.name
     app_password = stored["app-database-password"].inputs["properties"]["value"]
     assert stored["database-uri"].inputs["properties"]["value"] == (
-        f"postgresql://postgres_mcp:{app_password}@{run.exports['serverFqdn']}:5432/app?sslmode=require")
+        f"postgresql://postgres_mcp:{app_password}@{run.exports['serverFqdn']}:5432/app?sslmode=require"
+    )
     server = run.one(SERVER)
     assert server.inputs["authConfig"]["passwordAuth"] == "Enabled"
     assert is_secret_at(server.raw_inputs, "administratorLoginPassword")
@@ -168,15 +172,19 @@ def test_entra_auth_is_always_on_with_an_administrator(deployed: tuple[str, str,
 
 def test_tls_is_enforced(deployed: tuple[str, str, ProgramRun]) -> None:
     _, _, run = deployed
-    settings = {c.inputs["configurationName"]: c.inputs["value"]
-                for c in run.of_type("azure-native:dbforpostgresql:Configuration")}
+    settings = {
+        c.inputs["configurationName"]: c.inputs["value"]
+        for c in run.of_type("azure-native:dbforpostgresql:Configuration")
+    }
     assert settings == {"require_secure_transport": "on", "ssl_min_protocol_version": "TLSv1.2"}
 
 
 def test_firewall_admits_only_the_app_egress_by_default(deployed: tuple[str, str, ProgramRun]) -> None:
     _, _, run = deployed
-    rules = {r.inputs["firewallRuleName"]: (r.inputs["startIpAddress"], r.inputs["endIpAddress"])
-             for r in run.of_type(FIREWALL_RULE)}
+    rules = {
+        r.inputs["firewallRuleName"]: (r.inputs["startIpAddress"], r.inputs["endIpAddress"])
+        for r in run.of_type(FIREWALL_RULE)
+    }
     assert rules == {"app-egress": (EGRESS_IP, EGRESS_IP)}
     subnet = run.one("azure-native:network:Subnet").inputs
     assert subnet["natGateway"]["id"].endswith(run.one("azure-native:network:NatGateway").name)
@@ -213,12 +221,13 @@ def test_app_container_shape(deployed: tuple[str, str, ProgramRun]) -> None:
     environment = run.one("azure-native:app:ManagedEnvironment").inputs
     assert environment["appLogsConfiguration"]["destination"] == "log-analytics"
     assert environment["vnetConfiguration"]["infrastructureSubnetId"].endswith(
-        run.one("azure-native:network:Subnet").name)
+        run.one("azure-native:network:Subnet").name
+    )
 
 
 def test_no_secret_value_in_plain_env_or_outputs(deployed: tuple[str, str, ProgramRun]) -> None:
     _, _, run = deployed
-    secret_values = list(run.mocks.generated_secrets) + [LOG_ANALYTICS_SHARED_KEY]
+    secret_values = [*run.mocks.generated_secrets, LOG_ANALYTICS_SHARED_KEY]
     for container in containers(run).values():
         for variable in container.get("env", []):
             plain = str(variable.get("value", ""))
@@ -228,7 +237,9 @@ def test_no_secret_value_in_plain_env_or_outputs(deployed: tuple[str, str, Progr
     rendered = json.dumps(run.exports)
     assert not any(secret in rendered for secret in secret_values)
     environment = run.one("azure-native:app:ManagedEnvironment")
-    assert environment.inputs["appLogsConfiguration"]["logAnalyticsConfiguration"]["sharedKey"] == LOG_ANALYTICS_SHARED_KEY
+    assert (
+        environment.inputs["appLogsConfiguration"]["logAnalyticsConfiguration"]["sharedKey"] == LOG_ANALYTICS_SHARED_KEY
+    )
     assert is_secret_at(environment.raw_inputs, "appLogsConfiguration", "logAnalyticsConfiguration", "sharedKey")
 
 
@@ -269,19 +280,24 @@ def test_prod_protects_the_server_and_the_vault() -> None:
 
 
 def test_overrides_reach_the_resources() -> None:
-    run = run_program("dev", {
-        "deployerCidrs": ["203.0.113.7", "198.51.100.0/24"],
-        "allowAzureServices": True,
-        "entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab",
-        "entraAdminPrincipalName": "dba-team",
-        "entraAdminPrincipalType": "Group",
-        "mcpAccessMode": "unrestricted",
-        "tokenRefreshMarginSeconds": 120,
-        "appRoleName": "mcp_reader",
-        "databaseName": "sales",
-    })
-    rules = {r.inputs["firewallRuleName"]: (r.inputs["startIpAddress"], r.inputs["endIpAddress"])
-             for r in run.of_type(FIREWALL_RULE)}
+    run = run_program(
+        "dev",
+        {
+            "deployerCidrs": ["203.0.113.7", "198.51.100.0/24"],
+            "allowAzureServices": True,
+            "entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab",
+            "entraAdminPrincipalName": "dba-team",
+            "entraAdminPrincipalType": "Group",
+            "mcpAccessMode": "unrestricted",
+            "tokenRefreshMarginSeconds": 120,
+            "appRoleName": "mcp_reader",
+            "databaseName": "sales",
+        },
+    )
+    rules = {
+        r.inputs["firewallRuleName"]: (r.inputs["startIpAddress"], r.inputs["endIpAddress"])
+        for r in run.of_type(FIREWALL_RULE)
+    }
     assert rules == {
         "deployer-0": ("203.0.113.7", "203.0.113.7"),
         "deployer-1": ("198.51.100.0", "198.51.100.255"),
@@ -290,20 +306,33 @@ def test_overrides_reach_the_resources() -> None:
     }
     admin = run.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra").inputs
     assert (admin["objectId"], admin["principalName"], admin["principalType"]) == (
-        "5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "dba-team", "Group")
+        "5f2b2d3e-1111-4c4c-8d8d-0123456789ab",
+        "dba-team",
+        "Group",
+    )
     by_name = containers(run)
     assert "--access-mode=unrestricted" in by_name["postgres-mcp"]["args"]
     assert by_name["token-refresher"]["command"][3] == "--margin-seconds=120"
     assert env_of(by_name["postgres-mcp"])["DATABASE_URI"]["value"].endswith(
-        "postgres.database.azure.com:5432/sales?sslmode=require")
+        "postgres.database.azure.com:5432/sales?sslmode=require"
+    )
     assert env_of(by_name["token-refresher"])["PGUSER"]["value"] == "mcp_reader"
     assert run.one("azure-native:dbforpostgresql:Database").inputs["databaseName"] == "sales"
 
 
 def test_every_resource_is_tagged() -> None:
     run = run_program("dev")
-    untaggable = {"Subnet", "RoleAssignment", "AdministratorsMicrosoftEntra", "Configuration", "Database",
-                  "FirewallRule", "RandomString", "RandomPassword", "Secret"}
+    untaggable = {
+        "Subnet",
+        "RoleAssignment",
+        "AdministratorsMicrosoftEntra",
+        "Configuration",
+        "Database",
+        "FirewallRule",
+        "RandomString",
+        "RandomPassword",
+        "Secret",
+    }
     for resource in run.resources:
         if resource.type.rsplit(":", 1)[-1] in untaggable or resource.type.startswith("postgresmcp:"):
             continue

@@ -6,9 +6,9 @@ import ipaddress
 from typing import Any
 
 import pytest
+from harness import RecordingMocks, layered_config, run_program
 
 import settings
-from harness import RecordingMocks, layered_config, run_program
 from settings import ConfigError, parse
 
 # key -> values that must be refused, each with a fragment the message must contain.
@@ -23,24 +23,46 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "storageSizeGb": [(33, "one of 32, 64"), ("lots", "a whole number"), (0, "one of 32")],
     "backupRetentionDays": [(3, "7 to 35"), (36, "7 to 35"), ("week", "a whole number")],
     "geoRedundantBackup": [("yes", "true or false")],
-    "highAvailability": [("Enabled", "one of Disabled, ZoneRedundant, SameZone"),
-                         ("ZoneRedundant", "Disabled on the Burstable tier")],
-    "databaseName": [("My-DB", "lowercase PostgreSQL identifier"), ("a;drop table x", "identifier"),
-                     ("postgres", "not reserved"), ("pg_stat", "pg_*"), ("x" * 64, "at most 63"), ("名前", "a-z")],
-    "appRoleName": [('mcp"role', "identifier"), ("azure_pg_admin", "not reserved"), ("", "identifier"),
-                    ("1role", "starting with a letter")],
+    "highAvailability": [
+        ("Enabled", "one of Disabled, ZoneRedundant, SameZone"),
+        ("ZoneRedundant", "Disabled on the Burstable tier"),
+    ],
+    "databaseName": [
+        ("My-DB", "lowercase PostgreSQL identifier"),
+        ("a;drop table x", "identifier"),
+        ("postgres", "not reserved"),
+        ("pg_stat", "pg_*"),
+        ("x" * 64, "at most 63"),
+        ("名前", "a-z"),
+    ],
+    "appRoleName": [
+        ('mcp"role', "identifier"),
+        ("azure_pg_admin", "not reserved"),
+        ("", "identifier"),
+        ("1role", "starting with a letter"),
+    ],
     "entraAdminObjectId": [("not-a-guid", "a GUID"), ("12345678-1234-1234-1234-12345678901", "a GUID")],
     "entraAdminPrincipalName": [("a:b", "without :"), ("x" * 64, "1-63 characters")],
     "entraAdminPrincipalType": [("Application", "one of User, Group, ServicePrincipal")],
-    "deployerCidrs": [(["0.0.0.0/0"], "no wider than /16"), (["10.0.0.0/8"], "no wider than /16"),
-                      (["203.0.113.0/33"], "IPv4 address or CIDR"), (["203.0.113.7/24"], "IPv4 address or CIDR"),
-                      (["2001:db8::1"], "IPv4 only"), (["example.com"], "IPv4 address"),
-                      ("203.0.113.7", "a list of"), ([7], "a list of")],
+    "deployerCidrs": [
+        (["0.0.0.0/0"], "no wider than /16"),
+        (["10.0.0.0/8"], "no wider than /16"),
+        (["203.0.113.0/33"], "IPv4 address or CIDR"),
+        (["203.0.113.7/24"], "IPv4 address or CIDR"),
+        (["2001:db8::1"], "IPv4 only"),
+        (["example.com"], "IPv4 address"),
+        ("203.0.113.7", "a list of"),
+        ([7], "a list of"),
+    ],
     "allowAzureServices": [("sure", "true or false")],
     "vnetCidr": [("10.60.0.0/33", "CIDR"), ("8.8.0.0/16", "private IPv4 range"), ("10.0.0.0/28", "/8 to /24")],
     "appSubnetCidr": [("10.60.0.0/28", "/21 to /27"), ("10.99.0.0/23", "inside vnetCidr"), ("x", "CIDR")],
-    "mcpImage": [("crystaldba/postgres-mcp", "pinned by a tag"), ("crystaldba/postgres-mcp:latest", "other than latest"),
-                 ("Crystal DBA/image:1", "pinned"), ("crystaldba/postgres-mcp@sha256:abc", "digest")],
+    "mcpImage": [
+        ("crystaldba/postgres-mcp", "pinned by a tag"),
+        ("crystaldba/postgres-mcp:latest", "other than latest"),
+        ("Crystal DBA/image:1", "pinned"),
+        ("crystaldba/postgres-mcp@sha256:abc", "digest"),
+    ],
     "mcpAccessMode": [("readonly", "one of restricted, unrestricted")],
     "tokenRefreshMarginSeconds": [(30, "60 to 3600"), (7200, "60 to 3600"), ("15m", "a whole number")],
     "keyVaultPurgeProtection": [("on", "true or false")],
@@ -78,13 +100,15 @@ def test_all_errors_are_reported_at_once() -> None:
 
 def test_unknown_key_is_refused_with_the_known_ones() -> None:
     recording = RecordingMocks()
-    with pytest.raises(ConfigError, match="config key 'authmode' is not a key of this project; known keys: .*authMode"):
+    with pytest.raises(
+        ConfigError, match=r"config key 'authmode' is not a key of this project; known keys: .*authMode"
+    ):
         run_program("dev", {"authmode": "password"}, recording=recording)
     assert recording.resources == []
 
 
 def test_entra_admin_object_id_needs_a_name() -> None:
-    with pytest.raises(ConfigError, match="'entraAdminPrincipalName'.*whenever entraAdminObjectId is set"):
+    with pytest.raises(ConfigError, match=r"'entraAdminPrincipalName'.*whenever entraAdminObjectId is set"):
         parse({"entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"}, "dev")
 
 
@@ -104,12 +128,18 @@ def test_stack_files_parse() -> None:
 
 
 def test_good_values_are_accepted() -> None:
-    parsed = parse({
-        "deployerCidrs": '["203.0.113.7", "198.51.100.0/24"]',
-        "mcpImage": "crystaldba/postgres-mcp@sha256:" + "a" * 64,
-        "skuTier": "MemoryOptimized", "skuName": "Standard_E4ads_v5", "highAvailability": "SameZone",
-        "storageSizeGb": "32767", "geoRedundantBackup": "TRUE",
-    }, "prod")
+    parsed = parse(
+        {
+            "deployerCidrs": '["203.0.113.7", "198.51.100.0/24"]',
+            "mcpImage": "crystaldba/postgres-mcp@sha256:" + "a" * 64,
+            "skuTier": "MemoryOptimized",
+            "skuName": "Standard_E4ads_v5",
+            "highAvailability": "SameZone",
+            "storageSizeGb": "32767",
+            "geoRedundantBackup": "TRUE",
+        },
+        "prod",
+    )
     assert parsed.deployer_networks == (ipaddress.ip_network("203.0.113.7/32"), ipaddress.ip_network("198.51.100.0/24"))
     assert parsed.geo_redundant_backup is True and parsed.storage_size_gb == 32767
 

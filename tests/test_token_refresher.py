@@ -3,6 +3,7 @@ plus its pure decisions in-process."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import stat
@@ -14,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from identity_endpoint import RESOURCE, IdentityEndpoint
 
 from components import token_refresher
-from identity_endpoint import RESOURCE, IdentityEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "components" / "token_refresher.py"
@@ -33,11 +34,18 @@ def endpoint() -> Iterator[IdentityEndpoint]:
 
 def refresher_env(endpoint: IdentityEndpoint, passfile: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    env.update({
-        "IDENTITY_ENDPOINT": endpoint.url, "IDENTITY_HEADER": endpoint.header, "AZURE_CLIENT_ID": CLIENT_ID,
-        "PGPASSFILE": str(passfile), "PGHOST": "pgmcp-dev.postgres.database.azure.com", "PGPORT": "5432",
-        "PGDATABASE": "app", "PGUSER": "postgres_mcp",
-    })
+    env.update(
+        {
+            "IDENTITY_ENDPOINT": endpoint.url,
+            "IDENTITY_HEADER": endpoint.header,
+            "AZURE_CLIENT_ID": CLIENT_ID,
+            "PGPASSFILE": str(passfile),
+            "PGHOST": "pgmcp-dev.postgres.database.azure.com",
+            "PGPORT": "5432",
+            "PGDATABASE": "app",
+            "PGUSER": "postgres_mcp",
+        }
+    )
     env.update(extra)
     return env
 
@@ -46,8 +54,14 @@ class Refresher:
     """The refresher running as `python3 components/token_refresher.py`, its log captured."""
 
     def __init__(self, env: dict[str, str], *arguments: str) -> None:
-        self.process = subprocess.Popen([sys.executable, str(SCRIPT), *arguments], cwd=ROOT, env=env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *arguments],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -84,10 +98,17 @@ def expected_line(token: str) -> str:
 
 # --- as a program ---------------------------------------------------------------------------
 
+
 def test_once_writes_the_libpq_line_with_mode_0600(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
     passfile = tmp_path / "shared" / "pgpass"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--once"], cwd=ROOT, capture_output=True, text=True,
-                            env=refresher_env(endpoint, passfile), timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--once"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=refresher_env(endpoint, passfile),
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     (minted,) = endpoint.minted
     assert passfile.read_text() == expected_line(minted.token)
@@ -105,8 +126,9 @@ def test_unset_fields_become_wildcards(endpoint: IdentityEndpoint, tmp_path: Pat
     env = refresher_env(endpoint, passfile)
     for name in ("PGHOST", "PGDATABASE"):
         del env[name]
-    result = subprocess.run([sys.executable, str(SCRIPT), "--once"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--once"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert passfile.read_text() == f"*:5432:*:postgres_mcp:{endpoint.minted[0].token}\n"
 
@@ -116,8 +138,14 @@ def test_once_fails_without_touching_the_file(endpoint: IdentityEndpoint, tmp_pa
     passfile.write_text("host:5432:app:postgres_mcp:previous-good-token\n")
     passfile.chmod(0o600)
     endpoint.set("http-500")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--once"], cwd=ROOT, env=refresher_env(endpoint, passfile),
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--once"],
+        cwd=ROOT,
+        env=refresher_env(endpoint, passfile),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 1
     assert "HTTP 500" in result.stderr
     assert passfile.read_text() == "host:5432:app:postgres_mcp:previous-good-token\n"
@@ -127,15 +155,17 @@ def test_once_fails_without_touching_the_file(endpoint: IdentityEndpoint, tmp_pa
 def test_missing_configuration_exits_2_naming_it(endpoint: IdentityEndpoint, tmp_path: Path, missing: str) -> None:
     env = refresher_env(endpoint, tmp_path / "pgpass")
     del env[missing]
-    result = subprocess.run([sys.executable, str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert "configuration error" in result.stderr and missing in result.stderr
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(SCRIPT), "--margin-seconds=-5"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--margin-seconds=-5"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2 and "--margin-seconds must be positive" in result.stderr
 
 
@@ -148,7 +178,7 @@ def test_refreshes_before_each_expiry(endpoint: IdentityEndpoint, tmp_path: Path
     finally:
         assert refresher.stop() == 0
     minted, requests = endpoint.minted, endpoint.requests
-    for previous, following in zip(minted, requests[1:]):
+    for previous, following in zip(minted, requests[1:], strict=False):
         # The next token is fetched before the current one expires, and not long before.
         assert following.at < previous.expires_on
         assert following.at >= previous.expires_on - 2 - 0.5
@@ -161,8 +191,9 @@ def test_refreshes_before_each_expiry(endpoint: IdentityEndpoint, tmp_path: Path
 def test_a_concurrent_reader_never_sees_a_torn_or_empty_file(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
     endpoint.lifetime = 3
     passfile = tmp_path / "pgpass"
-    refresher = Refresher(refresher_env(endpoint, passfile), "--margin-seconds=2.95", "--min-interval-seconds=0.02",
-                          *FAST)
+    refresher = Refresher(
+        refresher_env(endpoint, passfile), "--margin-seconds=2.95", "--min-interval-seconds=0.02", *FAST
+    )
     seen: list[str] = []
     problems: list[str] = []
     try:
@@ -194,15 +225,16 @@ def test_endpoint_errors_are_survived_and_recovered_from(endpoint: IdentityEndpo
     endpoint.lifetime = 3600
     passfile = tmp_path / "pgpass"
     # min-interval 0.2 s: a healthy refresher with an hour-long token would otherwise sleep.
-    refresher = Refresher(refresher_env(endpoint, passfile), "--margin-seconds=3599.5",
-                          "--min-interval-seconds=0.2", *FAST)
+    refresher = Refresher(
+        refresher_env(endpoint, passfile), "--margin-seconds=3599.5", "--min-interval-seconds=0.2", *FAST
+    )
     try:
         wait_for(lambda: len(endpoint.minted) == 1)
         good = endpoint.minted[0].token
         for outage in ("http-500", "http-503", "http-404", "drop"):
             endpoint.set(outage)
             before = len(endpoint.requests)
-            wait_for(lambda: len(endpoint.requests) >= before + 3)  # several failed attempts in a row
+            wait_for(lambda before=before: len(endpoint.requests) >= before + 3)  # several failed attempts in a row
             assert refresher.process.poll() is None, f"refresher exited during {outage}"
             assert passfile.read_text() == expected_line(good)
         endpoint.set("ok")
@@ -216,31 +248,39 @@ def test_endpoint_errors_are_survived_and_recovered_from(endpoint: IdentityEndpo
     assert "failure(s)" in log  # the recovery line says how many attempts failed
     # Backoff is bounded: no two consecutive failed attempts are more than the cap (+ slack) apart.
     failing = [r.at for r in endpoint.requests[1:-1]]
-    assert max(b - a for a, b in zip(failing, failing[1:])) < 0.2 + 0.5
+    assert max(b - a for a, b in itertools.pairwise(failing)) < 0.2 + 0.5
     assert not any(m.token in log for m in endpoint.minted)
 
 
-def test_malformed_answers_are_rejected_and_the_last_good_file_kept(endpoint: IdentityEndpoint,
-                                                                   tmp_path: Path) -> None:
+def test_malformed_answers_are_rejected_and_the_last_good_file_kept(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
     passfile = tmp_path / "pgpass"
-    refresher = Refresher(refresher_env(endpoint, passfile), "--margin-seconds=3599.5",
-                          "--min-interval-seconds=0.2", *FAST)
+    refresher = Refresher(
+        refresher_env(endpoint, passfile), "--margin-seconds=3599.5", "--min-interval-seconds=0.2", *FAST
+    )
     from identity_endpoint import MALFORMED_BODIES
+
     try:
         wait_for(lambda: len(endpoint.minted) == 1)
         good = passfile.read_text()
         for behaviour in MALFORMED_BODIES:
             endpoint.set(behaviour)
             before = len(refresher.lines)
-            wait_for(lambda: any("malformed answer" in line for line in refresher.lines[before:]))
+            wait_for(lambda before=before: any("malformed answer" in line for line in refresher.lines[before:]))
             assert passfile.read_text() == good, behaviour
         endpoint.set("ok")
         wait_for(lambda: len(endpoint.minted) >= 2)
     finally:
         assert refresher.stop() == 0
     log = refresher.log
-    for fragment in ("not JSON", "not a JSON object", "access_token missing", "characters a JWT cannot have",
-                     "expires_on missing or not epoch seconds", "already expired", "not 'https://ossrdbms"):
+    for fragment in (
+        "not JSON",
+        "not a JSON object",
+        "access_token missing",
+        "characters a JWT cannot have",
+        "expires_on missing or not epoch seconds",
+        "already expired",
+        "not 'https://ossrdbms",
+    ):
         assert fragment in log, fragment
     assert "evil" not in log and "eyJhbGciOi" not in log  # rejected tokens are not logged either
 
@@ -259,13 +299,20 @@ def test_header_is_reread_at_every_request(endpoint: IdentityEndpoint, monkeypat
 
 # --- pure decisions -------------------------------------------------------------------------
 
+
 def test_parse_token_accepts_azure_answers() -> None:
     now = 1_800_000_000.0
     token = token_refresher.parse_token(
         b'{"access_token":"eyJ0.eyJ1.c2ln","expires_on":"1800003600","resource":"https://ossrdbms-aad.database.windows.net/",'
-        b'"token_type":"Bearer"}', RESOURCE, now)
+        b'"token_type":"Bearer"}',
+        RESOURCE,
+        now,
+    )
     assert token == token_refresher.Token("eyJ0.eyJ1.c2ln", 1_800_003_600.0)
-    assert token_refresher.parse_token(b'{"access_token":"a.b.c","expires_on":1800003600}', RESOURCE, now).expires_on == 1_800_003_600
+    assert (
+        token_refresher.parse_token(b'{"access_token":"a.b.c","expires_on":1800003600}', RESOURCE, now).expires_on
+        == 1_800_003_600
+    )
 
 
 def test_password_file_line_escapes_separators() -> None:
