@@ -194,6 +194,8 @@ class ProgramRun:
     mocks: RecordingMocks
     exports: dict[str, Any]
     secret_exports: set[str]
+    options: dict[str, pulumi.ResourceOptions]
+    """Resource options by resource name: mocks never see `protect` or `depends_on`."""
 
     @property
     def resources(self) -> list[Declared]:
@@ -201,6 +203,12 @@ class ProgramRun:
 
     def of_type(self, resource_type: str) -> list[Declared]:
         return [r for r in self.resources if r.type == resource_type]
+
+    def depends_on(self, name: str) -> list[str]:
+        """Names of the resources that `name` explicitly waits for."""
+        depends = self.options[name].depends_on or []
+        assert isinstance(depends, list)
+        return [str(getattr(resource, "_name", resource)) for resource in depends]
 
     def one(self, resource_type: str) -> Declared:
         found = self.of_type(resource_type)
@@ -220,9 +228,18 @@ def run_program(
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview)
     pulumi.runtime.set_all_config(layered_config(stack, overrides))
     exported: dict[str, Any] = {}
+    options: dict[str, pulumi.ResourceOptions] = {}
+    original_init = pulumi.CustomResource.__init__
+
+    def recording_init(self: Any, t: str, name: str, props: Any = None, opts: Any = None, *a: Any, **kw: Any) -> None:
+        options[name] = opts or pulumi.ResourceOptions()
+        original_init(self, t, name, props, opts, *a, **kw)
 
     def body() -> None:
-        with mock.patch.object(pulumi, "export", lambda key, value: exported.__setitem__(key, value)):
+        with (
+            mock.patch.object(pulumi, "export", lambda key, value: exported.__setitem__(key, value)),
+            mock.patch.object(pulumi.CustomResource, "__init__", recording_init),
+        ):
             runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi__")
 
     from pulumi.runtime.stack import run_pulumi_func
@@ -237,4 +254,4 @@ def run_program(
         exports[key] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_exports.add(key)
-    return ProgramRun(recording, exports, secret_exports)
+    return ProgramRun(recording, exports, secret_exports, options)

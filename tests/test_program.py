@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from typing import Any
 
@@ -258,25 +259,40 @@ def test_outputs(deployed: tuple[str, str, ProgramRun]) -> None:
 
 
 def test_prod_protects_the_server_and_the_vault() -> None:
-    # `protect` is a resource option, which mocks do not see: assert what the program passes.
-    from unittest import mock
+    prod, dev = program("prod", "token"), program("dev", "token")
+    for resource_type in (SERVER, VAULT):
+        assert prod.options[prod.one(resource_type).name].protect is True
+        assert not dev.options[dev.one(resource_type).name].protect
 
-    import pulumi
 
-    protected: dict[str, bool] = {}
-    original = pulumi.CustomResource.__init__
+def test_app_waits_for_its_key_vault_role_and_the_database(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    waits_for = run.depends_on(run.one(CONTAINER_APP).name)
+    (secrets_user,) = [
+        a.name for a in run.of_type(ROLE_ASSIGNMENT) if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_USER)
+    ]
+    assert secrets_user in waits_for
+    assert run.one("azure-native:dbforpostgresql:Database").name in waits_for
+    assert all(rule.name in waits_for for rule in run.of_type(FIREWALL_RULE))
 
-    def spy(self: Any, t: str, name: str, props: Any = None, opts: Any = None, *args: Any, **kwargs: Any) -> None:
-        protected[t] = protected.get(t, False) or bool(opts and opts.protect)
-        original(self, t, name, props, opts, *args, **kwargs)
 
-    with mock.patch.object(pulumi.CustomResource, "__init__", spy):
-        run_program("prod")
-    assert protected[SERVER] and protected[VAULT]
-    with mock.patch.object(pulumi.CustomResource, "__init__", spy):
-        protected.clear()
-        run_program("dev")
-    assert not protected[SERVER] and not protected[VAULT]
+def test_server_changes_are_serialized(deployed: tuple[str, str, ProgramRun]) -> None:
+    # Flexible Server refuses concurrent operations: each child waits for the one before.
+    _, _, run = deployed
+    chain = [r.name for r in run.resources if r.type.startswith("azure-native:dbforpostgresql:") and r.type != SERVER]
+    server = run.one(SERVER).name
+    ordered = sorted(chain, key=lambda name: len(_ancestors(run, name)))
+    assert run.depends_on(ordered[0]) == [server]
+    for before, after in itertools.pairwise(ordered):
+        assert run.depends_on(after) == [before]
+
+
+def _ancestors(run: ProgramRun, name: str) -> list[str]:
+    found: list[str] = []
+    while name in run.options and run.depends_on(name):
+        name = run.depends_on(name)[0]
+        found.append(name)
+    return found
 
 
 def test_overrides_reach_the_resources() -> None:
