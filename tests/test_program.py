@@ -354,3 +354,10 @@ def test_every_resource_is_tagged() -> None:
             continue
         tags = resource.inputs.get("tags")
         assert tags and tags["environment"] == "dev" and tags["owner"] == "platform-team", resource.name
+
+
+def test_preview_declares_the_same_graph() -> None:
+    # `pulumi preview` in PR pipelines: the program must run with engine-side unknowns.
+    previewed = run_program("prod", {"authMode": "password"}, preview=True)
+    deployed = program("prod", "password")
+    assert sorted((r.type, r.name) for r in previewed.resources) == sorted((r.type, r.name) for r in deployed.resources)
