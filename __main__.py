@@ -10,7 +10,8 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, resources
 
 import settings
-from components.database import Database
+from components.database import ADMIN_LOGIN, Database
+from components.database_access import DatabaseAccess
 from components.identity_and_secrets import IdentityAndSecrets
 from components.mcp_app import McpApp, mcp_client_configuration
 from components.network import AppNetwork
@@ -63,7 +64,7 @@ database = Database(
         "entra_admin": config.entra_admin,
         "entra_admin_object_id": config.entra_admin.object_id or deployer_object_id,
         "password_auth": config.auth_mode == "password",
-        "administrator_login": "pgadmin" if config.auth_mode == "password" else None,
+        "administrator_login": ADMIN_LOGIN if config.auth_mode == "password" else None,
         "administrator_password": secrets.admin_password,
         "version": config.postgres_version,
         "sku_name": config.sku_name,
@@ -81,8 +82,26 @@ database = Database(
     },
 )
 
-# The role and its grants (database access provider) plug in here: they need
-# config.app_role_name, secrets.identity_principal_id and database.entra_admin_*.
+# The app's role and grants, converged by a dynamic provider signed in as the admin.
+app_needs: list[pulumi.Resource] = list(database.ready)
+if config.manage_database_access:
+    access = DatabaseAccess(
+        f"{name}-access",
+        {
+            "host": database.fqdn,
+            "admin_user": config.entra_admin.principal_name if config.auth_mode == "token" else ADMIN_LOGIN,
+            "auth_mode": config.auth_mode,
+            "database": database.database_name,
+            "role": config.app_role_name,
+            "schemas": list(config.grant_schemas),
+            "privilege_level": config.privilege_level,
+            "principal_id": secrets.identity_principal_id if config.auth_mode == "token" else None,
+            "admin_password": secrets.admin_password,
+            "role_password": secrets.app_password,
+        },
+        opts=pulumi.ResourceOptions(depends_on=database.ready),
+    )
+    app_needs.append(access)
 
 mcp = McpApp(
     f"{name}-mcp",
@@ -101,7 +120,7 @@ mcp = McpApp(
         "app_role_name": config.app_role_name,
         "log_retention_days": config.log_retention_days,
         "tags": config.tags,
-        "depends_on": database.ready,
+        "depends_on": app_needs,
     },
 )
 

@@ -40,6 +40,7 @@ STORAGE_SIZES_GB = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32767)
 HIGH_AVAILABILITY_MODES = ("Disabled", "ZoneRedundant", "SameZone")
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal")
 ACCESS_MODES = ("restricted", "unrestricted")
+PRIVILEGE_LEVELS = ("read_only", "read_write")
 # Narrowest deployer range we refuse to widen past: a /16 is 65,536 addresses.
 WIDEST_DEPLOYER_PREFIX = 16
 RESERVED_ROLE_NAMES = frozenset(
@@ -139,6 +140,26 @@ KEYS: tuple[Key, ...] = (
         "string",
         "postgres_mcp",
         "The database role postgres-mcp signs in as: a lowercase PostgreSQL identifier.",
+    ),
+    Key(
+        "manageDatabaseAccess",
+        "boolean",
+        True,
+        "Create the app's role and grants from `pulumi up` (a dynamic provider that signs in to the server as "
+        "its administrator; the machine running pulumi must be admitted by `deployerCidrs`).",
+    ),
+    Key(
+        "privilegeLevel",
+        "string",
+        "read_only",
+        "The app role's privileges on `grantSchemas`: read_only (SELECT) or read_write (SELECT, INSERT, UPDATE, "
+        "DELETE; for postgres-mcp's unrestricted access mode).",
+    ),
+    Key(
+        "grantSchemas",
+        "array",
+        ["public"],
+        "Schemas of the application database the app role may use (lowercase PostgreSQL identifiers).",
     ),
     Key(
         "entraAdminObjectId",
@@ -241,6 +262,9 @@ class Settings:
     high_availability: str
     database_name: str
     app_role_name: str
+    manage_database_access: bool
+    privilege_level: str
+    grant_schemas: tuple[str, ...]
     entra_admin: EntraAdmin
     deployer_networks: tuple[ipaddress.IPv4Network, ...]
     allow_azure_services: bool
@@ -317,7 +341,8 @@ class _Reader:
             return bool(DEFAULTS[name])
         return lowered == "true"
 
-    def string_list(self, name: str, accepted: str) -> list[str]:
+    def string_list(self, name: str, accepted: str) -> list[str] | None:
+        """The list, or None when the value is not a list of strings (already reported)."""
         text = self._text(name)
         if text is None:
             return list(DEFAULTS[name])
@@ -325,10 +350,10 @@ class _Reader:
             value = json.loads(text)
         except json.JSONDecodeError:
             self.fail(name, text, "a list of " + accepted)
-            return []
+            return None
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             self.fail(name, value, "a list of " + accepted)
-            return []
+            return None
         return value
 
 
@@ -407,6 +432,17 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     )
     database_name = reader.string("databaseName", identifier_rule, _identifier_check)
     app_role_name = reader.string("appRoleName", identifier_rule, _identifier_check)
+    manage_database_access = reader.boolean("manageDatabaseAccess")
+    privilege_level = reader.choice("privilegeLevel", PRIVILEGE_LEVELS)
+    grant_schemas = reader.string_list("grantSchemas", "schema names")
+    if grant_schemas == []:
+        reader.fail("grantSchemas", grant_schemas, "at least one schema name")
+    grant_schemas = grant_schemas or []
+    for schema in grant_schemas:
+        if not (IDENTIFIER.match(schema) and not schema.startswith("pg_") and schema != "information_schema"):
+            reader.fail("grantSchemas", schema, "lowercase PostgreSQL identifiers (not pg_* or information_schema)")
+    if len(set(grant_schemas)) != len(grant_schemas):
+        reader.fail("grantSchemas", grant_schemas, "each schema once")
 
     admin_object_id = reader.string(
         "entraAdminObjectId",
@@ -427,7 +463,7 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     admin_type = reader.choice("entraAdminPrincipalType", PRINCIPAL_TYPES)
 
     deployer_networks: list[ipaddress.IPv4Network] = []
-    for entry in reader.string_list("deployerCidrs", "IPv4 addresses or CIDR ranges"):
+    for entry in reader.string_list("deployerCidrs", "IPv4 addresses or CIDR ranges") or []:
         network = _ipv4_network(reader, "deployerCidrs", entry, strict=True)
         if network is None:
             continue
@@ -487,6 +523,9 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         high_availability=high_availability,
         database_name=database_name,
         app_role_name=app_role_name,
+        manage_database_access=manage_database_access,
+        privilege_level=privilege_level,
+        grant_schemas=tuple(grant_schemas),
         entra_admin=EntraAdmin(
             object_id=admin_object_id or None,
             principal_name=admin_name or "pulumi-deployer",

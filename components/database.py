@@ -21,6 +21,7 @@ from pulumi_azure_native import dbforpostgresql as postgresql
 from settings import EntraAdmin
 
 POSTGRES_PORT = 5432
+ADMIN_LOGIN = "pgadmin"  # password mode only: the server administrator
 TLS_SETTINGS = (("require_secure_transport", "on"), ("ssl_min_protocol_version", "TLSv1.2"))
 AZURE_SERVICES_RULE = "AllowAllAzureServicesAndResourcesWithinAzureIps"
 

@@ -25,6 +25,7 @@ VAULT = "azure-native:keyvault:Vault"
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 FIREWALL_RULE = "azure-native:dbforpostgresql:FirewallRule"
+DYNAMIC = "pulumi-python:dynamic:Resource"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
@@ -350,7 +351,7 @@ def test_every_resource_is_tagged() -> None:
         "Secret",
     }
     for resource in run.resources:
-        if resource.type.rsplit(":", 1)[-1] in untaggable or resource.type.startswith("postgresmcp:"):
+        if resource.type.rsplit(":", 1)[-1] in untaggable or resource.type.startswith(("postgresmcp:", DYNAMIC)):
             continue
         tags = resource.inputs.get("tags")
         assert tags and tags["environment"] == "dev" and tags["owner"] == "platform-team", resource.name
@@ -361,3 +362,36 @@ def test_preview_declares_the_same_graph() -> None:
     previewed = run_program("prod", {"authMode": "password"}, preview=True)
     deployed = program("prod", "password")
     assert sorted((r.type, r.name) for r in previewed.resources) == sorted((r.type, r.name) for r in deployed.resources)
+
+
+def test_role_and_grants_are_declared_after_the_server_and_before_the_app(
+    deployed: tuple[str, str, ProgramRun],
+) -> None:
+    _, mode, run = deployed
+    access = run.one(DYNAMIC)
+    inputs = access.inputs
+    assert (inputs["role"], inputs["database"], inputs["auth_mode"]) == ("postgres_mcp", "app", mode)
+    assert inputs["host"] == run.exports["serverFqdn"]
+    assert inputs["schemas"] == ["public"] and inputs["privilege_level"] == "read_only"
+    assert inputs["sslmode"] == "require"
+    if mode == "token":
+        assert inputs["admin_user"] == "pulumi-deployer"
+        assert inputs["principal_id"] == run.exports["appIdentityPrincipalId"]
+        assert "admin_password" not in inputs and "role_password" not in inputs
+    else:
+        assert inputs["admin_user"] == "pgadmin"
+        assert inputs["role_password"] in run.mocks.generated_secrets
+        assert is_secret_at(access.raw_inputs, "admin_password") and is_secret_at(access.raw_inputs, "role_password")
+        assert set(run.options[access.name].additional_secret_outputs or []) >= {"admin_password", "role_password"}
+    waits_for = run.depends_on(access.name)
+    assert run.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra").name in waits_for
+    assert run.one("azure-native:dbforpostgresql:Database").name in waits_for
+    assert all(rule.name in waits_for for rule in run.of_type(FIREWALL_RULE))
+    assert access.name in run.depends_on(run.one(CONTAINER_APP).name)
+
+
+def test_database_access_follows_config() -> None:
+    run = run_program("dev", {"privilegeLevel": "read_write", "grantSchemas": ["public", "reports"]})
+    inputs = run.one(DYNAMIC).inputs
+    assert inputs["privilege_level"] == "read_write" and inputs["schemas"] == ["public", "reports"]
+    assert run_program("dev", {"manageDatabaseAccess": False}).of_type(DYNAMIC) == []
