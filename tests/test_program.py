@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import itertools
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +17,7 @@ from harness import (
     DEPLOYER_OBJECT_ID,
     EGRESS_IP,
     LOG_ANALYTICS_SHARED_KEY,
+    ROOT,
     SUBSCRIPTION_ID,
     TENANT_ID,
     ProgramRun,
@@ -395,3 +401,29 @@ def test_database_access_follows_config() -> None:
     inputs = run.one(DYNAMIC).inputs
     assert inputs["privilege_level"] == "read_write" and inputs["schemas"] == ["public", "reports"]
     assert run_program("dev", {"manageDatabaseAccess": False}).of_type(DYNAMIC) == []
+
+
+def test_dynamic_provider_is_pickled_by_reference_and_loads_in_a_fresh_process(tmp_path: Path) -> None:
+    # The engine's provider process re-imports components.database_access from the program's
+    # directory; a provider pickled by value would drag a copy of the code (and its globals) into state.
+    run = program("dev", "token")
+    serialized = run.one(DYNAMIC).inputs["__provider"]
+    pickled = base64.b64decode(serialized)
+    assert b"components.database_access" in pickled and len(pickled) < 2000
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import base64, sys, dill\n"
+        "provider = dill.loads(base64.b64decode(sys.stdin.read()))\n"
+        "print(type(provider).__module__, type(provider).__name__)\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, str(script)],
+        input=serialized,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "components.database_access DatabaseAccessProvider"
