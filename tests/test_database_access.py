@@ -18,8 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from identity_endpoint import IdentityEndpoint, Minted
-from postgres_server import PostgresServer, running_postgres
 from psycopg import sql
 
 from components import database_access
@@ -30,6 +28,8 @@ from components.database_access import (
     create_principal,
     expected_grants,
 )
+from drill.identity_endpoint import IdentityEndpoint, Minted
+from drill.postgres_server import PostgresServer, running_postgres
 
 ENTRA_ADMIN = "pulumi-deployer"
 SERVER_ADMIN, SERVER_ADMIN_PASSWORD = "pgadmin", "Server-admin-Pw-9x"
@@ -424,7 +424,7 @@ def test_missing_schema_is_named_and_nothing_is_created(postgres: PostgresServer
 def test_unreachable_server_names_host_port_and_the_firewall_key(
     postgres: PostgresServer, database: str, mode: str
 ) -> None:
-    from postgres_server import free_port
+    from drill.postgres_server import free_port
 
     port = free_port()
     with pytest.raises(DatabaseAccessError) as failed:

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from identity_endpoint import RESOURCE, IdentityEndpoint
 
 from components import token_refresher
+from drill.identity_endpoint import RESOURCE, IdentityEndpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "components" / "token_refresher.py"
@@ -257,7 +257,7 @@ def test_malformed_answers_are_rejected_and_the_last_good_file_kept(endpoint: Id
     refresher = Refresher(
         refresher_env(endpoint, passfile), "--margin-seconds=3599.5", "--min-interval-seconds=0.2", *FAST
     )
-    from identity_endpoint import MALFORMED_BODIES
+    from drill.identity_endpoint import MALFORMED_BODIES
 
     try:
         wait_for(lambda: len(endpoint.minted) == 1)

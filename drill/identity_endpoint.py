@@ -68,6 +68,7 @@ class IdentityEndpoint:
     lifetime: float = 3600.0
     behaviour: str = "ok"
     on_mint: Callable[[Minted], None] | None = None
+    fixed_token: str | None = None  # benchmarks: answer the same token every time
     minted: list[Minted] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -124,9 +125,9 @@ class IdentityEndpoint:
             self._answer(handler, 200, MALFORMED_BODIES[behaviour](now))
             return
         # Azure sends whole epoch seconds; the stand-in's record uses the same instant.
-        minted = Minted(
-            f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(24)}.{len(self.minted)}", now, float(int(now + self.lifetime))
-        )
+        # Entra access tokens are JWTs of 1.5-2.5 KB; the stand-in's are as long.
+        token = self.fixed_token or f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(1200)}.{len(self.minted)}"
+        minted = Minted(token, now, float(int(now + self.lifetime)))
         if self.on_mint is not None:
             self.on_mint(minted)
         with self._lock:

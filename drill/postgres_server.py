@@ -69,6 +69,7 @@ class PostgresServer:
     port: int
     bin: Path
     run_as: str | None
+    extra_options: str = ""
 
     host = "127.0.0.1"
 
@@ -109,7 +110,8 @@ class PostgresServer:
                 os.chown(self.data / name, user.pw_uid, user.pw_gid)
         options = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.socket_dir} "
-            "-c ssl=on -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
+            "-c ssl=on -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
+            f"{self.extra_options}"
         )
         self._run(
             str(self.bin / "pg_ctl"),
@@ -148,9 +150,14 @@ class PostgresServer:
             connect_timeout=5,
         )
 
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(extra_options: str = "") -> Iterator[PostgresServer]:
+    """A started server; `extra_options` are more `-c name=value` settings."""
     run_as = "postgres" if os.geteuid() == 0 else None
     if run_as:
         try:
@@ -159,7 +166,7 @@ def running_postgres() -> Iterator[PostgresServer]:
             raise RuntimeError("running as root needs the 'postgres' user (apt-get install -y postgresql)") from None
     root = Path(tempfile.mkdtemp(prefix="pgtest-"))
     root.chmod(0o755)
-    server = PostgresServer(root, free_port(), postgres_bin(), run_as)
+    server = PostgresServer(root, free_port(), postgres_bin(), run_as, extra_options)
     try:
         yield server.start()
     finally:

@@ -1,0 +1,58 @@
+"""`python -m drill`: the expiry drill, runnable by anyone with this repository.
+
+Runs the real postgres-mcp 0.3.0 against a local PostgreSQL whose tokens expire like
+Entra tokens, first with the token baked into DATABASE_URI, then with the token
+refresher exactly as the Container App runs it, prints a timeline of each and a verdict.
+`--faults` adds the identity endpoint outages, garbage answers and a refresher restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from drill import scenarios
+from drill.postgres_mcp_venv import ensure_venv
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drill", description=__doc__.splitlines()[0])
+    parser.add_argument("--faults", action="store_true", help="also run the fault scenarios")
+    parser.add_argument(
+        "--only", choices=sorted(scenarios.SCENARIOS), action="append", help="run only this scenario (repeatable)"
+    )
+    arguments = parser.parse_args(argv)
+    names = arguments.only or (list(scenarios.SCENARIOS) if arguments.faults else ["baked", "refresher"])
+    venv = ensure_venv()
+    print(
+        f"Tokens live {scenarios.TOKEN_LIFETIME}s (Entra: up to 24h); the pool replaces connections every "
+        f"{scenarios.POOL_MAX_LIFETIME}s (postgres-mcp: hourly) and waits {scenarios.POOL_TIMEOUT}s for one "
+        "(30s); each token becomes the role's password VALID UNTIL its expiry.\n"
+    )
+    verdicts: list[tuple[str, bool, str]] = []
+    for name in names:
+        scenario = scenarios.SCENARIOS[name]
+        print(f"== {name}: {scenario.description}")
+        result = scenarios.run(scenario, venv, lambda line: print(f"   {line}", flush=True))
+        print(scenarios.timeline(result))
+        problems = scenarios.judge(result)
+        summary = (
+            f"{len(result.calls)} calls, {len(result.failed)} failed, {len(result.minted)} tokens minted, "
+            f"{result.reconnections()} new logins"
+        )
+        expected = {
+            "no-failures": "no failed call",
+            "fails-after-expiry": "fails after the first expiry, never recovers",
+            "fails-then-recovers": "fails while the endpoint is down, recovers by itself",
+        }[scenario.expect]
+        verdict = "AS EXPECTED" if not problems else "UNEXPECTED: " + "; ".join(problems)
+        print(f"   {summary}\n   expected: {expected} -> {verdict}\n", flush=True)
+        verdicts.append((name, not problems, summary))
+    print("== verdict")
+    for name, ok, summary in verdicts:
+        print(f"   {'PASS' if ok else 'FAIL'}  {name:18} {summary}")
+    return 0 if all(ok for _, ok, _ in verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

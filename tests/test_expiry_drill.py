@@ -1,0 +1,57 @@
+"""Token mode against the real postgres-mcp 0.3.0: the expiry drill as a test.
+
+Each scenario runs postgres-mcp (its own Python >= 3.12 virtualenv, built on first use),
+the MCP client over SSE, a local PostgreSQL whose tokens expire, the local identity
+endpoint and, in token mode, the project's refresher exactly as the sidecar runs it.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from drill import scenarios
+from drill.postgres_mcp_venv import ensure_venv
+
+
+@pytest.fixture(scope="session")
+def venv() -> Path:
+    return ensure_venv(log=False)
+
+
+@functools.cache
+def drilled(name: str, venv: Path) -> scenarios.Result:
+    return scenarios.run(scenarios.SCENARIOS[name], venv)
+
+
+def test_token_baked_into_the_uri_fails_after_expiry_and_never_recovers(venv: Path) -> None:
+    result = drilled("baked", venv)
+    assert scenarios.judge(result) == [], scenarios.timeline(result)
+    assert len(result.minted) == 1
+    assert all("couldn't get a connection" in call.detail for call in result.failed)
+    assert any("EXPIRED" in text for _, source, text in result.events if source == "postgres")
+    assert not result.calls[-1].ok
+
+
+def test_refresher_keeps_every_call_working_across_many_expiries(venv: Path) -> None:
+    result = drilled("refresher", venv)
+    assert scenarios.judge(result) == [], scenarios.timeline(result)
+    assert result.failed == []
+    assert len(result.minted) >= 6  # 30 s of 6 s tokens
+    assert result.reconnections() >= 8  # the pool really logged in again and again, each time from the file
+
+
+@pytest.mark.parametrize("name", ["short-outage", "garbage", "refresher-restart"])
+def test_faults_shorter_than_a_token_cost_no_call(venv: Path, name: str) -> None:
+    result = drilled(name, venv)
+    assert scenarios.judge(result) == [], scenarios.timeline(result)
+    assert result.failed == []
+
+
+def test_long_outage_fails_while_down_then_recovers_without_restart(venv: Path) -> None:
+    result = drilled("long-outage", venv)
+    assert scenarios.judge(result) == [], scenarios.timeline(result)
+    assert result.failed
+    assert any("wrote" in line and "failure(s)" in line for line in result.refresher_log)  # it recovered itself
