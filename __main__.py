@@ -13,7 +13,7 @@ import settings
 from components.database import ADMIN_LOGIN, Database
 from components.database_access import DatabaseAccess
 from components.identity_and_secrets import IdentityAndSecrets
-from components.mcp_app import McpApp, mcp_client_configuration
+from components.mcp_app import Admission, McpApp, entra_scope, mcp_client_configuration
 from components.network import AppNetwork
 
 config = settings.load()  # refuses bad values before any resource is declared
@@ -120,6 +120,13 @@ mcp = McpApp(
         "app_role_name": config.app_role_name,
         "log_retention_days": config.log_retention_days,
         "tags": config.tags,
+        "admission": Admission(
+            internal=config.ingress_internal,
+            allowed_cidrs=tuple(str(network) for network in config.allowed_client_networks),
+            entra_client_id=config.entra_auth_client_id,
+            allowed_client_ids=config.entra_auth_allowed_client_ids,
+            tenant_id=client.tenant_id,
+        ),
         "depends_on": app_needs,
     },
 )
@@ -134,6 +141,11 @@ pulumi.export("appIdentityPrincipalId", secrets.identity_principal_id)
 pulumi.export("entraAdminPrincipalName", database.entra_admin_principal_name)
 pulumi.export("appEgressIp", network.egress_ip_address)
 pulumi.export("keyVaultUri", secrets.vault_uri)
+pulumi.export("mcpAdmission", config.admission)
+pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
 pulumi.export(
-    "mcpClientConfig", mcp.sse_url.apply(lambda url: mcp_client_configuration(f"postgres-{config.stack}", url))
+    "mcpClientConfig",
+    mcp.sse_url.apply(
+        lambda url: mcp_client_configuration(f"postgres-{config.stack}", url, config.entra_auth_client_id)
+    ),
 )

@@ -205,6 +205,40 @@ KEYS: tuple[Key, ...] = (
         "leaves through a NAT gateway with one static IP that the server firewall admits.",
     ),
     Key(
+        "ingressInternal",
+        "boolean",
+        False,
+        "Serve the MCP endpoint only inside the virtual network: no public endpoint at all.",
+    ),
+    Key(
+        "allowedClientCidrs",
+        "array",
+        [],
+        "IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list); empty admits any address, "
+        "so Entra sign-in or internal ingress must then close the endpoint.",
+    ),
+    Key(
+        "entraAuthClientId",
+        "string",
+        "",
+        "Client ID of the Entra app registration MCP clients get tokens for; when set, the Container App "
+        "answers 401 to any caller without a valid token for it.",
+    ),
+    Key(
+        "entraAuthAllowedClientIds",
+        "array",
+        [],
+        "With Entra sign-in: client IDs of the applications allowed to call; empty allows any application "
+        "that obtains a token for the app registration.",
+    ),
+    Key(
+        "allowAnonymousPublicAccess",
+        "boolean",
+        False,
+        "DANGER: explicit opt-in to a public MCP endpoint that anyone on the internet can call without "
+        "signing in (postgres-mcp has no authentication of its own). For throwaway demos only.",
+    ),
+    Key(
         "mcpImage",
         "string",
         "docker.io/crystaldba/postgres-mcp:0.3.0",
@@ -270,6 +304,11 @@ class Settings:
     allow_azure_services: bool
     vnet_cidr: ipaddress.IPv4Network
     app_subnet_cidr: ipaddress.IPv4Network
+    ingress_internal: bool
+    allowed_client_networks: tuple[ipaddress.IPv4Network, ...]
+    entra_auth_client_id: str
+    entra_auth_allowed_client_ids: tuple[str, ...]
+    allow_anonymous_public_access: bool
     mcp_image: str
     mcp_access_mode: str
     token_refresh_margin_seconds: int
@@ -283,6 +322,20 @@ class Settings:
         """`<prefix>-<stack>`, lowercased and trimmed to fit Azure's name rules."""
         stack = re.sub(r"[^a-z0-9-]+", "-", self.stack.lower()).strip("-") or "stack"
         return f"{self.name_prefix}-{stack}"[:30].rstrip("-")
+
+    @property
+    def admission(self) -> str:
+        """How MCP clients are admitted, for outputs and docs: e.g. `entra+allow-list`, `internal`."""
+        modes = [
+            name
+            for name, on in (
+                ("internal", self.ingress_internal),
+                ("entra", bool(self.entra_auth_client_id)),
+                ("allow-list", bool(self.allowed_client_networks)),
+            )
+            if on
+        ]
+        return "+".join(modes) or "anonymous-public"
 
     @property
     def tags(self) -> dict[str, str]:
@@ -490,6 +543,40 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     elif subnet is not None and vnet is not None and not subnet.subnet_of(vnet):
         reader.fail("appSubnetCidr", str(subnet), f"a range inside vnetCidr {vnet}")
 
+    ingress_internal = reader.boolean("ingressInternal")
+    allowed_client_networks: list[ipaddress.IPv4Network] = []
+    for entry in reader.string_list("allowedClientCidrs", "IPv4 addresses or CIDR ranges") or []:
+        network = _ipv4_network(reader, "allowedClientCidrs", entry, strict=True)
+        if network is not None and network.prefixlen == 0:
+            reader.fail(
+                "allowedClientCidrs",
+                entry,
+                "a range narrower than the whole internet (for that, "
+                "allowAnonymousPublicAccess is the explicit opt-in)",
+            )
+        elif network is not None:
+            allowed_client_networks.append(network)
+    entra_client_id = reader.string(
+        "entraAuthClientId",
+        "empty or an app registration's client ID (a GUID)",
+        lambda v: v == "" or bool(GUID.match(v)),
+    )
+    allowed_client_ids = reader.string_list("entraAuthAllowedClientIds", "client IDs (GUIDs)") or []
+    for client_id in allowed_client_ids:
+        if not GUID.match(client_id):
+            reader.fail("entraAuthAllowedClientIds", client_id, "client IDs (GUIDs)")
+    if allowed_client_ids and not entra_client_id:
+        reader.fail("entraAuthAllowedClientIds", allowed_client_ids, "an empty list unless entraAuthClientId is set")
+    allow_anonymous = reader.boolean("allowAnonymousPublicAccess")
+    admitted = ingress_internal or bool(allowed_client_networks) or bool(entra_client_id)
+    if not admitted and not allow_anonymous and not any("allowedClientCidrs" in e for e in reader.errors):
+        reader.errors.append(
+            "the MCP endpoint would be public and anonymous (postgres-mcp has no authentication of its own); "
+            "expected at least one of: config key 'allowedClientCidrs' (an IP allow-list), 'entraAuthClientId' "
+            "(Entra sign-in), 'ingressInternal: true' (no public endpoint), or the explicit opt-in "
+            "'allowAnonymousPublicAccess: true'"
+        )
+
     mcp_image = reader.string(
         "mcpImage",
         "an image pinned by a tag other than latest, or by digest, such as docker.io/crystaldba/postgres-mcp:0.3.0",
@@ -535,6 +622,11 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         allow_azure_services=allow_azure_services,
         vnet_cidr=vnet,
         app_subnet_cidr=subnet,
+        ingress_internal=ingress_internal,
+        allowed_client_networks=tuple(allowed_client_networks),
+        entra_auth_client_id=entra_client_id,
+        entra_auth_allowed_client_ids=tuple(allowed_client_ids),
+        allow_anonymous_public_access=allow_anonymous,
         mcp_image=mcp_image,
         mcp_access_mode=mcp_access_mode,
         token_refresh_margin_seconds=margin,

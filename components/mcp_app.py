@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -57,9 +58,33 @@ def refresher_command(margin_seconds: int) -> list[str]:
     return ["python", "-c", refresher_source(), f"--margin-seconds={margin_seconds}"]
 
 
-def mcp_client_configuration(server_name: str, sse_url: str) -> str:
-    """The `mcpServers` entry an MCP client (Claude Desktop via mcp-remote, Cursor, VS Code) takes."""
-    return json.dumps({"mcpServers": {server_name: {"type": "sse", "url": sse_url}}}, indent=2)
+@dataclass(frozen=True)
+class Admission:
+    """Who may reach the MCP endpoint: postgres-mcp itself authenticates nobody."""
+
+    internal: bool = False
+    allowed_cidrs: tuple[str, ...] = ()
+    entra_client_id: str = ""
+    allowed_client_ids: tuple[str, ...] = ()
+    tenant_id: pulumi.Input[str] = ""
+
+
+def entra_audiences(client_id: str) -> list[str]:
+    return [f"api://{client_id}", client_id]
+
+
+def entra_scope(client_id: str) -> str:
+    """What a client asks Entra for to call the endpoint (client credentials or a user token)."""
+    return f"api://{client_id}/.default" if client_id else ""
+
+
+def mcp_client_configuration(server_name: str, sse_url: str, entra_client_id: str = "") -> str:
+    """The `mcpServers` entry an MCP client (Cursor, VS Code, agents; Claude Desktop via mcp-remote) takes."""
+    entry: dict[str, Any] = {"type": "sse", "url": sse_url}
+    if entra_client_id:
+        # The client sends a token for entra_scope(); ${MCP_ENTRA_TOKEN} is filled in by the user or agent.
+        entry["headers"] = {"Authorization": "Bearer ${MCP_ENTRA_TOKEN}"}
+    return json.dumps({"mcpServers": {server_name: entry}}, indent=2)
 
 
 class McpAppArgs(TypedDict):
@@ -77,6 +102,7 @@ class McpAppArgs(TypedDict):
     app_role_name: str
     log_retention_days: int
     tags: dict[str, str]
+    admission: Admission
     depends_on: list[pulumi.Resource]
     """Resources the first revision needs in place (the database, its firewall rule)."""
 
@@ -90,6 +116,7 @@ class McpApp(pulumi.ComponentResource):
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         identity = args["identity"]
+        admission = args["admission"]
 
         workspace = operationalinsights.Workspace(
             f"{name}-logs",
@@ -201,7 +228,22 @@ class McpApp(pulumi.ComponentResource):
             ),
             configuration=app.ConfigurationArgs(
                 active_revisions_mode="Single",
-                ingress=app.IngressArgs(external=True, target_port=MCP_PORT, transport="auto", allow_insecure=False),
+                ingress=app.IngressArgs(
+                    external=not admission.internal,
+                    target_port=MCP_PORT,
+                    transport="auto",
+                    allow_insecure=False,
+                    ip_security_restrictions=[
+                        app.IpSecurityRestrictionRuleArgs(
+                            name=f"client-{index}",
+                            ip_address_range=cidr,
+                            action="Allow",
+                            description="allowedClientCidrs",
+                        )
+                        for index, cidr in enumerate(admission.allowed_cidrs)
+                    ]
+                    or None,
+                ),
                 secrets=secrets or None,
             ),
             template=app.TemplateArgs(
@@ -223,6 +265,36 @@ class McpApp(pulumi.ComponentResource):
         def ingress_fqdn(configuration: Any) -> str:
             ingress = getattr(configuration, "ingress", None)
             return (getattr(ingress, "fqdn", None) or "") if ingress is not None else ""
+
+        if admission.entra_client_id:
+            app.ContainerAppsAuthConfig(
+                f"{name}-entra-sign-in",
+                auth_config_name="current",
+                container_app_name=container_app.name,
+                resource_group_name=args["resource_group_name"],
+                platform=app.AuthPlatformArgs(enabled=True),
+                global_validation=app.GlobalValidationArgs(
+                    unauthenticated_client_action=app.UnauthenticatedClientActionV2.RETURN401
+                ),
+                identity_providers=app.IdentityProvidersArgs(
+                    azure_active_directory=app.AzureActiveDirectoryArgs(
+                        enabled=True,
+                        registration=app.AzureActiveDirectoryRegistrationArgs(
+                            client_id=admission.entra_client_id,
+                            open_id_issuer=pulumi.Output.concat(
+                                "https://login.microsoftonline.com/", admission.tenant_id, "/v2.0"
+                            ),
+                        ),
+                        validation=app.AzureActiveDirectoryValidationArgs(
+                            allowed_audiences=entra_audiences(admission.entra_client_id),
+                            default_authorization_policy=app.DefaultAuthorizationPolicyArgs(
+                                allowed_applications=list(admission.allowed_client_ids) or None,
+                            ),
+                        ),
+                    ),
+                ),
+                opts=child,
+            )
 
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")

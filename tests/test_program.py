@@ -427,3 +427,72 @@ def test_dynamic_provider_is_pickled_by_reference_and_loads_in_a_fresh_process(t
         check=True,
     )
     assert loaded.stdout.strip() == "components.database_access DatabaseAccessProvider"
+
+
+# --- who may reach the MCP endpoint ----------------------------------------------------------
+
+AUTH_CONFIG = "azure-native:app:ContainerAppsAuthConfig"
+CLIENT_APP = "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"
+CALLER_APP = "6a3c3e4f-2222-4d4d-9e9e-123456789abc"
+
+
+def ingress_of(run: ProgramRun) -> dict[str, Any]:
+    return dict(run.one(CONTAINER_APP).inputs["configuration"]["ingress"])
+
+
+def test_shipped_stacks_admit_no_anonymous_caller_from_the_internet() -> None:
+    for mode in ("token", "password"):
+        dev, prod = program("dev", mode), program("prod", mode)
+        dev_ingress = ingress_of(dev)
+        assert dev_ingress["external"] is True
+        assert [r["ipAddressRange"] for r in dev_ingress["ipSecurityRestrictions"]] == ["198.51.100.0/24"]
+        assert all(r["action"] == "Allow" for r in dev_ingress["ipSecurityRestrictions"])
+        assert dev.exports["mcpAdmission"] == "allow-list"
+        assert ingress_of(prod)["external"] is False
+        assert prod.exports["mcpAdmission"] == "internal"
+
+
+def test_allow_list_admission() -> None:
+    run = run_program("dev", {"allowedClientCidrs": ["203.0.113.7", "192.0.2.0/28"]})
+    rules = ingress_of(run)["ipSecurityRestrictions"]
+    assert [(r["name"], r["ipAddressRange"], r["action"]) for r in rules] == [
+        ("client-0", "203.0.113.7/32", "Allow"),
+        ("client-1", "192.0.2.0/28", "Allow"),
+    ]
+    assert run.of_type(AUTH_CONFIG) == []
+    assert "headers" not in json.loads(run.exports["mcpClientConfig"])["mcpServers"]["postgres-dev"]
+
+
+def test_entra_sign_in_admission_rejects_anonymous_callers() -> None:
+    run = run_program(
+        "dev", {"allowedClientCidrs": [], "entraAuthClientId": CLIENT_APP, "entraAuthAllowedClientIds": [CALLER_APP]}
+    )
+    auth = run.one(AUTH_CONFIG).inputs
+    assert auth["authConfigName"] == "current"
+    assert auth["containerAppName"] == run.one(CONTAINER_APP).inputs["containerAppName"]
+    assert auth["platform"]["enabled"] is True
+    assert auth["globalValidation"]["unauthenticatedClientAction"] == "Return401"
+    aad = auth["identityProviders"]["azureActiveDirectory"]
+    assert aad["enabled"] is True and aad["registration"]["clientId"] == CLIENT_APP
+    assert aad["registration"]["openIdIssuer"] == f"https://login.microsoftonline.com/{TENANT_ID}/v2.0"
+    assert set(aad["validation"]["allowedAudiences"]) == {f"api://{CLIENT_APP}", CLIENT_APP}
+    assert aad["validation"]["defaultAuthorizationPolicy"]["allowedApplications"] == [CALLER_APP]
+    assert "clientSecretSettingName" not in aad["registration"]  # bearer tokens only: no client secret to keep
+    assert ingress_of(run)["external"] is True and "ipSecurityRestrictions" not in ingress_of(run)
+    assert run.exports["mcpAdmission"] == "entra"
+    assert run.exports["mcpEntraScope"] == f"api://{CLIENT_APP}/.default"
+    entry = json.loads(run.exports["mcpClientConfig"])["mcpServers"]["postgres-dev"]
+    assert entry["headers"] == {"Authorization": "Bearer ${MCP_ENTRA_TOKEN}"}
+
+
+def test_internal_only_admission_has_no_public_endpoint() -> None:
+    run = run_program("dev", {"allowedClientCidrs": [], "ingressInternal": True})
+    assert ingress_of(run)["external"] is False
+    assert run.exports["mcpAdmission"] == "internal"
+
+
+def test_anonymous_public_endpoint_only_with_the_loud_opt_in() -> None:
+    run = run_program("dev", {"allowedClientCidrs": [], "allowAnonymousPublicAccess": True})
+    assert ingress_of(run)["external"] is True and "ipSecurityRestrictions" not in ingress_of(run)
+    assert run.of_type(AUTH_CONFIG) == []
+    assert run.exports["mcpAdmission"] == "anonymous-public"

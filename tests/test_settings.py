@@ -67,6 +67,19 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "allowAzureServices": [("sure", "true or false")],
     "vnetCidr": [("10.60.0.0/33", "CIDR"), ("8.8.0.0/16", "private IPv4 range"), ("10.0.0.0/28", "/8 to /24")],
     "appSubnetCidr": [("10.60.0.0/28", "/21 to /27"), ("10.99.0.0/23", "inside vnetCidr"), ("x", "CIDR")],
+    "ingressInternal": [("maybe", "true or false")],
+    "allowedClientCidrs": [
+        (["0.0.0.0/0"], "narrower than the whole internet"),
+        (["300.1.1.1"], "IPv4 address or CIDR"),
+        (["10.0.0.1/8"], "IPv4 address or CIDR"),
+        ("10.0.0.0/8", "a list of"),
+    ],
+    "entraAuthClientId": [("my-app", "a GUID"), ("api://5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "a GUID")],
+    "entraAuthAllowedClientIds": [
+        (["nope"], "client IDs (GUIDs)"),
+        (["5f2b2d3e-1111-4c4c-8d8d-0123456789ab"], "unless entraAuthClientId is set"),
+    ],
+    "allowAnonymousPublicAccess": [("yes please", "true or false")],
     "mcpImage": [
         ("crystaldba/postgres-mcp", "pinned by a tag"),
         ("crystaldba/postgres-mcp:latest", "other than latest"),
@@ -80,6 +93,9 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "protectResources": [("1", "true or false")],
     "logRetentionDays": [(7, "30 to 730"), (731, "30 to 730")],
 }
+
+# Parsing with no config at all is refused (anonymous public endpoint): close it for unit tests.
+CLOSED = {"ingressInternal": "true"}
 
 CASES = [(key, value, fragment) for key, values in BAD_VALUES.items() for value, fragment in values]
 
@@ -102,7 +118,7 @@ def test_bad_value_is_refused_by_name_and_nothing_is_declared(key: str, value: A
 
 def test_all_errors_are_reported_at_once() -> None:
     with pytest.raises(ConfigError) as refused:
-        parse({"authMode": "tokens", "postgresVersion": "9", "deployerCidrs": '["0.0.0.0/0"]'}, "dev")
+        parse({**CLOSED, "authMode": "tokens", "postgresVersion": "9", "deployerCidrs": '["0.0.0.0/0"]'}, "dev")
     message = str(refused.value)
     assert "3 invalid config value(s)" in message
     assert all(f"'{key}'" in message for key in ("authMode", "postgresVersion", "deployerCidrs"))
@@ -119,11 +135,11 @@ def test_unknown_key_is_refused_with_the_known_ones() -> None:
 
 def test_entra_admin_object_id_needs_a_name() -> None:
     with pytest.raises(ConfigError, match=r"'entraAdminPrincipalName'.*whenever entraAdminObjectId is set"):
-        parse({"entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"}, "dev")
+        parse({**CLOSED, "entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"}, "dev")
 
 
 def test_defaults_parse_to_secure_settings() -> None:
-    parsed = parse({}, "dev")
+    parsed = parse(CLOSED, "dev")
     assert parsed.auth_mode == "token"
     assert parsed.deployer_networks == () and parsed.allow_azure_services is False
     assert parsed.mcp_access_mode == "restricted"
@@ -140,6 +156,7 @@ def test_stack_files_parse() -> None:
 def test_good_values_are_accepted() -> None:
     parsed = parse(
         {
+            **CLOSED,
             "deployerCidrs": '["203.0.113.7", "198.51.100.0/24"]',
             "mcpImage": "crystaldba/postgres-mcp@sha256:" + "a" * 64,
             "skuTier": "MemoryOptimized",
@@ -155,5 +172,29 @@ def test_good_values_are_accepted() -> None:
 
 
 def test_base_name_is_azure_safe() -> None:
-    assert parse({}, "Feature_Branch.42").base_name == "pgmcp-feature-branch-42"
-    assert len(parse({}, "x" * 80).base_name) <= 30
+    assert parse(CLOSED, "Feature_Branch.42").base_name == "pgmcp-feature-branch-42"
+    assert len(parse(CLOSED, "x" * 80).base_name) <= 30
+
+
+def test_an_anonymous_public_endpoint_needs_the_explicit_opt_in() -> None:
+    recording = RecordingMocks()
+    with pytest.raises(ConfigError) as refused:
+        run_program("dev", {"allowedClientCidrs": []}, recording=recording)
+    message = str(refused.value)
+    assert "would be public and anonymous" in message
+    for key in (
+        "'allowedClientCidrs'",
+        "'entraAuthClientId'",
+        "'ingressInternal: true'",
+        "'allowAnonymousPublicAccess: true'",
+    ):
+        assert key in message
+    assert recording.resources == []
+    opted_in = parse({"allowAnonymousPublicAccess": "true"}, "demo")
+    assert opted_in.admission == "anonymous-public"
+    assert (
+        parse(
+            {"entraAuthClientId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "allowedClientCidrs": '["198.51.100.7"]'}, "x"
+        ).admission
+        == "entra+allow-list"
+    )
