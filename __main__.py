@@ -14,6 +14,7 @@ from components.database import ADMIN_LOGIN, Database
 from components.database_access import DatabaseAccess
 from components.identity_and_secrets import IdentityAndSecrets
 from components.mcp_app import Admission, McpApp, entra_scope, mcp_client_configuration
+from components.monitoring import Monitoring
 from components.network import AppNetwork
 
 config = settings.load()  # refuses bad values before any resource is declared
@@ -24,6 +25,16 @@ deployer_object_id = client.object_id
 resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
 # Server and vault names are global: a stable random suffix keeps stacks apart.
 suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False).result
+
+monitoring = Monitoring(
+    f"{name}-monitoring",
+    {
+        "resource_group_name": resource_group.name,
+        "location": resource_group.location,
+        "retention_days": config.log_retention_days,
+        "tags": config.tags,
+    },
+)
 
 network = AppNetwork(
     f"{name}-network",
@@ -51,6 +62,7 @@ secrets = IdentityAndSecrets(
         "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
         "protect": config.protect_resources,
         "tags": config.tags,
+        "workspace_id": monitoring.workspace_id,
     },
 )
 
@@ -79,6 +91,7 @@ database = Database(
         "allow_azure_services": config.allow_azure_services,
         "protect": config.protect_resources,
         "tags": config.tags,
+        "workspace_id": monitoring.workspace_id,
     },
 )
 
@@ -118,7 +131,7 @@ mcp = McpApp(
         "database_host": database.fqdn,
         "database_name": database.database_name,
         "app_role_name": config.app_role_name,
-        "log_retention_days": config.log_retention_days,
+        "monitoring": monitoring,
         "tags": config.tags,
         "admission": Admission(
             internal=config.ingress_internal,

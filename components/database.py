@@ -18,6 +18,7 @@ from typing import TypedDict
 import pulumi
 from pulumi_azure_native import dbforpostgresql as postgresql
 
+from components.monitoring import send_diagnostics
 from settings import EntraAdmin
 
 POSTGRES_PORT = 5432
@@ -65,6 +66,7 @@ class DatabaseArgs(TypedDict):
     allow_azure_services: bool
     protect: bool
     tags: dict[str, str]
+    workspace_id: pulumi.Input[str]
 
 
 class Database(pulumi.ComponentResource):
@@ -173,6 +175,7 @@ class Database(pulumi.ComponentResource):
             )
             ready.append(previous)
         self.ready = ready
+        send_diagnostics(f"{name}-diagnostics", server.id, args["workspace_id"], self)
 
         self.server_id = server.id
         self.server_name = server.name

@@ -13,6 +13,8 @@ import pulumi
 import pulumi_random as random
 from pulumi_azure_native import authorization, keyvault, managedidentity
 
+from components.monitoring import send_diagnostics
+
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
@@ -53,6 +55,7 @@ class IdentityAndSecretsArgs(TypedDict):
     soft_delete_retention_days: int
     protect: bool
     tags: dict[str, str]
+    workspace_id: pulumi.Input[str]
 
 
 class IdentityAndSecrets(pulumi.ComponentResource):
@@ -135,6 +138,7 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             ):
                 self.store_secret(f"{name}-{secret_name}", vault, secret_name, value, args["resource_group_name"])
 
+        send_diagnostics(f"{name}-vault-diagnostics", vault.id, args["workspace_id"], self)
         self._vault = vault
         self._resource_group_name = args["resource_group_name"]
         self.identity_id = identity.id

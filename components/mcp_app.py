@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import pulumi
-from pulumi_azure_native import app, operationalinsights
+from pulumi_azure_native import app
 
 from components.identity_and_secrets import IdentityAndSecrets
+from components.monitoring import Monitoring
 
 MCP_PORT = 8000
 DATABASE_URI_SECRET = "database-uri"  # noqa: S105 (a secret name, not a secret)
@@ -100,7 +101,7 @@ class McpAppArgs(TypedDict):
     database_host: pulumi.Input[str]
     database_name: pulumi.Input[str]
     app_role_name: str
-    log_retention_days: int
+    monitoring: Monitoring
     tags: dict[str, str]
     admission: Admission
     depends_on: list[pulumi.Resource]
@@ -110,7 +111,6 @@ class McpAppArgs(TypedDict):
 class McpApp(pulumi.ComponentResource):
     fqdn: pulumi.Output[str]
     sse_url: pulumi.Output[str]
-    workspace_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
@@ -118,26 +118,13 @@ class McpApp(pulumi.ComponentResource):
         identity = args["identity"]
         admission = args["admission"]
 
-        workspace = operationalinsights.Workspace(
-            f"{name}-logs",
-            sku=operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
-            retention_in_days=args["log_retention_days"],
-            opts=child,
-            resource_group_name=args["resource_group_name"],
-            location=args["location"],
-            tags=args["tags"],
-        )
-        primary_key: pulumi.Output[str] = operationalinsights.get_shared_keys_output(
-            resource_group_name=args["resource_group_name"],
-            workspace_name=workspace.name,
-        ).apply(lambda keys: keys.primary_shared_key or "")
-        shared_key: pulumi.Output[str] = pulumi.Output.secret(primary_key)
+        monitoring = args["monitoring"]
         environment = app.ManagedEnvironment(
             f"{name}-env",
             app_logs_configuration=app.AppLogsConfigurationArgs(
                 destination="log-analytics",
                 log_analytics_configuration=app.LogAnalyticsConfigurationArgs(
-                    customer_id=workspace.customer_id, shared_key=shared_key
+                    customer_id=monitoring.customer_id, shared_key=monitoring.shared_key
                 ),
             ),
             vnet_configuration=app.VnetConfigurationArgs(infrastructure_subnet_id=args["subnet_id"], internal=False),
@@ -298,5 +285,4 @@ class McpApp(pulumi.ComponentResource):
 
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
-        self.workspace_id = workspace.id
-        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url, "workspace_id": self.workspace_id})
+        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url})

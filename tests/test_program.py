@@ -355,6 +355,8 @@ def test_every_resource_is_tagged() -> None:
         "RandomString",
         "RandomPassword",
         "Secret",
+        "DiagnosticSetting",
+        "ContainerAppsAuthConfig",
     }
     for resource in run.resources:
         if resource.type.rsplit(":", 1)[-1] in untaggable or resource.type.startswith(("postgresmcp:", DYNAMIC)):
@@ -496,3 +498,17 @@ def test_anonymous_public_endpoint_only_with_the_loud_opt_in() -> None:
     assert ingress_of(run)["external"] is True and "ipSecurityRestrictions" not in ingress_of(run)
     assert run.of_type(AUTH_CONFIG) == []
     assert run.exports["mcpAdmission"] == "anonymous-public"
+
+
+def test_server_vault_and_apps_log_to_one_workspace(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    workspace = run.one("azure-native:operationalinsights:Workspace").name
+    settings = {d.inputs["resourceUri"].rsplit("/", 1)[-1]: d.inputs for d in run.of_type(
+        "azure-native:monitor:DiagnosticSetting")}
+    assert set(settings) == {run.one(SERVER).name, run.one(VAULT).name}
+    for setting in settings.values():
+        assert setting["workspaceId"].endswith(workspace)
+        assert setting["logs"] == [{"categoryGroup": "allLogs", "enabled": True}]
+        assert setting["metrics"] == [{"category": "AllMetrics", "enabled": True}]
+    environment = run.one("azure-native:app:ManagedEnvironment").inputs["appLogsConfiguration"]
+    assert environment["logAnalyticsConfiguration"]["customerId"] == "33333333-3333-3333-3333-333333333333"
