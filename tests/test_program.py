@@ -503,8 +503,10 @@ def test_anonymous_public_endpoint_only_with_the_loud_opt_in() -> None:
 def test_server_vault_and_apps_log_to_one_workspace(deployed: tuple[str, str, ProgramRun]) -> None:
     _, _, run = deployed
     workspace = run.one("azure-native:operationalinsights:Workspace").name
-    settings = {d.inputs["resourceUri"].rsplit("/", 1)[-1]: d.inputs for d in run.of_type(
-        "azure-native:monitor:DiagnosticSetting")}
+    settings = {
+        d.inputs["resourceUri"].rsplit("/", 1)[-1]: d.inputs
+        for d in run.of_type("azure-native:monitor:DiagnosticSetting")
+    }
     assert set(settings) == {run.one(SERVER).name, run.one(VAULT).name}
     for setting in settings.values():
         assert setting["workspaceId"].endswith(workspace)

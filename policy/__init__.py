@@ -1,0 +1,1 @@
+"""The policy pack's rules; CrossGuard loads the pack from policy/__main__.py."""
