@@ -89,6 +89,7 @@ database = Database(
         "deployer_networks": config.deployer_networks,
         "app_egress_ip": network.egress_ip_address,
         "allow_azure_services": config.allow_azure_services,
+        "ci_runner_ip": config.ci_runner_ip,
         "protect": config.protect_resources,
         "tags": config.tags,
         "workspace_id": monitoring.workspace_id,

@@ -195,6 +195,14 @@ KEYS: tuple[Key, ...] = (
         "(0.0.0.0-0.0.0.0); off because it admits other tenants' resources too.",
     ),
     Key(
+        "ciRunnerIp",
+        "string",
+        "",
+        "Set by the deploy pipeline for one run (never in a stack file): the runner's public IPv4 address, "
+        "admitted by a 'ci-runner' firewall rule so that the role/grant step reaches the server; the "
+        "pipeline removes the rule after the run.",
+    ),
+    Key(
         "vnetCidr", "string", "10.60.0.0/16", "Address space of the virtual network of the Container Apps environment."
     ),
     Key(
@@ -302,6 +310,7 @@ class Settings:
     entra_admin: EntraAdmin
     deployer_networks: tuple[ipaddress.IPv4Network, ...]
     allow_azure_services: bool
+    ci_runner_ip: str
     vnet_cidr: ipaddress.IPv4Network
     app_subnet_cidr: ipaddress.IPv4Network
     ingress_internal: bool
@@ -422,6 +431,16 @@ def _ipv4_network(reader: _Reader, name: str, text: str, *, strict: bool) -> ipa
     return network
 
 
+def _public_ipv4_or_empty(value: str) -> bool:
+    if value == "":
+        return True
+    try:
+        address = ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return address.is_global
+
+
 def _identifier_check(value: str) -> bool:
     return bool(IDENTIFIER.match(value)) and value not in RESERVED_ROLE_NAMES and not value.startswith("pg_")
 
@@ -529,6 +548,7 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
             continue
         deployer_networks.append(network)
     allow_azure_services = reader.boolean("allowAzureServices")
+    ci_runner_ip = reader.string("ciRunnerIp", "empty or one public IPv4 address", _public_ipv4_or_empty)
 
     vnet = _ipv4_network(reader, "vnetCidr", reader.string("vnetCidr", ""), strict=True)
     if vnet is not None and (not vnet.is_private or not 8 <= vnet.prefixlen <= 24):
@@ -620,6 +640,7 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         ),
         deployer_networks=tuple(deployer_networks),
         allow_azure_services=allow_azure_services,
+        ci_runner_ip=ci_runner_ip,
         vnet_cidr=vnet,
         app_subnet_cidr=subnet,
         ingress_internal=ingress_internal,

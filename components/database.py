@@ -25,6 +25,7 @@ POSTGRES_PORT = 5432
 ADMIN_LOGIN = "pgadmin"  # password mode only: the server administrator
 TLS_SETTINGS = (("require_secure_transport", "on"), ("ssl_min_protocol_version", "TLSv1.2"))
 AZURE_SERVICES_RULE = "AllowAllAzureServicesAndResourcesWithinAzureIps"
+CI_RUNNER_RULE = "ci-runner"
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class DatabaseArgs(TypedDict):
     deployer_networks: tuple[ipaddress.IPv4Network, ...]
     app_egress_ip: pulumi.Input[str]
     allow_azure_services: bool
+    ci_runner_ip: str
+    """The deploy pipeline's runner, admitted for one run (the pipeline removes the rule after)."""
     protect: bool
     tags: dict[str, str]
     workspace_id: pulumi.Input[str]
@@ -163,6 +166,8 @@ class Database(pulumi.ComponentResource):
         ranges.append(("app-egress", args["app_egress_ip"], args["app_egress_ip"]))
         if args["allow_azure_services"]:
             ranges.append((AZURE_SERVICES_RULE, "0.0.0.0", "0.0.0.0"))
+        if args["ci_runner_ip"]:
+            ranges.append((CI_RUNNER_RULE, args["ci_runner_ip"], args["ci_runner_ip"]))
         for rule_name, start, end in ranges:
             previous = postgresql.FirewallRule(
                 f"{name}-fw-{rule_name}",

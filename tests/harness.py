@@ -196,6 +196,8 @@ class ProgramRun:
     secret_exports: set[str]
     options: dict[str, pulumi.ResourceOptions]
     """Resource options by resource name: mocks never see `protect` or `depends_on`."""
+    urns: dict[str, str]
+    """URNs by resource name, as the engine would name them."""
 
     @property
     def resources(self) -> list[Declared]:
@@ -231,9 +233,12 @@ def run_program(
     options: dict[str, pulumi.ResourceOptions] = {}
     original_init = pulumi.CustomResource.__init__
 
+    created: dict[str, pulumi.CustomResource] = {}
+
     def recording_init(self: Any, t: str, name: str, props: Any = None, opts: Any = None, *a: Any, **kw: Any) -> None:
         options[name] = opts or pulumi.ResourceOptions()
         original_init(self, t, name, props, opts, *a, **kw)
+        created[name] = self
 
     def body() -> None:
         with (
@@ -254,4 +259,5 @@ def run_program(
         exports[key] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret_exports.add(key)
-    return ProgramRun(recording, exports, secret_exports, options)
+    urns = {name: str(_sync_await(resource.urn.future())) for name, resource in created.items()}
+    return ProgramRun(recording, exports, secret_exports, options, urns)

@@ -514,3 +514,14 @@ def test_server_vault_and_apps_log_to_one_workspace(deployed: tuple[str, str, Pr
         assert setting["metrics"] == [{"category": "AllMetrics", "enabled": True}]
     environment = run.one("azure-native:app:ManagedEnvironment").inputs["appLogsConfiguration"]
     assert environment["logAnalyticsConfiguration"]["customerId"] == "33333333-3333-3333-3333-333333333333"
+
+
+def test_ci_runner_is_admitted_for_one_run_and_the_access_step_waits_for_it() -> None:
+    run = run_program("dev", {"ciRunnerIp": "20.1.2.3"})
+    (rule,) = [r for r in run.of_type(FIREWALL_RULE) if r.inputs["firewallRuleName"] == "ci-runner"]
+    assert (rule.inputs["startIpAddress"], rule.inputs["endIpAddress"]) == ("20.1.2.3", "20.1.2.3")
+    assert rule.name == "pgmcp-dev-database-fw-ci-runner"  # the deploy workflow targets its URN to remove it
+    assert rule.name in run.depends_on(run.one(DYNAMIC).name)
+    assert not [
+        r for r in program("dev", "token").of_type(FIREWALL_RULE) if r.inputs["firewallRuleName"] == "ci-runner"
+    ]

@@ -65,6 +65,7 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
         ([7], "a list of"),
     ],
     "allowAzureServices": [("sure", "true or false")],
+    "ciRunnerIp": [("10.1.2.3", "public IPv4"), ("203.0.113.0/24", "one public IPv4"), ("runner", "IPv4")],
     "vnetCidr": [("10.60.0.0/33", "CIDR"), ("8.8.0.0/16", "private IPv4 range"), ("10.0.0.0/28", "/8 to /24")],
     "appSubnetCidr": [("10.60.0.0/28", "/21 to /27"), ("10.99.0.0/23", "inside vnetCidr"), ("x", "CIDR")],
     "ingressInternal": [("maybe", "true or false")],
