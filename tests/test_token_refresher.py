@@ -331,3 +331,23 @@ def test_next_refresh_delay_is_bounded() -> None:
 def test_backoff_grows_and_is_capped() -> None:
     delays = [token_refresher.backoff_delay(n, base=1, cap=60) for n in range(1, 12)]
     assert delays[0] <= 1 and delays[3] > 5 and max(delays) <= 60
+
+
+def test_runs_as_the_sidecar_runs_it_with_python_c(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
+    # The Container App's command is `python -c <this file's text> --margin-seconds=N`.
+    from components.mcp_app import refresher_command
+
+    command = refresher_command(900)
+    assert command[0] == "python"
+    passfile = tmp_path / "pgpass"
+    result = subprocess.run(
+        [sys.executable, *command[1:], "--once"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=refresher_env(endpoint, passfile),
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert passfile.read_text() == expected_line(endpoint.minted[0].token)
+    assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
