@@ -16,12 +16,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
+
+from drill.identity_endpoint import Minted
 
 
 def postgres_bin() -> Path:
@@ -149,6 +152,21 @@ class PostgresServer:
             autocommit=True,
             connect_timeout=5,
         )
+
+    def token_becomes_password(self, role: str) -> Callable[[Minted], None]:
+        """For an identity endpoint's on_mint: each token becomes `role`'s password until it expires,
+        so new logins with it fail after its expiry while open sessions live on, as with Entra."""
+
+        def set_password(minted: Minted) -> None:
+            until = datetime.datetime.fromtimestamp(minted.expires_on, datetime.UTC).isoformat()
+            with self.superuser() as su:
+                su.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {} VALID UNTIL {}").format(
+                        sql.Identifier(role), sql.Literal(minted.token), sql.Literal(until)
+                    )
+                )
+
+        return set_password
 
     @property
     def log_file(self) -> Path:

@@ -149,19 +149,6 @@ SCENARIOS = {
 }
 
 
-def _becomes_password(server: PostgresServer) -> Callable[[Minted], None]:
-    def set_password(minted: Minted) -> None:
-        until = datetime.datetime.fromtimestamp(minted.expires_on, datetime.UTC).isoformat()
-        with server.superuser() as su:
-            su.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {} VALID UNTIL {}").format(
-                    sql.Identifier(ROLE), sql.Literal(minted.token), sql.Literal(until)
-                )
-            )
-
-    return set_password
-
-
 def _prepare(server: PostgresServer) -> None:
     with server.superuser() as su:
         su.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(ROLE)))
@@ -273,7 +260,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
     with running_postgres(SERVER_OPTIONS) as server, tempfile.TemporaryDirectory(prefix="drill-") as work:
         workdir = Path(work)
         _prepare(server)
-        endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=_becomes_password(server)).start()
+        endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=server.token_becomes_password(ROLE)).start()
         refresher: RefresherProcess | None = None
         try:
             passfile = workdir / "pgpass" / "pgpass"

@@ -11,7 +11,6 @@ by these tests and never by the program.
 
 from __future__ import annotations
 
-import datetime
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -28,7 +27,7 @@ from components.database_access import (
     create_principal,
     expected_grants,
 )
-from drill.identity_endpoint import IdentityEndpoint, Minted
+from drill.identity_endpoint import IdentityEndpoint
 from drill.postgres_server import PostgresServer, running_postgres
 
 ENTRA_ADMIN = "pulumi-deployer"
@@ -81,16 +80,7 @@ def identity(postgres: PostgresServer) -> Iterator[IdentityEndpoint]:
     """The managed identity endpoint azure-identity finds through IDENTITY_ENDPOINT; each token it mints
     becomes the Entra administrator's password until the token expires, as Entra tokens do."""
 
-    def becomes_password(minted: Minted) -> None:
-        until = datetime.datetime.fromtimestamp(minted.expires_on, datetime.UTC).isoformat()
-        with postgres.superuser() as su:
-            su.execute(
-                sql.SQL("ALTER ROLE {} PASSWORD {} VALID UNTIL {}").format(
-                    sql.Identifier(ENTRA_ADMIN), sql.Literal(minted.token), sql.Literal(until)
-                )
-            )
-
-    endpoint = IdentityEndpoint(on_mint=becomes_password).start()
+    endpoint = IdentityEndpoint(on_mint=postgres.token_becomes_password(ENTRA_ADMIN)).start()
     yield endpoint
     endpoint.stop()
 

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import yaml
 
 import settings
+from tools.sync_config_docs import readme_default
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-
-
-def readme_default(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return json.dumps(value)
-    return '""' if value == "" else str(value)
 
 
 def test_pulumi_yaml_declares_every_key_with_type_default_and_description() -> None:

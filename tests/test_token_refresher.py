@@ -231,6 +231,7 @@ def test_endpoint_errors_are_survived_and_recovered_from(endpoint: IdentityEndpo
     try:
         wait_for(lambda: len(endpoint.minted) == 1)
         good = endpoint.minted[0].token
+        wait_for(lambda: passfile.exists() and passfile.read_text() == expected_line(good))
         for outage in ("http-500", "http-503", "http-404", "drop"):
             endpoint.set(outage)
             before = len(endpoint.requests)
@@ -261,6 +262,8 @@ def test_malformed_answers_are_rejected_and_the_last_good_file_kept(endpoint: Id
 
     try:
         wait_for(lambda: len(endpoint.minted) == 1)
+        # The endpoint records a token before the refresher has written it: wait for the file.
+        wait_for(lambda: passfile.exists() and passfile.read_text() == expected_line(endpoint.minted[0].token))
         good = passfile.read_text()
         for behaviour in MALFORMED_BODIES:
             endpoint.set(behaviour)
