@@ -69,6 +69,7 @@ class IdentityEndpoint:
     behaviour: str = "ok"
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
+    upcoming: list[str] = field(default_factory=list)  # see answer_next()
     minted: list[Minted] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -107,7 +108,7 @@ class IdentityEndpoint:
         header = handler.headers.get("X-IDENTITY-HEADER")
         with self._lock:
             self.requests.append(Request(now, query, header))
-            behaviour = self.behaviour
+            behaviour = self.upcoming.pop(0) if self.upcoming else self.behaviour
         if behaviour == "drop":
             handler.close_connection = True
             handler.connection.shutdown(2)  # the client sees the connection cut without an answer
@@ -152,3 +153,10 @@ class IdentityEndpoint:
     def set(self, behaviour: str) -> None:
         with self._lock:
             self.behaviour = behaviour
+
+    def answer_next(self, *behaviours: str) -> None:
+        """The next requests get these answers, one each, whenever they come; then `behaviour` again.
+
+        Ties a fault to the client's own attempts rather than to a clock it does not share."""
+        with self._lock:
+            self.upcoming.extend(behaviours)

@@ -54,7 +54,9 @@ SERVER_OPTIONS = "-c log_connections=on -c log_line_prefix='%m [%p] '"
 @dataclass(frozen=True)
 class Fault:
     at: float  # seconds after the client's first call
-    action: str  # endpoint behaviour ("ok", "http-503", "drop", "not-json", ...), "kill-refresher" or "start-refresher"
+    # An endpoint behaviour from now on ("ok", "http-503", "drop", ...), "next:<b>,<b>,..." for the next
+    # attempts only, "kill-refresher" or "start-refresher".
+    action: str
     note: str
 
 
@@ -113,7 +115,8 @@ SCENARIOS = {
         "short-outage",
         "refresher",
         20,
-        (Fault(7, "http-503", "identity endpoint down (HTTP 503)"), Fault(9, "ok", "identity endpoint back")),
+        # The refresher's next 4 attempts fail: ~2.3 s of backoff, inside its 3 s margin.
+        (Fault(6, "next:http-503,http-503,http-503,http-503", "identity endpoint down (HTTP 503) for 4 attempts"),),
         "identity endpoint down for less than the token's remaining life",
         expect_logged=("HTTP 503", "keeping last good token"),
     ),
@@ -131,13 +134,20 @@ SCENARIOS = {
         "refresher",
         20,
         (
-            Fault(5, "not-json", "endpoint answers garbage"),
-            Fault(6.5, "http-500", "endpoint answers HTTP 500"),
-            Fault(8, "no-token", "endpoint answers JSON without a token"),
-            Fault(9.5, "ok", "endpoint healthy"),
+            Fault(
+                5,
+                "next:not-json,http-500,no-token,token-with-newline",
+                "the next 4 answers: garbage, HTTP 500, JSON without a token, a token with a newline",
+            ),
         ),
         "identity endpoint answering garbage and HTTP errors",
-        expect_logged=("malformed answer: not JSON", "HTTP 500", "access_token missing", "keeping last good token"),
+        expect_logged=(
+            "malformed answer: not JSON",
+            "HTTP 500",
+            "access_token missing",
+            "characters a JWT cannot have",
+            "keeping last good token",
+        ),
     ),
     "refresher-restart": Scenario(
         "refresher-restart",
@@ -374,6 +384,8 @@ def _apply_faults(
         elif fault.action == "start-refresher":
             assert refresher is not None
             refresher.start()
+        elif fault.action.startswith("next:"):
+            endpoint.answer_next(*fault.action.removeprefix("next:").split(","))
         else:
             endpoint.set(fault.action)
         applied.append((time.time(), "FAULT", fault.note))
