@@ -34,11 +34,11 @@ from pathlib import Path
 
 from psycopg import sql
 
+from components.mcp_app import refresher_command
 from drill.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
 from drill.postgres_server import PostgresServer, free_port, running_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-REFRESHER = ROOT / "components" / "token_refresher.py"
 TIMEWARP = Path(__file__).resolve().parent / "timewarp"
 CLIENT = Path(__file__).resolve().parent / "mcp_client.py"
 
@@ -190,9 +190,10 @@ class RefresherProcess:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
+                # The sidecar's own command (`python -c <token_refresher.py> --margin-seconds=N`), with
+                # the drill's compressed margin and a shorter retry backoff.
                 sys.executable,
-                str(REFRESHER),
-                f"--margin-seconds={REFRESH_MARGIN}",
+                *refresher_command(REFRESH_MARGIN)[1:],
                 "--min-interval-seconds=0.5",
                 "--backoff-base-seconds=0.2",
                 "--backoff-max-seconds=1",
