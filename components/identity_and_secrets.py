@@ -125,6 +125,8 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             opts=child,
         )
 
+        self._vault = vault
+        self._resource_group_name = args["resource_group_name"]
         self.admin_password = None
         self.app_password = None
         if args["with_passwords"]:
@@ -136,11 +138,9 @@ class IdentityAndSecrets(pulumi.ComponentResource):
                 (ADMIN_PASSWORD_SECRET, self.admin_password),
                 (APP_PASSWORD_SECRET, self.app_password),
             ):
-                self.store_secret(f"{name}-{secret_name}", vault, secret_name, value, args["resource_group_name"])
+                self.add_secret(f"{name}-{secret_name}", secret_name, value)
 
         send_diagnostics(f"{name}-vault-diagnostics", vault.id, args["workspace_id"], self)
-        self._vault = vault
-        self._resource_group_name = args["resource_group_name"]
         self.identity_id = identity.id
         self.identity_client_id = identity.client_id
         self.identity_principal_id = identity.principal_id
@@ -157,23 +157,13 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             }
         )
 
-    def store_secret(
-        self,
-        resource_name: str,
-        vault: keyvault.Vault,
-        secret_name: str,
-        value: pulumi.Input[str],
-        resource_group_name: pulumi.Input[str],
-    ) -> keyvault.Secret:
+    def add_secret(self, resource_name: str, secret_name: str, value: pulumi.Input[str]) -> keyvault.Secret:
+        """Stores a secret in the vault; also for values computed later (such as a URI with the server's host)."""
         return keyvault.Secret(
             resource_name,
             secret_name=secret_name,
-            vault_name=vault.name,
-            resource_group_name=resource_group_name,
+            vault_name=self._vault.name,
+            resource_group_name=self._resource_group_name,
             properties=keyvault.SecretPropertiesArgs(value=pulumi.Output.secret(value), content_type="text/plain"),
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
         )
-
-    def add_secret(self, resource_name: str, secret_name: str, value: pulumi.Input[str]) -> keyvault.Secret:
-        """Stores a value computed after this component (such as a URI with the server's host)."""
-        return self.store_secret(resource_name, self._vault, secret_name, value, self._resource_group_name)

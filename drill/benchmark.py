@@ -18,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -64,8 +65,8 @@ def connection_latency(server: PostgresServer, count: int) -> None:
     with server.superuser() as su:
         su.execute(sql.SQL("CREATE ROLE app_user LOGIN PASSWORD {}").format(sql.Literal(TOKEN)))
     endpoint = IdentityEndpoint(lifetime=3600, fixed_token=TOKEN).start()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    passfile = workdir / "pgpass"
+    workdir = tempfile.TemporaryDirectory(prefix="bench-")
+    passfile = Path(workdir.name) / "pgpass"
     refresher = subprocess.run(
         [sys.executable, str(REFRESHER), "--once"],
         env=refresher_env(endpoint, passfile, server),
@@ -104,6 +105,7 @@ def connection_latency(server: PostgresServer, count: int) -> None:
         time_connections(connect, 3)
     results = {name: time_connections(connect, count) for name, connect in ways.items()}
     endpoint.stop()
+    workdir.cleanup()
     baseline = statistics.median(results["static password"])
     print(
         f"\n1. New-connection latency, TCP + TLS to local PostgreSQL 15, {count} connections each "
@@ -120,18 +122,27 @@ def connection_latency(server: PostgresServer, count: int) -> None:
     )
 
 
-def calls_per_lifetime(lifetime: int, margin: float, lifetimes: int) -> None:
+@contextmanager
+def running_refresher(lifetime: int, *arguments: str) -> Iterator[tuple[IdentityEndpoint, subprocess.Popen[bytes]]]:
+    """The refresher in its loop against a local identity endpoint minting `lifetime`-second tokens."""
     endpoint = IdentityEndpoint(lifetime=lifetime).start()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    process = subprocess.Popen(
-        [sys.executable, str(REFRESHER), f"--margin-seconds={margin}", "--min-interval-seconds=0.5"],
-        env=refresher_env(endpoint, workdir / "pgpass"),
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(lifetime * lifetimes)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
-    endpoint.stop()
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        process = subprocess.Popen(
+            [sys.executable, str(REFRESHER), *arguments],
+            env=refresher_env(endpoint, Path(workdir) / "pgpass"),
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            yield endpoint, process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=10)
+            endpoint.stop()
+
+
+def calls_per_lifetime(lifetime: int, margin: float, lifetimes: int) -> None:
+    with running_refresher(lifetime, f"--margin-seconds={margin}", "--min-interval-seconds=0.5") as (endpoint, _):
+        time.sleep(lifetime * lifetimes)
     print(
         f"\n2. Identity endpoint calls: {len(endpoint.requests)} in {lifetime * lifetimes}s of {lifetime}s tokens "
         f"(margin {margin}s) = {len(endpoint.requests) / lifetimes:.2f} per token lifetime"
@@ -141,29 +152,22 @@ def calls_per_lifetime(lifetime: int, margin: float, lifetimes: int) -> None:
 
 
 def idle_footprint(seconds: float) -> None:
-    endpoint = IdentityEndpoint(lifetime=3600).start()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
-    process = subprocess.Popen(
-        [sys.executable, str(REFRESHER)], env=refresher_env(endpoint, workdir / "pgpass"), stderr=subprocess.DEVNULL
-    )
-    time.sleep(2)  # first refresh done, now waiting
     ticks = os.sysconf("SC_CLK_TCK")
+    with running_refresher(3600) as (_, process):
+        time.sleep(2)  # first refresh done, now waiting
 
-    def cpu_seconds() -> float:
-        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
+        def cpu_seconds() -> float:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks
 
-    before = cpu_seconds()
-    time.sleep(seconds)
-    used = cpu_seconds() - before
-    rss_kib = next(
-        int(line.split()[1])
-        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS:")
-    )
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
-    endpoint.stop()
+        before = cpu_seconds()
+        time.sleep(seconds)
+        used = cpu_seconds() - before
+        rss_kib = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
     print(
         f"\n3. Refresher while idle: RSS {rss_kib / 1024:.1f} MiB; CPU {used * 1000:.0f} ms over {seconds:.0f}s "
         f"({used / seconds * 100:.3f}% of one core); Python {sys.version.split()[0]}"
