@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 import pulumi
 from pulumi_azure_native import app
 
+from components.database import POSTGRES_PORT
 from components.identity_and_secrets import IdentityAndSecrets
 from components.monitoring import Monitoring
 
@@ -37,7 +38,7 @@ def refresher_source() -> str:
 def passwordless_database_uri(role: str, host: str, database: str) -> str:
     """The URI postgres-mcp gets in token mode: libpq takes the password from PGPASSFILE."""
     return (
-        f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:5432/"
+        f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:{POSTGRES_PORT}/"
         f"{urllib.parse.quote(database, safe='')}?sslmode=require"
     )
 
@@ -45,7 +46,7 @@ def passwordless_database_uri(role: str, host: str, database: str) -> str:
 def password_database_uri(role: str, password: str, host: str, database: str) -> str:
     return (
         f"postgresql://{urllib.parse.quote(role, safe='')}:{urllib.parse.quote(password, safe='')}"
-        f"@{host}:5432/{urllib.parse.quote(database, safe='')}?sslmode=require"
+        f"@{host}:{POSTGRES_PORT}/{urllib.parse.quote(database, safe='')}?sslmode=require"
     )
 
 
@@ -158,7 +159,7 @@ class McpApp(pulumi.ComponentResource):
                         app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=identity.identity_client_id),
                         app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE),
                         app.EnvironmentVarArgs(name="PGHOST", value=args["database_host"]),
-                        app.EnvironmentVarArgs(name="PGPORT", value="5432"),
+                        app.EnvironmentVarArgs(name="PGPORT", value=str(POSTGRES_PORT)),
                         app.EnvironmentVarArgs(name="PGDATABASE", value=args["database_name"]),
                         app.EnvironmentVarArgs(name="PGUSER", value=args["app_role_name"]),
                     ],
