@@ -15,6 +15,7 @@ from flexible_server import (
     APP_PASSWORD,
     APP_PRINCIPAL_ID,
     ENTRA_ADMIN,
+    EXTRAS,
     FLAVOURS,
     OTHER_PRINCIPAL_ID,
     SERVER_ADMIN,
@@ -250,28 +251,6 @@ def test_revoked_grant_is_reported_and_repaired(postgres: PostgresServer, databa
     assert provider.read(created.id, refreshed.outs).outs["grants"] == created.outs["grants"]  # type: ignore[index]
     with login_as_app(postgres, mode, role, database) as app:
         assert app.execute("SELECT count(*) FROM orders").fetchone() == (2,)
-
-
-# Out-of-band changes an administrator could make, what `read` must call each, and a statement
-# the app must not be able to run once `update` has repaired it.
-EXTRAS: list[tuple[str, str, str]] = [
-    ("GRANT DELETE ON canary TO {role}", "DELETE ON SOME TABLES IN SCHEMA public", "DELETE FROM canary"),
-    ("GRANT TRUNCATE ON ALL TABLES IN SCHEMA public TO {role}", "TRUNCATE ON ALL TABLES IN SCHEMA public", ""),
-    ("GRANT REFERENCES, TRIGGER ON orders TO {role}", "TRIGGER ON SOME TABLES IN SCHEMA public", ""),
-    ("GRANT UPDATE (note) ON canary TO {role}", "UPDATE ON COLUMNS IN SCHEMA public", "UPDATE canary SET note = 'x'"),
-    ("GRANT CREATE ON SCHEMA public TO {role}", "CREATE ON SCHEMA public", "CREATE TABLE mine (x int)"),
-    ("GRANT USAGE ON SCHEMA reports TO {role}", "USAGE ON SCHEMA reports", ""),
-    ("GRANT SELECT ON reports.daily TO {role}", "SELECT ON ALL TABLES IN SCHEMA reports", ""),
-    ("GRANT CREATE, TEMPORARY ON DATABASE {database} TO {role}", "TEMPORARY ON DATABASE {database}", ""),
-    ("GRANT pg_write_all_data TO {role}", "MEMBER OF pg_write_all_data", "INSERT INTO orders (total) VALUES (1)"),
-    (
-        "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT INSERT ON TABLES TO {role}",
-        "DEFAULT INSERT ON TABLES IN SCHEMA public",
-        "",
-    ),
-    ("ALTER DEFAULT PRIVILEGES GRANT UPDATE ON TABLES TO {role}", "DEFAULT UPDATE ON TABLES", ""),
-    ("ALTER ROLE {role} CREATEDB", "ATTRIBUTE CREATEDB", ""),
-]
 
 
 def test_every_out_of_band_privilege_is_drift_and_is_taken_back(
