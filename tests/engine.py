@@ -89,7 +89,7 @@ class ProviderHost:
         try:
             return getattr(self.stub, method)(request, timeout=180)
         except grpc.RpcError as error:
-            raise ProviderError(method, str(error.details())) from None  # type: ignore[attr-defined]
+            raise ProviderError(method, str(error.details())) from None
 
     def check(self, olds: Mapping[str, Any], news: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         response = self._call(
