@@ -41,6 +41,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components import deployer_credential
+
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # how the engine hands a dynamic provider an unknown value
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 FIREWALL_CONFIG_KEY = "deployerCidrs"
@@ -322,20 +324,12 @@ def redact(message: str, *secrets: str | None) -> str:
 
 
 def entra_token() -> str:
-    """A token for the server administrator, from whatever identity the deployer runs as."""
-    from azure.identity import DefaultAzureCredential
-
+    """A token for the server administrator as the deployer: a fresh GitHub ID token per request in
+    GitHub Actions with OIDC, DefaultAzureCredential elsewhere (components/deployer_credential.py)."""
     try:
-        credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-        try:
-            return credential.get_token(ENTRA_SCOPE).token
-        finally:
-            credential.close()
-    except Exception as error:  # noqa: BLE001 (azure-identity raises many kinds; all mean the same here)
-        raise DatabaseAccessError(
-            "could not get an Entra token for the server administrator with DefaultAzureCredential "
-            f"(az login, OIDC or a managed identity): {type(error).__name__}: {str(error).splitlines()[0]}"
-        ) from None
+        return deployer_credential.get_token(ENTRA_SCOPE)
+    except deployer_credential.DeployerCredentialError as error:
+        raise DatabaseAccessError(str(error)) from None
 
 
 class Connector:
