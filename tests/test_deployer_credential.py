@@ -426,3 +426,23 @@ def test_the_readme_documents_a_federated_credential_for_every_job_that_signs_in
     }
     for subject in subjects:
         assert f"| `{subject}` |" in readme
+
+
+def test_the_workflows_sign_the_cli_in_just_before_pulumi_and_prefetch_no_token() -> None:
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        workflow: dict[Any, Any] = yaml.safe_load(path.read_text())
+        for name, job in workflow["jobs"].items():
+            steps = list(job["steps"])
+            for step in steps:
+                assert "get-access-token" not in str(step.get("run", "")), (path.name, name)
+                assert "ACTIONS_ID_TOKEN_REQUEST" not in str(step), (path.name, name)
+            logins = [i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("Azure/login@")]
+            if not logins:
+                continue
+            pulumi = next(i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("pulumi/actions@"))
+            assert logins[0] < pulumi, (path.name, name)
+            between = steps[logins[0] + 1 : pulumi]
+            assert all("uses" not in step and "install" not in step.get("run", "") for step in between), (
+                path.name,
+                name,
+            )
