@@ -10,8 +10,9 @@ So when the job runs with the variables azure-native itself reads for OIDC (`ARM
 pulumi-azure-native `provider/pkg/provider/auth_azidentity.go`, `readAuthConfig`), the token comes from
 azure-identity's `ClientAssertionCredential`, whose callback asks GitHub for a new ID token each time Entra is
 asked for a token (azure-identity calls the callback in `_request_token`, i.e. on every request that the cache
-does not answer). Elsewhere - a laptop with `az login`, a managed identity, workload identity - it is
-`DefaultAzureCredential`, as before.
+does not answer). azure-native's other assertion sources are honoured in its order: `ARM_OIDC_TOKEN` (one fixed
+assertion; an expiry is reported as such) and `ARM_OIDC_TOKEN_FILE_PATH` (read again for each request). Elsewhere
+- a laptop with `az login`, a managed identity, workload identity - it is `DefaultAzureCredential`, as before.
 
 Failures name the identity, the scope and what to check (for a federated identity: the subject GitHub put in
 the job's ID token, which the app registration's federated credential must match exactly). No message ever
@@ -81,6 +82,25 @@ class GitHubOidc:
 
 
 @dataclass(frozen=True)
+class OidcAssertion:
+    """A federated identity signed in with an assertion given by azure-native's other OIDC variables: a file that
+    is read again for each token request (its writer renews it), or one fixed token (which nothing renews)."""
+
+    client_id: str
+    tenant_id: str
+    authority: str
+    token_file: str = ""
+    token: str = field(default="", repr=False)
+
+    def describe(self) -> str:
+        source = f"ARM_OIDC_TOKEN_FILE_PATH {self.token_file}" if self.token_file else "the fixed ARM_OIDC_TOKEN"
+        return (
+            f"the OIDC federated identity (client id {self.client_id}, tenant {self.tenant_id}, "
+            f"authority {self.authority}) with the assertion from {source}"
+        )
+
+
+@dataclass(frozen=True)
 class DefaultChain:
     """azure-identity's DefaultAzureCredential: environment, workload identity, managed identity, Azure CLI..."""
 
@@ -92,11 +112,15 @@ class DefaultChain:
         return f"DefaultAzureCredential{who}: environment variables, workload identity, managed identity, Azure CLI"
 
 
-Choice = GitHubOidc | DefaultChain
+Choice = GitHubOidc | OidcAssertion | DefaultChain
+RUNNER_VARIABLES = "set by the runner when the job has `permissions: id-token: write`"
 
 
 def choose(environ: Mapping[str, str]) -> Choice:
-    """The credential for this environment; raises DeployerCredentialError for a half-configured OIDC job."""
+    """The credential for this environment; raises DeployerCredentialError for a half-configured OIDC job.
+
+    With ARM_USE_OIDC the assertion comes from where azure-native takes it, in its order (`newOidcCredential`):
+    ARM_OIDC_TOKEN, then ARM_OIDC_TOKEN_FILE_PATH, then the runner's ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN."""
     # azure-native enables OIDC only for the exact string "true" (`getConfig("useOidc", "ARM_USE_OIDC") == "true"`):
     # the same test here keeps both providers on the same identity.
     if environ.get("ARM_USE_OIDC") != "true":
@@ -106,28 +130,31 @@ def choose(environ: Mapping[str, str]) -> Choice:
     required = {
         "ARM_CLIENT_ID": "the app registration's client id (repository variable AZURE_CLIENT_ID)",
         "ARM_TENANT_ID": "its tenant id (repository variable AZURE_TENANT_ID)",
-        "ACTIONS_ID_TOKEN_REQUEST_URL": "set by the runner when the job has `permissions: id-token: write`",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "set by the runner when the job has `permissions: id-token: write`",
     }
+    has_source = environ.get("ARM_OIDC_TOKEN") or environ.get("ARM_OIDC_TOKEN_FILE_PATH")
+    if not has_source:
+        required["ACTIONS_ID_TOKEN_REQUEST_URL"] = RUNNER_VARIABLES
+        required["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = RUNNER_VARIABLES
     missing = [f"{name} ({why})" for name, why in required.items() if not environ.get(name)]
     if missing:
-        fixed = [name for name in ("ARM_OIDC_TOKEN", "ARM_OIDC_TOKEN_FILE_PATH") if environ.get(name)]
-        note = (
-            f" ({' and '.join(fixed)} hold one fixed assertion, which expires during a long run, so they are "
-            "not used here)"
-            if fixed
-            else ""
-        )
         raise DeployerCredentialError(
-            "ARM_USE_OIDC=true, but the database-access step cannot sign in with GitHub OIDC: missing "
+            "ARM_USE_OIDC=true, but the database-access step cannot sign in with OIDC: missing "
             + "; ".join(missing)
-            + note
             + f". See {README_SECTION}."
         )
+    client_id, tenant_id, host = environ["ARM_CLIENT_ID"], environ["ARM_TENANT_ID"], authority(environ)
+    if has_source:
+        return OidcAssertion(
+            client_id,
+            tenant_id,
+            host,
+            token_file="" if environ.get("ARM_OIDC_TOKEN") else environ["ARM_OIDC_TOKEN_FILE_PATH"],
+            token=environ.get("ARM_OIDC_TOKEN", ""),
+        )
     return GitHubOidc(
-        client_id=environ["ARM_CLIENT_ID"],
-        tenant_id=environ["ARM_TENANT_ID"],
-        authority=authority(environ),
+        client_id=client_id,
+        tenant_id=tenant_id,
+        authority=host,
         request_url=environ["ACTIONS_ID_TOKEN_REQUEST_URL"],
         request_token=environ["ACTIONS_ID_TOKEN_REQUEST_TOKEN"],
         audience=environ.get("ARM_OIDC_AUDIENCE") or GITHUB_AUDIENCE,
@@ -216,27 +243,47 @@ def public_claims(token: str) -> dict[str, Any]:
     return {key: claims[key] for key in ("iss", "sub", "aud", "nbf", "exp") if key in claims}
 
 
-class GitHubAssertions:
-    """The ClientAssertionCredential callback: a new GitHub ID token on every call.
+def read_token_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            token = file.read().strip()
+    except OSError as error:
+        raise DeployerCredentialError(f"cannot read ARM_OIDC_TOKEN_FILE_PATH {path}: {error.strerror}") from None
+    if not token:
+        raise DeployerCredentialError(f"ARM_OIDC_TOKEN_FILE_PATH {path} is empty")
+    return token
 
-    Keeps the public claims of the last one (for error messages) and how many it fetched; the tokens themselves
-    are only kept to scrub them from messages."""
 
-    def __init__(self, config: GitHubOidc) -> None:
-        self.config = config
+class Assertions:
+    """The ClientAssertionCredential callback: a new assertion on every call (from GitHub, or the file read again).
+
+    Keeps the public claims of the last one (for error messages) and how many it handed out; the assertions
+    themselves are kept only to scrub them from messages."""
+
+    def __init__(self, choice: GitHubOidc | OidcAssertion) -> None:
+        self.choice = choice
         self.fetched = 0
         self.last_claims: dict[str, Any] = {}
         self._issued: list[str] = []
 
     def __call__(self) -> str:
-        token = github_id_token(self.config)  # looked up at call time, so a test can stand in for GitHub's clock
+        choice = self.choice
+        if isinstance(choice, GitHubOidc):
+            token = github_id_token(choice)  # looked up at call time, so a test can stand in for GitHub
+        elif choice.token_file:
+            token = read_token_file(choice.token_file)
+        else:
+            token = choice.token
         self.fetched += 1
         self.last_claims = public_claims(token)
         self._issued.append(token)
         return token
 
     def scrub(self, message: str) -> str:
-        for secret in (*self._issued, self.config.request_token):
+        secrets = [*self._issued, self.choice.token if isinstance(self.choice, OidcAssertion) else ""]
+        if isinstance(self.choice, GitHubOidc):
+            secrets.append(self.choice.request_token)
+        for secret in secrets:
             if secret:
                 message = message.replace(secret, "***")
         return JWT.sub("***", message)
@@ -245,13 +292,13 @@ class GitHubAssertions:
 # --- a token, or an error that says what to check -----------------------------------------------
 
 
-def credential(choice: Choice, assertions: GitHubAssertions | None = None) -> Any:
+def credential(choice: Choice, assertions: Assertions | None = None) -> Any:
     """A new azure-identity credential for the choice (the caller closes it)."""
-    if isinstance(choice, GitHubOidc):
+    if not isinstance(choice, DefaultChain):
         from azure.identity import ClientAssertionCredential
 
         return ClientAssertionCredential(
-            choice.tenant_id, choice.client_id, assertions or GitHubAssertions(choice), authority=choice.authority
+            choice.tenant_id, choice.client_id, assertions or Assertions(choice), authority=choice.authority
         )
     from azure.identity import DefaultAzureCredential
 
@@ -262,7 +309,7 @@ def get_token(scope: str, environ: Mapping[str, str] | None = None) -> str:
     """An Entra access token for `scope` as the deployer. A new credential per call, as the provider asks once per
     connection attempt: in GitHub Actions every call presents a new GitHub ID token."""
     choice = choose(os.environ if environ is None else environ)
-    assertions = GitHubAssertions(choice) if isinstance(choice, GitHubOidc) else None
+    assertions = None if isinstance(choice, DefaultChain) else Assertions(choice)
     try:
         signed_in = credential(choice, assertions)
     except Exception as error:  # noqa: BLE001 (a bad authority or option; azure-identity raises ValueError)
@@ -275,7 +322,7 @@ def get_token(scope: str, environ: Mapping[str, str] | None = None) -> str:
         signed_in.close()
 
 
-def failure(choice: Choice, scope: str, error: Exception, assertions: GitHubAssertions | None) -> str:
+def failure(choice: Choice, scope: str, error: Exception, assertions: Assertions | None) -> str:
     text = str(error).strip()
     if isinstance(error, DeployerCredentialError):
         reason = text
@@ -288,7 +335,7 @@ def failure(choice: Choice, scope: str, error: Exception, assertions: GitHubAsse
     return f"{message}. {what_to_check(choice, reason, assertions)}"
 
 
-def what_to_check(choice: Choice, reason: str, assertions: GitHubAssertions | None) -> str:
+def what_to_check(choice: Choice, reason: str, assertions: Assertions | None) -> str:
     if isinstance(choice, DefaultChain):
         advice = "Check: `az login` (and `az account show`) on a laptop, or the managed/workload identity"
         if choice.in_github_actions:
@@ -299,11 +346,11 @@ def what_to_check(choice: Choice, reason: str, assertions: GitHubAssertions | No
             )
         return advice + "."
     claims = assertions.last_claims if assertions else {}
-    if not claims:  # GitHub gave no ID token: the reason already says what it answered
+    if not claims:  # no assertion was obtained: the reason already says why
         return f"See {README_SECTION}."
+    whose = "GitHub's ID token for this job" if isinstance(choice, GitHubOidc) else "The assertion"
     presented = (
-        f"GitHub's ID token for this job has issuer {claims.get('iss')!r}, subject {claims.get('sub')!r}, "
-        f"audience {claims.get('aud')!r}"
+        f"{whose} has issuer {claims.get('iss')!r}, subject {claims.get('sub')!r}, audience {claims.get('aud')!r}"
     )
     if "AADSTS70021" in reason:
         first = (
@@ -312,8 +359,13 @@ def what_to_check(choice: Choice, reason: str, assertions: GitHubAssertions | No
         )
     elif "AADSTS700016" in reason or "AADSTS90002" in reason:
         first = "Check: ARM_CLIENT_ID and ARM_TENANT_ID (repository variables AZURE_CLIENT_ID, AZURE_TENANT_ID)"
+    elif "AADSTS700024" in reason and isinstance(choice, OidcAssertion) and not choice.token_file:
+        first = (
+            "Check: ARM_OIDC_TOKEN is one fixed assertion and it has expired; in GitHub Actions leave it unset so "
+            "that each token request presents a new ID token from the runner"
+        )
     elif "AADSTS700024" in reason:
-        first = "Check: the runner's clock; each request fetched a new ID token, and Entra still found it expired"
+        first = "Check: the clock of this machine; each request presented a new assertion and Entra found it expired"
     else:
         first = (
             f"Check: app registration {choice.client_id} in tenant {choice.tenant_id} has a federated credential "

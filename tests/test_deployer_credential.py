@@ -23,6 +23,7 @@ from components.deployer_credential import (
     DefaultChain,
     DeployerCredentialError,
     GitHubOidc,
+    OidcAssertion,
     choose,
     get_token,
     id_token_url,
@@ -359,14 +360,54 @@ def test_half_configured_oidc_is_an_error_not_a_silent_fallback(missing: tuple[s
     assert expected in str(failure.value) and "runtime-token" not in str(failure.value)
 
 
-def test_a_fixed_oidc_token_is_named_as_the_reason_it_is_not_used() -> None:
-    environ = {key: value for key, value in ACTIONS_OIDC.items() if not key.startswith("ACTIONS_ID_TOKEN")} | {
-        "ARM_OIDC_TOKEN": "eyJhbGciOi.fixed.assertion"
-    }
+def test_azure_natives_other_oidc_sources_come_first_in_its_order() -> None:
+    fixed = choose(ACTIONS_OIDC | {"ARM_OIDC_TOKEN": "eyJhbGciOi.fixed.assertion", "ARM_OIDC_TOKEN_FILE_PATH": "/t"})
+    assert isinstance(fixed, OidcAssertion) and fixed.token and not fixed.token_file
+    assert "eyJ" not in repr(fixed)
+    from_file = choose(ACTIONS_OIDC | {"ARM_OIDC_TOKEN_FILE_PATH": "/var/run/oidc/token"})
+    assert from_file == OidcAssertion(
+        ACTIONS_OIDC["ARM_CLIENT_ID"], ACTIONS_OIDC["ARM_TENANT_ID"], "login.microsoftonline.com", "/var/run/oidc/token"
+    )
+
+
+def without_runner_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_URL")
+    monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+
+
+def test_a_token_file_is_read_again_for_each_token_request(
+    actions_job: dict[str, str],
+    github: ActionsIdTokenEndpoint,
+    entra: EntraTokenEndpoint,
+    clean_environment: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    without_runner_variables(clean_environment)
+    token_file = tmp_path / "oidc-token"
+    token_file.write_text(github.mint("api://AzureADTokenExchange"))
+    clean_environment.setenv("ARM_OIDC_TOKEN_FILE_PATH", str(token_file))
+    first = get_token(SCOPE)
+    time.sleep(max(0.0, github.minted[0].claims["exp"] - time.time()) + 0.2)
+    token_file.write_text(github.mint("api://AzureADTokenExchange") + "\n")  # its writer renews it
+    assert get_token(SCOPE) != first
+    assert entra.outcomes == ["ok", "ok"] and entra.presented == [minted.token for minted in github.minted]
+
+
+def test_a_fixed_oidc_token_works_until_it_expires_and_then_says_so(
+    actions_job: dict[str, str],
+    github: ActionsIdTokenEndpoint,
+    entra: EntraTokenEndpoint,
+    clean_environment: pytest.MonkeyPatch,
+) -> None:
+    without_runner_variables(clean_environment)
+    clean_environment.setenv("ARM_OIDC_TOKEN", github.mint("api://AzureADTokenExchange"))
     with pytest.raises(DeployerCredentialError) as failure:
-        choose(environ)
-    assert "ARM_OIDC_TOKEN hold one fixed assertion" in str(failure.value)
-    assert "eyJ" not in str(failure.value)
+        two_tokens_across_expiry(github)
+    assert entra.outcomes == ["ok", "AADSTS700024"]
+    message = str(failure.value)
+    assert "ARM_OIDC_TOKEN is one fixed assertion and it has expired" in message
+    assert entra.client_id in message and SCOPE in message
+    assert_no_credential_in(message, github, entra)
 
 
 def test_laptop_and_managed_identity_keep_default_azure_credential(clean_environment: pytest.MonkeyPatch) -> None:
