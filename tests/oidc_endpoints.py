@@ -3,9 +3,9 @@
 `ActionsIdTokenEndpoint` plays the runner's `ACTIONS_ID_TOKEN_REQUEST_URL`: `GET <url>&audience=<aud>` with
 `Authorization: Bearer <ACTIONS_ID_TOKEN_REQUEST_TOKEN>` answers `{"value": "<JWT>"}` (actions/toolkit
 packages/core/src/oidc-utils.ts: `getJson<TokenResponse>`, `res.result?.value`; BearerCredentialHandler sets
-`Authorization: Bearer <token>`). Without `audience` GitHub's default audience is the owner's URL, which Entra's
-federated credential does not accept. Its ID tokens are RS256 JWTs with GitHub's issuer, valid for a few seconds
-instead of GitHub's few minutes.
+`Authorization: Bearer <token>`). Without `audience` the audience is "the URL of the repository owner"
+(docs.github.com, "OpenID Connect reference", `aud`), which Entra's federated credential does not accept.
+Its ID tokens are RS256 JWTs with GitHub's issuer, valid for a few seconds instead of GitHub's few minutes.
 
 `EntraTokenEndpoint` plays `https://<authority>/<tenant>/oauth2/v2.0/token` over HTTPS with a local CA, as
 azure-identity's ClientAssertionCredential calls it: a form POST with `grant_type=client_credentials`,

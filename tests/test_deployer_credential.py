@@ -434,8 +434,9 @@ def test_laptop_and_managed_identity_keep_default_azure_credential(clean_environ
 
 
 def federated_subjects_the_workflows_present() -> set[str]:
-    """The `sub` GitHub gives each job that asks for an ID token: the environment if the job has one, else the
-    pull request, else the branch (GitHub's "Example subject claims")."""
+    """The `sub` GitHub gives each job that asks for an ID token: the environment if the job references one, else
+    `pull_request` for a pull request event, else the branch (docs.github.com, "OpenID Connect reference",
+    example subject claims)."""
     subjects: set[str] = set()
     for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
         workflow: dict[Any, Any] = yaml.safe_load(path.read_text())
