@@ -295,6 +295,8 @@ class Assertions:
 def credential(choice: Choice, assertions: Assertions | None = None) -> Any:
     """A new azure-identity credential for the choice (the caller closes it)."""
     if not isinstance(choice, DefaultChain):
+        # Its AadClient posts to <authority>/<tenant>/oauth2/v2.0/token itself (MSAL is only its token cache):
+        # no instance discovery or authority validation, so a sovereign cloud's host needs no extra option.
         from azure.identity import ClientAssertionCredential
 
         return ClientAssertionCredential(
