@@ -1,8 +1,9 @@
 """The app's database role and its privileges, converged by a Pulumi dynamic provider.
 
 Token mode: signed in to the server's `postgres` database as the Entra administrator
-(a token from azure-identity's DefaultAzureCredential, fetched inside the provider, so
-`az login` and CI's OIDC both work), the role is created with Flexible Server's
+(a token fetched inside the provider by components/deployer_credential.py: in GitHub
+Actions with OIDC a fresh GitHub ID token for each request, elsewhere azure-identity's
+DefaultAzureCredential, so `az login` works too), the role is created with Flexible Server's
 `pgaadauth_create_principal_with_oid(role, principal_id, 'service', false, false)`.
 (`SET aad_validate_oids_in_tenant ...; CREATE ROLE ... IN ROLE azure_ad_user` is
 Single Server syntax and does not work on Flexible Server.) A role that already exists
@@ -53,6 +54,8 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 from pulumi.output import Unknown
+
+from components import deployer_credential
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the wire sentinel for an unknown value (pulumi.runtime.rpc)
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
@@ -456,20 +459,12 @@ def redact(message: str, *secrets: str | None) -> str:
 
 
 def entra_token() -> str:
-    """A token for the server administrator, from whatever identity the deployer runs as."""
-    from azure.identity import DefaultAzureCredential
-
+    """A token for the server administrator as the deployer: a fresh GitHub ID token per request in
+    GitHub Actions with OIDC, DefaultAzureCredential elsewhere (components/deployer_credential.py)."""
     try:
-        credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-        try:
-            return credential.get_token(ENTRA_SCOPE).token
-        finally:
-            credential.close()
-    except Exception as error:  # noqa: BLE001 (azure-identity raises many kinds; all mean the same here)
-        raise DatabaseAccessError(
-            "could not get an Entra token for the server administrator with DefaultAzureCredential "
-            f"(az login, OIDC or a managed identity): {type(error).__name__}: {str(error).splitlines()[0]}"
-        ) from None
+        return deployer_credential.get_token(ENTRA_SCOPE)
+    except deployer_credential.DeployerCredentialError as error:
+        raise DatabaseAccessError(str(error)) from None
 
 
 class Connector:
