@@ -38,7 +38,7 @@ from policy.rules import Options, Resource, Undecided, Unknown, evaluate
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = [(stack, mode) for stack in ("dev", "prod") for mode in ("token", "password")]
 STACK_IDS = [f"{s}-{m}" for s, m in STACKS]
-SECONDS_PER_TEST = 60
+SECONDS_PER_TEST = 30
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +78,335 @@ def run_pack(deployment: cg.Deployment, servicer: Any = None) -> list[cg.Diagnos
     servicer = servicer or analyzer()
     found = [d for wire in deployment.inputs for d in cg.analyze(servicer, wire)]
     return found + cg.analyze_stack(servicer, deployment.outputs)
+
+
+# --- the rule functions, directly -----------------------------------------------------------------
+
+
+def server(**props: Any) -> Resource:
+    base = {
+        "authConfig": {"activeDirectoryAuth": "Enabled", "passwordAuth": "Disabled"},
+        "backup": {"backupRetentionDays": 7, "geoRedundantBackup": "Disabled"},
+        "highAvailability": {"mode": "Disabled"},
+        "tags": {"environment": "dev", "owner": "team"},
+        "id": "/s/server",
+    }
+    base.update(props)
+    return Resource(rules.SERVER, "server", base)
+
+
+def app(containers: list[dict[str, Any]] | None = None, **props: Any) -> Resource:
+    base: dict[str, Any] = {
+        "containerAppName": "mcp",
+        "id": "/s/apps/mcp",
+        "identity": {"type": "UserAssigned", "userAssignedIdentities": ["/id"]},
+        "configuration": {
+            "ingress": {
+                "external": True,
+                "ipSecurityRestrictions": [{"action": "Allow", "ipAddressRange": "1.2.3.4/32"}],
+            }
+        },
+        "template": {
+            "containers": containers
+            or [
+                {"name": "postgres-mcp", "image": "crystaldba/postgres-mcp:0.3.0", "args": ["--access-mode=restricted"]}
+            ]
+        },
+        "tags": {"environment": "dev", "owner": "team"},
+    }
+    base.update(props)
+    return Resource(rules.CONTAINER_APP, "app", base)
+
+
+def public_app(*restrictions: dict[str, Any]) -> Resource:
+    return app(configuration={"ingress": {"external": True, "ipSecurityRestrictions": list(restrictions)}})
+
+
+def auth(**props: Any) -> Resource:
+    base: dict[str, Any] = {
+        "containerAppName": "mcp",
+        "platform": {"enabled": True},
+        "globalValidation": {"unauthenticatedClientAction": "Return401"},
+    }
+    base.update(props)
+    return Resource(rules.AUTH_CONFIG, "auth", base)
+
+
+def vault(environment: str = "dev", **properties: Any) -> Resource:
+    base = {"enableRbacAuthorization": True, "enableSoftDelete": True}
+    base.update(properties)
+    return Resource(
+        rules.VAULT, "vault", {"properties": base, "tags": {"environment": environment, "owner": "t"}, "id": "/s/vault"}
+    )
+
+
+def firewall(start: str, end: str) -> Resource:
+    return Resource(rules.FIREWALL_RULE, "rule", {"startIpAddress": start, "endIpAddress": end})
+
+
+def configuration(name: str, value: str) -> Resource:
+    return Resource(rules.CONFIGURATION, name, {"configurationName": name, "value": value})
+
+
+def diagnostic(target_id: str, name: str = "diag") -> Resource:
+    return Resource(rules.DIAGNOSTIC_SETTING, name, {"resourceUri": target_id, "workspaceId": "/w"})
+
+
+def diagnostic_output(target_id: str, name: str = "diag") -> Resource:
+    setting_id = f"{target_id}/providers/microsoft.insights/diagnosticSettings/{name}"
+    return Resource(rules.DIAGNOSTIC_SETTING, name, {"id": setting_id, "name": name, "workspaceId": "/w"})
+
+
+TLS = [configuration("require_secure_transport", "on"), configuration("ssl_min_protocol_version", "TLSv1.2")]
+PROD = {"environment": "prod", "owner": "team"}
+DIGEST = "sha256:" + "a" * 64
+
+# rule -> (violating stack, compliant stack)
+CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
+    "entra-auth-on": ([server(authConfig={"activeDirectoryAuth": "Disabled", "passwordAuth": "Enabled"})], [server()]),
+    "password-auth-off-in-token-mode": (
+        [
+            server(authConfig={"activeDirectoryAuth": "Enabled", "passwordAuth": "Enabled"}),
+            app([{"name": "postgres-mcp", "image": "i:1"}, {"name": "token-refresher", "image": "i:1"}]),
+        ],
+        [
+            server(authConfig={"activeDirectoryAuth": "Enabled", "passwordAuth": "Enabled"}),
+            app([{"name": "postgres-mcp", "image": "i:1"}]),
+        ],
+    ),
+    "tls-enforced": (
+        [configuration("require_secure_transport", "off"), configuration("ssl_min_protocol_version", "TLSv1")],
+        TLS,
+    ),
+    "tls-configured": ([server(), TLS[0]], [server(), *TLS]),
+    "no-world-open-firewall": (
+        [firewall("0.0.0.0", "255.255.255.255"), firewall("0.0.0.0", "0.0.0.0"), firewall("10.0.0.0", "10.1.255.255")],
+        [firewall("203.0.113.7", "203.0.113.7"), firewall("198.51.0.0", "198.51.255.255")],
+    ),
+    "key-vault-hardened": (
+        [vault(enableRbacAuthorization=False), vault(enableSoftDelete=False), vault("prod")],
+        [vault(), vault("prod", enablePurgeProtection=True)],
+    ),
+    "secrets-by-reference": (
+        [
+            app([{"name": "c", "image": "i:1", "env": [{"name": "DATABASE_URI", "value": "postgresql://u:pw@h/db"}]}]),
+            app([{"name": "c", "image": "i:1", "env": [{"name": "ADMIN_PASSWORD", "value": "x"}]}]),
+            app(
+                configuration={
+                    "secrets": [{"name": "database-uri", "value": "postgresql://u:pw@h/db"}],
+                    "ingress": {"external": False},
+                }
+            ),
+        ],
+        [
+            app(
+                [
+                    {
+                        "name": "c",
+                        "image": "i:1",
+                        "env": [
+                            {"name": "DATABASE_URI", "value": "postgresql://u@h/db"},
+                            {"name": "DATABASE_URI2", "secretRef": "database-uri"},
+                        ],
+                    }
+                ],
+                configuration={
+                    "secrets": [{"name": "database-uri", "keyVaultUrl": "https://v/secrets/x", "identity": "/id"}],
+                    "ingress": {"external": False},
+                },
+            )
+        ],
+    ),
+    "images-pinned": (
+        [
+            app([{"name": "c", "image": "crystaldba/postgres-mcp"}]),
+            app([{"name": "c", "image": "crystaldba/postgres-mcp:latest"}]),
+            app([{"name": "c", "image": "registry:5000/postgres-mcp"}]),
+            app([{"name": "c", "image": "crystaldba/postgres-mcp@sha256:abc"}]),
+            app([{"name": "c", "image": "crystaldba/postgres-mcp@" + DIGEST.upper()}]),
+        ],
+        [
+            app([{"name": "c", "image": "registry:5000/postgres-mcp:0.3.0"}]),
+            app([{"name": "c", "image": "crystaldba/postgres-mcp@" + DIGEST}]),
+            app([{"name": "c", "image": "crystaldba/postgres-mcp:latest@" + DIGEST}]),
+        ],
+    ),
+    "user-assigned-identity": ([app(identity={"type": "SystemAssigned"}), app(identity={"type": "None"})], [app()]),
+    "not-anonymous-and-public": (
+        [
+            app(configuration={"ingress": {"external": True}}),
+            public_app({"action": "Allow", "ipAddressRange": "0.0.0.0/0"}),
+            public_app(
+                {"action": "Allow", "ipAddressRange": "1.2.3.4/32"}, {"action": "Allow", "ipAddressRange": "::/0"}
+            ),
+            public_app({"action": "Deny", "ipAddressRange": "1.2.3.4/32"}),
+        ],
+        [
+            app(configuration={"ingress": {"external": False}}),
+            public_app({"action": "Allow", "ipAddressRange": "203.0.113.0/24"}),
+        ],
+    ),
+    "backups-kept": (
+        [
+            server(backup={"backupRetentionDays": 3}),
+            server(backup={"backupRetentionDays": 7, "geoRedundantBackup": "Enabled"}, tags=PROD),
+            server(backup={"backupRetentionDays": 14, "geoRedundantBackup": "Disabled"}, tags=PROD),
+        ],
+        [server(), server(backup={"backupRetentionDays": 14, "geoRedundantBackup": "Enabled"}, tags=PROD)],
+    ),
+    "high-availability-in-production": (
+        [server(tags=PROD), server(highAvailability={}, tags=PROD)],
+        [server(), server(highAvailability={"mode": "ZoneRedundant"}, tags=PROD)],
+    ),
+    "app-logs-to-log-analytics": (
+        [Resource(rules.MANAGED_ENVIRONMENT, "env", {"tags": PROD})],
+        [
+            Resource(
+                rules.MANAGED_ENVIRONMENT,
+                "env",
+                {"appLogsConfiguration": {"destination": "log-analytics"}, "tags": PROD},
+            )
+        ],
+    ),
+    "diagnostics-to-log-analytics": (
+        [server(), vault(), diagnostic("/s/server")],
+        [server(), vault(), diagnostic("/s/server"), diagnostic("/S/VAULT", "diag-vault")],
+    ),
+    "required-tags": (
+        [server(tags={"environment": "dev"}), Resource(rules.VAULT, "bare", {})],
+        [server(), Resource(rules.FIREWALL_RULE, "untaggable", {})],
+    ),
+    "restricted-access-mode": (
+        [app([{"name": "postgres-mcp", "image": "i:1", "args": ["--access-mode=unrestricted"]}])],
+        [app()],
+    ),
+}
+
+
+def violations_of(rule_name: str, resources: list[Resource], options: Options | None = None) -> list[rules.Violation]:
+    return [v for v in evaluate(resources, options).violations if v.rule == rule_name]
+
+
+def test_every_rule_has_a_case() -> None:
+    assert set(CASES) == {rule.name for rule in rules.RULES}
+
+
+def test_the_pack_has_every_rule_the_readme_lists() -> None:
+    names = {rule.name for rule in rules.RULES}
+    assert len(names) == len(rules.RULES) == 16
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| `([a-z-]+)` \| (mandatory|advisory) \| (.*) \|$", readme, flags=re.MULTILINE)
+    assert rows == [(rule.name, rule.enforcement, rule.description) for rule in rules.RULES]
+
+
+@pytest.mark.parametrize("rule_name", sorted(CASES))
+def test_rule_reports_the_violation_and_passes_the_compliant(rule_name: str) -> None:
+    violating, compliant = CASES[rule_name]
+    rule = next(rule for rule in rules.RULES if rule.name == rule_name)
+    if rule.check_resource is not None:
+        for resource in violating:  # each violating resource is reported on its own
+            assert violations_of(rule_name, [resource]), f"{rule_name} missed {resource}"
+    else:
+        assert violations_of(rule_name, violating), f"{rule_name} missed the violation"
+    assert violations_of(rule_name, compliant) == []
+
+
+@pytest.mark.parametrize("rule_name", sorted(CASES))
+def test_rules_read_crossguards_proxies_as_they_read_plain_data(rule_name: str) -> None:
+    """CrossGuard's lists are `Sequence`s, not `list`s; its dicts `Mapping`s, not `dict`s."""
+    for resources in CASES[rule_name]:
+        proxied = [Resource(r.type, r.name, unknown_checking_proxy(json.loads(json.dumps(r.props)))) for r in resources]
+        assert [v.message for v in violations_of(rule_name, proxied)] == [
+            v.message for v in violations_of(rule_name, resources)
+        ]
+
+
+def test_a_public_app_passes_with_working_entra_sign_in_and_not_with_broken_sign_in() -> None:
+    public = public_app()
+    assert violations_of("not-anonymous-and-public", [public, auth()]) == []
+    for broken in (
+        auth(platform={"enabled": False}),
+        auth(platform={}),
+        auth(globalValidation={"unauthenticatedClientAction": "AllowAnonymous"}),
+        auth(containerAppName="another-app"),
+    ):
+        assert violations_of("not-anonymous-and-public", [public, broken]), broken
+
+
+def test_diagnostic_settings_are_matched_to_their_target_by_id() -> None:
+    # Inputs name the target (resourceUri); outputs only carry the setting's own ID under it.
+    aimed_twice_at_the_server = [server(), vault(), diagnostic("/s/server"), diagnostic("/s/server", "second")]
+    assert [v.resource for v in violations_of("diagnostics-to-log-analytics", aimed_twice_at_the_server)] == ["vault"]
+    outputs = [server(), vault(), diagnostic_output("/s/server"), diagnostic_output("/s/vault")]
+    assert violations_of("diagnostics-to-log-analytics", outputs) == []
+    assert [v.resource for v in violations_of("diagnostics-to-log-analytics", outputs[:3])] == ["vault"]
+
+
+def test_tls_parameters_are_read_from_outputs_by_name() -> None:
+    outputs = [
+        server(),
+        Resource(
+            rules.CONFIGURATION,
+            "tls",
+            {
+                "name": "require_secure_transport",
+                "value": "on",
+                "id": "/s/server/configurations/require_secure_transport",
+            },
+        ),
+        Resource(
+            rules.CONFIGURATION,
+            "min",
+            {
+                "name": "ssl_min_protocol_version",
+                "value": "TLSv1",
+                "id": "/s/server/configurations/ssl_min_protocol_version",
+            },
+        ),
+    ]
+    assert violations_of("tls-configured", outputs) == []
+    assert [v.resource for v in violations_of("tls-enforced", outputs)] == ["min"]
+
+
+def test_high_availability_names_the_mode_azure_defaults_to() -> None:
+    (found,) = violations_of("high-availability-in-production", [server(highAvailability={}, tags=PROD)])
+    assert "highAvailability.mode 'Disabled'" in found.message and "server 'server'" in found.message
+
+
+def test_unknown_values_are_undecided_never_compliant() -> None:
+    unknown = Unknown("x")
+    cases = [
+        ("entra-auth-on", server(authConfig={"activeDirectoryAuth": unknown})),
+        (
+            "no-world-open-firewall",
+            Resource(rules.FIREWALL_RULE, "rule", {"startIpAddress": "0.0.0.0", "endIpAddress": unknown}),
+        ),
+        ("images-pinned", app([{"name": "c", "image": unknown}])),
+        ("not-anonymous-and-public", public_app({"action": "Allow", "ipAddressRange": unknown})),
+        ("key-vault-hardened", vault("prod", enablePurgeProtection=unknown)),
+        ("backups-kept", server(tags={"environment": unknown, "owner": "t"})),
+    ]
+    for rule_name, resource in cases:
+        report = evaluate([resource])
+        assert [v for v in report.violations if v.rule == rule_name] == [], resource
+        undecided = [v for v in report.undecided if v.rule == rule_name]
+        assert undecided and all(isinstance(v.message, Undecided) for v in undecided), resource
+
+
+def test_plain_turns_crossguards_unknowns_into_unknown_markers() -> None:
+    props = unknown_checking_proxy({"a": [{"b": cg.UNKNOWN}, "c"], "d": cg.UNKNOWN})
+    converted = plain(props)
+    assert isinstance(converted["a"][0]["b"], Unknown) and converted["a"][0]["b"].path == "a[0].b"
+    assert converted["a"][1] == "c" and isinstance(converted["d"], Unknown)
+
+
+def test_azure_services_rule_passes_with_the_packs_opt_in() -> None:
+    rule = [firewall("0.0.0.0", "0.0.0.0")]
+    assert violations_of("no-world-open-firewall", rule)
+    assert violations_of("no-world-open-firewall", rule, Options(allow_azure_services_rule=True)) == []
+    assert violations_of(
+        "no-world-open-firewall", [firewall("0.0.0.0", "255.255.255.255")], Options(allow_azure_services_rule=True)
+    )
 
 
 # --- the pack as CrossGuard runs it ---------------------------------------------------------------
@@ -515,332 +844,3 @@ def test_enforcement_levels_come_from_the_config_file_too() -> None:
     assert {d.enforcement for d in cg.analyze(relaxed, app)} == {"advisory"}
     off = analyzer(json.dumps({"images-pinned": {"enforcementLevel": "disabled"}}))
     assert cg.analyze(off, app) == []
-
-
-# --- the rule functions, directly -----------------------------------------------------------------
-
-
-def server(**props: Any) -> Resource:
-    base = {
-        "authConfig": {"activeDirectoryAuth": "Enabled", "passwordAuth": "Disabled"},
-        "backup": {"backupRetentionDays": 7, "geoRedundantBackup": "Disabled"},
-        "highAvailability": {"mode": "Disabled"},
-        "tags": {"environment": "dev", "owner": "team"},
-        "id": "/s/server",
-    }
-    base.update(props)
-    return Resource(rules.SERVER, "server", base)
-
-
-def app(containers: list[dict[str, Any]] | None = None, **props: Any) -> Resource:
-    base: dict[str, Any] = {
-        "containerAppName": "mcp",
-        "id": "/s/apps/mcp",
-        "identity": {"type": "UserAssigned", "userAssignedIdentities": ["/id"]},
-        "configuration": {
-            "ingress": {
-                "external": True,
-                "ipSecurityRestrictions": [{"action": "Allow", "ipAddressRange": "1.2.3.4/32"}],
-            }
-        },
-        "template": {
-            "containers": containers
-            or [
-                {"name": "postgres-mcp", "image": "crystaldba/postgres-mcp:0.3.0", "args": ["--access-mode=restricted"]}
-            ]
-        },
-        "tags": {"environment": "dev", "owner": "team"},
-    }
-    base.update(props)
-    return Resource(rules.CONTAINER_APP, "app", base)
-
-
-def public_app(*restrictions: dict[str, Any]) -> Resource:
-    return app(configuration={"ingress": {"external": True, "ipSecurityRestrictions": list(restrictions)}})
-
-
-def auth(**props: Any) -> Resource:
-    base: dict[str, Any] = {
-        "containerAppName": "mcp",
-        "platform": {"enabled": True},
-        "globalValidation": {"unauthenticatedClientAction": "Return401"},
-    }
-    base.update(props)
-    return Resource(rules.AUTH_CONFIG, "auth", base)
-
-
-def vault(environment: str = "dev", **properties: Any) -> Resource:
-    base = {"enableRbacAuthorization": True, "enableSoftDelete": True}
-    base.update(properties)
-    return Resource(
-        rules.VAULT, "vault", {"properties": base, "tags": {"environment": environment, "owner": "t"}, "id": "/s/vault"}
-    )
-
-
-def firewall(start: str, end: str) -> Resource:
-    return Resource(rules.FIREWALL_RULE, "rule", {"startIpAddress": start, "endIpAddress": end})
-
-
-def configuration(name: str, value: str) -> Resource:
-    return Resource(rules.CONFIGURATION, name, {"configurationName": name, "value": value})
-
-
-def diagnostic(target_id: str, name: str = "diag") -> Resource:
-    return Resource(rules.DIAGNOSTIC_SETTING, name, {"resourceUri": target_id, "workspaceId": "/w"})
-
-
-def diagnostic_output(target_id: str, name: str = "diag") -> Resource:
-    setting_id = f"{target_id}/providers/microsoft.insights/diagnosticSettings/{name}"
-    return Resource(rules.DIAGNOSTIC_SETTING, name, {"id": setting_id, "name": name, "workspaceId": "/w"})
-
-
-TLS = [configuration("require_secure_transport", "on"), configuration("ssl_min_protocol_version", "TLSv1.2")]
-PROD = {"environment": "prod", "owner": "team"}
-DIGEST = "sha256:" + "a" * 64
-
-# rule -> (violating stack, compliant stack)
-CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
-    "entra-auth-on": ([server(authConfig={"activeDirectoryAuth": "Disabled", "passwordAuth": "Enabled"})], [server()]),
-    "password-auth-off-in-token-mode": (
-        [
-            server(authConfig={"activeDirectoryAuth": "Enabled", "passwordAuth": "Enabled"}),
-            app([{"name": "postgres-mcp", "image": "i:1"}, {"name": "token-refresher", "image": "i:1"}]),
-        ],
-        [
-            server(authConfig={"activeDirectoryAuth": "Enabled", "passwordAuth": "Enabled"}),
-            app([{"name": "postgres-mcp", "image": "i:1"}]),
-        ],
-    ),
-    "tls-enforced": (
-        [configuration("require_secure_transport", "off"), configuration("ssl_min_protocol_version", "TLSv1")],
-        TLS,
-    ),
-    "tls-configured": ([server(), TLS[0]], [server(), *TLS]),
-    "no-world-open-firewall": (
-        [firewall("0.0.0.0", "255.255.255.255"), firewall("0.0.0.0", "0.0.0.0"), firewall("10.0.0.0", "10.1.255.255")],
-        [firewall("203.0.113.7", "203.0.113.7"), firewall("198.51.0.0", "198.51.255.255")],
-    ),
-    "key-vault-hardened": (
-        [vault(enableRbacAuthorization=False), vault(enableSoftDelete=False), vault("prod")],
-        [vault(), vault("prod", enablePurgeProtection=True)],
-    ),
-    "secrets-by-reference": (
-        [
-            app([{"name": "c", "image": "i:1", "env": [{"name": "DATABASE_URI", "value": "postgresql://u:pw@h/db"}]}]),
-            app([{"name": "c", "image": "i:1", "env": [{"name": "ADMIN_PASSWORD", "value": "x"}]}]),
-            app(
-                configuration={
-                    "secrets": [{"name": "database-uri", "value": "postgresql://u:pw@h/db"}],
-                    "ingress": {"external": False},
-                }
-            ),
-        ],
-        [
-            app(
-                [
-                    {
-                        "name": "c",
-                        "image": "i:1",
-                        "env": [
-                            {"name": "DATABASE_URI", "value": "postgresql://u@h/db"},
-                            {"name": "DATABASE_URI2", "secretRef": "database-uri"},
-                        ],
-                    }
-                ],
-                configuration={
-                    "secrets": [{"name": "database-uri", "keyVaultUrl": "https://v/secrets/x", "identity": "/id"}],
-                    "ingress": {"external": False},
-                },
-            )
-        ],
-    ),
-    "images-pinned": (
-        [
-            app([{"name": "c", "image": "crystaldba/postgres-mcp"}]),
-            app([{"name": "c", "image": "crystaldba/postgres-mcp:latest"}]),
-            app([{"name": "c", "image": "registry:5000/postgres-mcp"}]),
-            app([{"name": "c", "image": "crystaldba/postgres-mcp@sha256:abc"}]),
-            app([{"name": "c", "image": "crystaldba/postgres-mcp@" + DIGEST.upper()}]),
-        ],
-        [
-            app([{"name": "c", "image": "registry:5000/postgres-mcp:0.3.0"}]),
-            app([{"name": "c", "image": "crystaldba/postgres-mcp@" + DIGEST}]),
-            app([{"name": "c", "image": "crystaldba/postgres-mcp:latest@" + DIGEST}]),
-        ],
-    ),
-    "user-assigned-identity": ([app(identity={"type": "SystemAssigned"}), app(identity={"type": "None"})], [app()]),
-    "not-anonymous-and-public": (
-        [
-            app(configuration={"ingress": {"external": True}}),
-            public_app({"action": "Allow", "ipAddressRange": "0.0.0.0/0"}),
-            public_app(
-                {"action": "Allow", "ipAddressRange": "1.2.3.4/32"}, {"action": "Allow", "ipAddressRange": "::/0"}
-            ),
-            public_app({"action": "Deny", "ipAddressRange": "1.2.3.4/32"}),
-        ],
-        [
-            app(configuration={"ingress": {"external": False}}),
-            public_app({"action": "Allow", "ipAddressRange": "203.0.113.0/24"}),
-        ],
-    ),
-    "backups-kept": (
-        [
-            server(backup={"backupRetentionDays": 3}),
-            server(backup={"backupRetentionDays": 7, "geoRedundantBackup": "Enabled"}, tags=PROD),
-            server(backup={"backupRetentionDays": 14, "geoRedundantBackup": "Disabled"}, tags=PROD),
-        ],
-        [server(), server(backup={"backupRetentionDays": 14, "geoRedundantBackup": "Enabled"}, tags=PROD)],
-    ),
-    "high-availability-in-production": (
-        [server(tags=PROD), server(highAvailability={}, tags=PROD)],
-        [server(), server(highAvailability={"mode": "ZoneRedundant"}, tags=PROD)],
-    ),
-    "app-logs-to-log-analytics": (
-        [Resource(rules.MANAGED_ENVIRONMENT, "env", {"tags": PROD})],
-        [
-            Resource(
-                rules.MANAGED_ENVIRONMENT,
-                "env",
-                {"appLogsConfiguration": {"destination": "log-analytics"}, "tags": PROD},
-            )
-        ],
-    ),
-    "diagnostics-to-log-analytics": (
-        [server(), vault(), diagnostic("/s/server")],
-        [server(), vault(), diagnostic("/s/server"), diagnostic("/S/VAULT", "diag-vault")],
-    ),
-    "required-tags": (
-        [server(tags={"environment": "dev"}), Resource(rules.VAULT, "bare", {})],
-        [server(), Resource(rules.FIREWALL_RULE, "untaggable", {})],
-    ),
-    "restricted-access-mode": (
-        [app([{"name": "postgres-mcp", "image": "i:1", "args": ["--access-mode=unrestricted"]}])],
-        [app()],
-    ),
-}
-
-
-def violations_of(rule_name: str, resources: list[Resource], options: Options | None = None) -> list[rules.Violation]:
-    return [v for v in evaluate(resources, options).violations if v.rule == rule_name]
-
-
-def test_every_rule_has_a_case() -> None:
-    assert set(CASES) == {rule.name for rule in rules.RULES}
-
-
-def test_the_pack_has_every_rule_the_readme_lists() -> None:
-    names = {rule.name for rule in rules.RULES}
-    assert len(names) == len(rules.RULES) == 16
-    readme = (ROOT / "README.md").read_text()
-    rows = re.findall(r"^\| `([a-z-]+)` \| (mandatory|advisory) \| (.*) \|$", readme, flags=re.MULTILINE)
-    assert rows == [(rule.name, rule.enforcement, rule.description) for rule in rules.RULES]
-
-
-@pytest.mark.parametrize("rule_name", sorted(CASES))
-def test_rule_reports_the_violation_and_passes_the_compliant(rule_name: str) -> None:
-    violating, compliant = CASES[rule_name]
-    rule = next(rule for rule in rules.RULES if rule.name == rule_name)
-    if rule.check_resource is not None:
-        for resource in violating:  # each violating resource is reported on its own
-            assert violations_of(rule_name, [resource]), f"{rule_name} missed {resource}"
-    else:
-        assert violations_of(rule_name, violating), f"{rule_name} missed the violation"
-    assert violations_of(rule_name, compliant) == []
-
-
-@pytest.mark.parametrize("rule_name", sorted(CASES))
-def test_rules_read_crossguards_proxies_as_they_read_plain_data(rule_name: str) -> None:
-    """CrossGuard's lists are `Sequence`s, not `list`s; its dicts `Mapping`s, not `dict`s."""
-    for resources in CASES[rule_name]:
-        proxied = [Resource(r.type, r.name, unknown_checking_proxy(json.loads(json.dumps(r.props)))) for r in resources]
-        assert [v.message for v in violations_of(rule_name, proxied)] == [
-            v.message for v in violations_of(rule_name, resources)
-        ]
-
-
-def test_a_public_app_passes_with_working_entra_sign_in_and_not_with_broken_sign_in() -> None:
-    public = public_app()
-    assert violations_of("not-anonymous-and-public", [public, auth()]) == []
-    for broken in (
-        auth(platform={"enabled": False}),
-        auth(platform={}),
-        auth(globalValidation={"unauthenticatedClientAction": "AllowAnonymous"}),
-        auth(containerAppName="another-app"),
-    ):
-        assert violations_of("not-anonymous-and-public", [public, broken]), broken
-
-
-def test_diagnostic_settings_are_matched_to_their_target_by_id() -> None:
-    # Inputs name the target (resourceUri); outputs only carry the setting's own ID under it.
-    aimed_twice_at_the_server = [server(), vault(), diagnostic("/s/server"), diagnostic("/s/server", "second")]
-    assert [v.resource for v in violations_of("diagnostics-to-log-analytics", aimed_twice_at_the_server)] == ["vault"]
-    outputs = [server(), vault(), diagnostic_output("/s/server"), diagnostic_output("/s/vault")]
-    assert violations_of("diagnostics-to-log-analytics", outputs) == []
-    assert [v.resource for v in violations_of("diagnostics-to-log-analytics", outputs[:3])] == ["vault"]
-
-
-def test_tls_parameters_are_read_from_outputs_by_name() -> None:
-    outputs = [
-        server(),
-        Resource(
-            rules.CONFIGURATION,
-            "tls",
-            {
-                "name": "require_secure_transport",
-                "value": "on",
-                "id": "/s/server/configurations/require_secure_transport",
-            },
-        ),
-        Resource(
-            rules.CONFIGURATION,
-            "min",
-            {
-                "name": "ssl_min_protocol_version",
-                "value": "TLSv1",
-                "id": "/s/server/configurations/ssl_min_protocol_version",
-            },
-        ),
-    ]
-    assert violations_of("tls-configured", outputs) == []
-    assert [v.resource for v in violations_of("tls-enforced", outputs)] == ["min"]
-
-
-def test_high_availability_names_the_mode_azure_defaults_to() -> None:
-    (found,) = violations_of("high-availability-in-production", [server(highAvailability={}, tags=PROD)])
-    assert "highAvailability.mode 'Disabled'" in found.message and "server 'server'" in found.message
-
-
-def test_unknown_values_are_undecided_never_compliant() -> None:
-    unknown = Unknown("x")
-    cases = [
-        ("entra-auth-on", server(authConfig={"activeDirectoryAuth": unknown})),
-        (
-            "no-world-open-firewall",
-            Resource(rules.FIREWALL_RULE, "rule", {"startIpAddress": "0.0.0.0", "endIpAddress": unknown}),
-        ),
-        ("images-pinned", app([{"name": "c", "image": unknown}])),
-        ("not-anonymous-and-public", public_app({"action": "Allow", "ipAddressRange": unknown})),
-        ("key-vault-hardened", vault("prod", enablePurgeProtection=unknown)),
-        ("backups-kept", server(tags={"environment": unknown, "owner": "t"})),
-    ]
-    for rule_name, resource in cases:
-        report = evaluate([resource])
-        assert [v for v in report.violations if v.rule == rule_name] == [], resource
-        undecided = [v for v in report.undecided if v.rule == rule_name]
-        assert undecided and all(isinstance(v.message, Undecided) for v in undecided), resource
-
-
-def test_plain_turns_crossguards_unknowns_into_unknown_markers() -> None:
-    props = unknown_checking_proxy({"a": [{"b": cg.UNKNOWN}, "c"], "d": cg.UNKNOWN})
-    converted = plain(props)
-    assert isinstance(converted["a"][0]["b"], Unknown) and converted["a"][0]["b"].path == "a[0].b"
-    assert converted["a"][1] == "c" and isinstance(converted["d"], Unknown)
-
-
-def test_azure_services_rule_passes_with_the_packs_opt_in() -> None:
-    rule = [firewall("0.0.0.0", "0.0.0.0")]
-    assert violations_of("no-world-open-firewall", rule)
-    assert violations_of("no-world-open-firewall", rule, Options(allow_azure_services_rule=True)) == []
-    assert violations_of(
-        "no-world-open-firewall", [firewall("0.0.0.0", "255.255.255.255")], Options(allow_azure_services_rule=True)
-    )
