@@ -320,7 +320,13 @@ def secrets_only_by_reference(resource: Resource, _: Options) -> list[str]:
             if value is None:
                 continue
             where = f"container {_container_name(container)!r} of {_label(resource)}"
-            if isinstance(name, str) and SECRET_NAME.search(name):
+            if isinstance(value, str) and URI_WITH_PASSWORD.search(value):
+                problems.append(
+                    f"{where} sets {name} to a URI with a password in it: drop the password (token mode) "
+                    "or pass the URI with secretRef to a Key Vault reference"
+                )
+            elif isinstance(name, str) and SECRET_NAME.search(name):
+                # A plain value for a secret's name is a violation even while the value is unknown.
                 problems.append(
                     f"{where} sets {name} as a plain value: pass it with secretRef to a Key Vault reference"
                 )
@@ -331,11 +337,6 @@ def secrets_only_by_reference(resource: Resource, _: Options) -> list[str]:
                         f"env {name!r} of container {_container_name(container)!r}",
                         "whether it carries a password",
                     )
-                )
-            elif URI_WITH_PASSWORD.search(str(value)):
-                problems.append(
-                    f"{where} sets {name} to a URI with a password in it: drop the password (token mode) "
-                    "or pass the URI with secretRef to a Key Vault reference"
                 )
     return problems
 
@@ -578,7 +579,8 @@ def diagnostics_to_log_analytics(resources: Sequence[Resource], _: Options) -> l
             ):
                 covered.append(target)
                 matched = True
-        if not matched and not (isinstance(target_uri, str) and isinstance(setting_id, str)):
+        known = isinstance(target_uri, str) or isinstance(setting_id, str)
+        if not matched and not known and (isinstance(target_uri, Unknown) or isinstance(setting_id, Unknown)):
             unresolved += 1
     uncovered = [t for t in targets if t not in covered]
     findings: list[tuple[Resource, str]] = []

@@ -342,6 +342,21 @@ def test_diagnostic_settings_are_matched_to_their_target_by_id() -> None:
     assert [v.resource for v in violations_of("diagnostics-to-log-analytics", outputs[:3])] == ["vault"]
 
 
+def test_a_setting_aimed_at_another_resource_does_not_cover_the_vault() -> None:
+    elsewhere = diagnostic_output("/s/managedEnvironments/env")
+    outputs = [server(), vault(), diagnostic_output("/s/server"), elsewhere]
+    report = evaluate(outputs)
+    assert [v.resource for v in report.violations if v.rule == "diagnostics-to-log-analytics"] == ["vault"]
+    assert report.undecided == []
+
+
+def test_a_password_in_a_uri_is_reported_even_when_the_variable_name_is_unknown() -> None:
+    leaking = app([{"name": "c", "image": "i:1", "env": [{"name": Unknown("n"), "value": "postgresql://u:pw@h/db"}]}])
+    assert violations_of("secrets-by-reference", [leaking])
+    secret_named = app([{"name": "c", "image": "i:1", "env": [{"name": "DB_PASSWORD", "value": Unknown("v")}]}])
+    assert violations_of("secrets-by-reference", [secret_named])
+
+
 def test_tls_parameters_are_read_from_outputs_by_name() -> None:
     outputs = [
         server(),
