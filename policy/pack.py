@@ -34,9 +34,22 @@ CONFIG_PROPERTIES: dict[str, dict[str, Any]] = {
 }
 
 
-def options_from(config: Mapping[str, Any] | None) -> Options:
-    """The rules' options from a policy's configuration (None when the policy has none)."""
+def options_from(config: Mapping[str, Any] | None, rule: Rule | None = None) -> Options:
+    """The rules' options from a policy's configuration (None when the policy has none).
+
+    The CLI validates a config file against each policy's schema but ignores keys the schema
+    does not declare; a setting given to the wrong policy would silently do nothing, so the
+    pack refuses it.
+    """
     config = config or {}
+    if rule is not None:
+        unknown = sorted(set(config) - set(rule.config))
+        if unknown:
+            accepted = ", ".join(rule.config) or "no settings"
+            raise ValueError(
+                f"policy config for {rule.name!r} sets {', '.join(unknown)}, which it does not read "
+                f"(it accepts: {accepted}); give each setting to the policies that read it (see README)"
+            )
     defaults = Options()
     return Options(
         allow_azure_services_rule=bool(config.get("allowAzureServicesRule", defaults.allow_azure_services_rule)),
@@ -105,7 +118,7 @@ def _resource_policy(rule: Rule) -> ResourceValidationPolicy:
 
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         resource = Resource(args.resource_type, args.name, plain(args.props), args.urn)
-        found = check(resource, options_from(args.get_config()))
+        found = check(resource, options_from(args.get_config(), rule))
         _report([(args.urn, message) for message in found], report_violation)
 
     return ResourceValidationPolicy(rule.name, rule.description, validate, _enforcement(rule), _schema(rule))
@@ -117,7 +130,7 @@ def _stack_policy(rule: Rule) -> StackValidationPolicy:
 
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [Resource(r.resource_type, r.name, plain(r.props), r.urn) for r in args.resources]
-        found = check(resources, options_from(args.get_config()))
+        found = check(resources, options_from(args.get_config(), rule))
         _report([(resource.urn, message) for resource, message in found], report_violation)
 
     return StackValidationPolicy(rule.name, rule.description, validate, _enforcement(rule), _schema(rule))

@@ -853,6 +853,16 @@ def test_the_readme_config_file_is_keyed_as_the_cli_keys_it_and_takes_effect() -
     assert cg.analyze(analyzer(), staging) == []
 
 
+def test_a_setting_given_to_a_policy_that_does_not_read_it_stops_the_pack() -> None:
+    servicer = cg.load_analyzer()
+    request = analyzer_pb2.ConfigureAnalyzerRequest()
+    request.policyConfig["backups-kept"].properties.update({"allowAzureServicesRule": True})
+    servicer.Configure(request, None)  # the CLI sends it: its schema check ignores undeclared keys
+    server_inputs = _by_type(deployed("prod", "token"), rules.SERVER)
+    with pytest.raises(ValueError, match=r"'backups-kept' sets allowAzureServicesRule.*productionEnvironments"):
+        cg.analyze(servicer, server_inputs)
+
+
 def test_enforcement_levels_come_from_the_config_file_too() -> None:
     relaxed = analyzer(json.dumps({"all": "advisory"}))
     app = cg.mutated(_by_type(deployed("dev", "token"), rules.CONTAINER_APP), lambda p: _container(p).update(image="x"))
