@@ -180,11 +180,21 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
     ),
     "tls-configured": ([server(), TLS[0]], [server(), *TLS]),
     "no-world-open-firewall": (
-        [firewall("0.0.0.0", "255.255.255.255"), firewall("0.0.0.0", "0.0.0.0"), firewall("10.0.0.0", "10.1.255.255")],
+        [
+            firewall("0.0.0.0", "255.255.255.255"),
+            firewall("0.0.0.0", "0.0.0.0"),
+            firewall("10.0.0.0", "10.1.255.255"),
+            firewall("10.0.0.0", "10.1.0.0"),  # one address more than a /16
+        ],
         [firewall("203.0.113.7", "203.0.113.7"), firewall("198.51.0.0", "198.51.255.255")],
     ),
     "key-vault-hardened": (
-        [vault(enableRbacAuthorization=False), vault(enableSoftDelete=False), vault("prod")],
+        [
+            vault(enableRbacAuthorization=False),
+            vault(enableRbacAuthorization=None),  # Azure's default: access policies
+            vault(enableSoftDelete=False),
+            vault("prod"),
+        ],
         [vault(), vault("prod", enablePurgeProtection=True)],
     ),
     "secrets-by-reference": (
@@ -194,6 +204,12 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
             app(
                 configuration={
                     "secrets": [{"name": "database-uri", "value": "postgresql://u:pw@h/db"}],
+                    "ingress": {"external": False},
+                }
+            ),
+            app(
+                configuration={
+                    "secrets": [{"name": "database-uri", "value": "postgresql://u:pw@h/db", "identity": "/id"}],
                     "ingress": {"external": False},
                 }
             ),
@@ -231,7 +247,14 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
             app([{"name": "c", "image": "crystaldba/postgres-mcp:latest@" + DIGEST}]),
         ],
     ),
-    "user-assigned-identity": ([app(identity={"type": "SystemAssigned"}), app(identity={"type": "None"})], [app()]),
+    "user-assigned-identity": (
+        [
+            app(identity={"type": "SystemAssigned"}),
+            app(identity={"type": "None"}),
+            app(identity={"type": "UserAssigned", "userAssignedIdentities": []}),
+        ],
+        [app()],
+    ),
     "not-anonymous-and-public": (
         [
             app(configuration={"ingress": {"external": True}}),
