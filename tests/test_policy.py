@@ -811,7 +811,11 @@ def test_every_rule_fires_through_the_analyzer() -> None:
 
 
 def test_a_public_endpoint_with_entra_sign_in_and_no_allow_list_passes() -> None:
-    assert _auth_outputs(lambda p: None)() and cg.analyze_stack(analyzer(), _auth_outputs(lambda p: None)()) == []
+    outputs = _auth_outputs(lambda p: None)()
+    app = next(cg.decoded(w) for w in outputs if w.type == rules.CONTAINER_APP)
+    assert _ingress(app)["external"] is True and "ipSecurityRestrictions" not in _ingress(app)
+    assert any(w.type == rules.AUTH_CONFIG for w in outputs)
+    assert cg.analyze_stack(analyzer(), outputs) == []
 
 
 def test_known_bad_values_are_reported_in_a_first_preview_despite_unknowns() -> None:
