@@ -1,6 +1,9 @@
-"""The policy pack: `pulumi preview --policy-pack policy` loads this file.
+"""The policy pack: `pulumi preview --policy-pack policy` runs this file.
 
-Constructing PolicyPack starts the pack's server and blocks: nothing imports this module.
+The engine's Python analyzer runs the pack folder as `__main__` (`python -m pulumi.policy`,
+which uses `runpy.run_path`). Constructing PolicyPack starts the pack's gRPC server and
+serves until the engine stops it, so it happens only then: importing this module (a tool,
+a test collector) neither starts a server nor blocks.
 """
 
 import sys
@@ -11,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pulumi_policy import PolicyPack
 
-from policy.pack import policies
+from policy.pack import PACK_NAME, policies
 
-PolicyPack(name="postgres-mcp-azure", policies=policies())
+if __name__ == "__main__":
+    PolicyPack(name=PACK_NAME, policies=policies())

@@ -2,10 +2,20 @@
 
 Used twice: by the CrossGuard pack in this folder (`pulumi preview --policy-pack policy`)
 and by the tests, which run every rule over every resource the program declares under
-mocks. Properties are Pulumi's input properties (camelCase), as CrossGuard hands them.
+mocks, and through the pack's own analyzer.
 
-A resource rule returns the violations of one resource; a stack rule sees them all
-(for what spans resources: the auth mode, diagnostic settings, Entra sign-in).
+What the rules read is what CrossGuard hands over, so they hold to three things:
+
+- Properties are any `Mapping`/`Sequence` (CrossGuard passes read-only proxies, not
+  `dict`/`list`); a string is never taken for a sequence.
+- A resource rule runs on a resource's *inputs* (`Analyze`), a stack rule on every
+  resource's *outputs* (`AnalyzeStack`). azure-native outputs lack the input-only keys
+  (`configurationName`, `containerAppName`, `resourceUri`...) and carry `id` and `name`:
+  a stack rule reads what both have, or falls back from one to the other.
+- During a first preview some values are not known yet (IDs, addresses, URIs Azure
+  assigns). The pack hands them over as `Unknown`. A rule still reports every violation
+  it can prove, and returns an `Undecided` note for what it cannot decide yet; it never
+  takes an unknown for a compliant value.
 """
 
 from __future__ import annotations
@@ -42,7 +52,33 @@ TAGGABLE = frozenset(
 )
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CONNECTION_?STRING)", re.IGNORECASE)
 URI_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]+:[^/@\s]+@", re.IGNORECASE)
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 WIDEST_FIREWALL_PREFIX = 16
+# An ingress Allow rule wider than this admits a large share of the internet: not an allow-list.
+WIDEST_ALLOW_PREFIX = 8
+SIGNED_IN_ACTIONS = ("Return401", "Return403", "RedirectToLoginPage")
+
+
+class Unknown:
+    """A value not known yet: Azure assigns it when the deployment runs (a first preview)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str = "") -> None:
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"<unknown {self.path}>" if self.path else "<unknown>"
+
+
+class Undecided(str):
+    """A rule's note that it cannot decide yet: a value it needs is unknown until deployment.
+
+    Reported by the pack as an advisory note, not as a violation; the rule runs again on the
+    known values when the deployment creates the resource.
+    """
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +86,7 @@ class Resource:
     type: str
     name: str
     props: Mapping[str, Any]
+    urn: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,13 +97,16 @@ class Options:
     required_tags: tuple[str, ...] = ("environment", "owner")
     production_environments: tuple[str, ...] = ("prod", "production")
 
-    def is_production(self, resource: Resource) -> bool:
-        tags = resource.props.get("tags") or {}
-        return str(tags.get("environment", "")).lower() in self.production_environments
+    def is_production(self, resource: Resource) -> bool | None:
+        """None when the `environment` tag is not known yet."""
+        environment = get(resource.props, "tags", "environment")
+        if isinstance(environment, Unknown):
+            return None
+        return str(environment or "").lower() in {value.lower() for value in self.production_environments}
 
 
 ResourceCheck = Callable[[Resource, Options], list[str]]
-StackCheck = Callable[[Sequence[Resource], Options], list[tuple[str, str]]]  # (resource name, message)
+StackCheck = Callable[[Sequence[Resource], Options], list[tuple[Resource, str]]]
 
 
 @dataclass(frozen=True)
@@ -76,6 +116,7 @@ class Rule:
     enforcement: Literal["mandatory", "advisory"]
     check_resource: ResourceCheck | None = None
     check_stack: StackCheck | None = None
+    config: tuple[str, ...] = ()  # the pack configuration keys this rule reads
 
 
 @dataclass(frozen=True)
@@ -86,57 +127,133 @@ class Violation:
     message: str
 
 
-def _list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, (list, tuple)) else []
+# --- reading properties ------------------------------------------------------------------------
 
 
-def _containers(app: Resource) -> list[Mapping[str, Any]]:
-    template = app.props.get("template") or {}
-    return _list(template.get("containers")) + _list(template.get("initContainers"))
+def get(value: Any, *path: str) -> Any:
+    """The value at `path` in nested mappings; None where a key is missing, Unknown where unknown."""
+    for key in path:
+        if isinstance(value, Unknown):
+            return value
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
 
 
-# --- resource rules -------------------------------------------------------------------------
+def items(value: Any) -> list[Any]:
+    """A sequence property as a list (a string is not a sequence); [] when absent."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return list(value)
+    return []
+
+
+def _label(resource: Resource) -> str:
+    kind = {
+        SERVER: "server",
+        CONFIGURATION: "server parameter",
+        FIREWALL_RULE: "firewall rule",
+        VAULT: "Key Vault",
+        CONTAINER_APP: "container app",
+        MANAGED_ENVIRONMENT: "Container Apps environment",
+        AUTH_CONFIG: "auth config",
+        DIAGNOSTIC_SETTING: "diagnostic setting",
+    }.get(resource.type, resource.type.rsplit(":", 1)[-1])
+    return f"{kind} '{resource.name}'"
+
+
+def _undecided(resource: Resource, path: str, rule_needs: str) -> Undecided:
+    return Undecided(f"{_label(resource)}: {path} is not known before deployment, so {rule_needs} is checked then")
+
+
+def _containers(app: Resource) -> tuple[list[Any], list[str]]:
+    """The app's containers and init containers, and the paths that are not known yet."""
+    found: list[Any] = []
+    unknown: list[str] = []
+    for key in ("containers", "initContainers"):
+        value = get(app.props, "template", key)
+        if isinstance(value, Unknown):
+            unknown.append(f"template.{key}")
+        found += items(value)
+    return found, unknown
+
+
+def _container_name(container: Any) -> str:
+    name = get(container, "name")
+    return "?" if isinstance(name, Unknown) or name is None else str(name)
+
+
+def _same_id(left: Any, right: Any) -> bool:
+    return isinstance(left, str) and isinstance(right, str) and left.lower() == right.lower()
+
+
+def _id_under(child_id: Any, parent_id: Any, segment: str) -> bool | None:
+    """Whether an ARM ID names a child of `parent_id` (`<parent>/<segment>/...`); None if either is unknown."""
+    if not isinstance(child_id, str) or not isinstance(parent_id, str) or not child_id or not parent_id:
+        return None
+    return child_id.lower().startswith(f"{parent_id.rstrip('/')}/{segment}/".lower())
+
+
+# --- resource rules (inputs, `Analyze`) ------------------------------------------------------
 
 
 def entra_auth_on(resource: Resource, _: Options) -> list[str]:
     if resource.type != SERVER:
         return []
-    auth = resource.props.get("authConfig") or {}
-    if auth.get("activeDirectoryAuth") != "Enabled":
-        return ["Microsoft Entra authentication must be enabled (authConfig.activeDirectoryAuth: Enabled)"]
+    state = get(resource.props, "authConfig", "activeDirectoryAuth")
+    if isinstance(state, Unknown):
+        return [_undecided(resource, "authConfig.activeDirectoryAuth", "Entra authentication")]
+    if state != "Enabled":
+        return [
+            f"{_label(resource)} has authConfig.activeDirectoryAuth {state!r}: set it to 'Enabled' so that "
+            "Microsoft Entra identities sign in"
+        ]
     return []
 
 
 def tls_enforced(resource: Resource, _: Options) -> list[str]:
     if resource.type != CONFIGURATION:
         return []
-    name, value = resource.props.get("configurationName"), str(resource.props.get("value", ""))
-    if name == "require_secure_transport" and value.lower() != "on":
-        return [f"require_secure_transport must be on, not {value!r}"]
+    # Inputs name the parameter `configurationName`; azure-native outputs only have `name`.
+    name = get(resource.props, "configurationName")
+    if name is None:
+        name = get(resource.props, "name")
+    value = get(resource.props, "value")
+    if name not in ("require_secure_transport", "ssl_min_protocol_version"):
+        if isinstance(name, Unknown):
+            return [_undecided(resource, "configurationName", "TLS enforcement")]
+        return []
+    if isinstance(value, Unknown):
+        return [_undecided(resource, "value", f"{name}")]
+    if name == "require_secure_transport" and str(value).lower() != "on":
+        return [f"{_label(resource)} sets require_secure_transport to {value!r}: set it to 'on'"]
     if name == "ssl_min_protocol_version" and value not in ("TLSv1.2", "TLSv1.3"):
-        return [f"ssl_min_protocol_version must be TLSv1.2 or TLSv1.3, not {value!r}"]
+        return [f"{_label(resource)} sets ssl_min_protocol_version to {value!r}: set it to 'TLSv1.2' or 'TLSv1.3'"]
     return []
 
 
 def no_world_open_firewall(resource: Resource, options: Options) -> list[str]:
     if resource.type != FIREWALL_RULE:
         return []
-    start, end = resource.props.get("startIpAddress"), resource.props.get("endIpAddress")
+    start, end = get(resource.props, "startIpAddress"), get(resource.props, "endIpAddress")
+    if isinstance(start, Unknown) or isinstance(end, Unknown):
+        return [_undecided(resource, "startIpAddress/endIpAddress", "the width of the rule")]
     try:
         first, last = ipaddress.IPv4Address(str(start)), ipaddress.IPv4Address(str(end))
     except ValueError:
-        return [f"firewall rule addresses {start!r}-{end!r} are not IPv4 addresses"]
+        return [f"{_label(resource)} has addresses {start!r}-{end!r}, which are not IPv4 addresses: use IPv4 addresses"]
     if int(first) == 0 and int(last) == 0:
         if options.allow_azure_services_rule:
             return []
         return [
-            "the 'Azure services' rule (0.0.0.0-0.0.0.0) admits every Azure tenant's resources; it needs the "
-            "pack's explicit opt-in allowAzureServicesRule"
+            f"{_label(resource)} is the 'Azure services' rule (0.0.0.0-0.0.0.0), which admits every Azure "
+            "tenant's resources: remove it, or opt in with the pack's allowAzureServicesRule"
         ]
-    if int(last) - int(first) + 1 > 2 ** (32 - WIDEST_FIREWALL_PREFIX):
+    width = int(last) - int(first) + 1
+    if width > 2 ** (32 - WIDEST_FIREWALL_PREFIX):
         return [
-            f"firewall rule {first}-{last} admits {int(last) - int(first) + 1:,} addresses; at most a "
-            f"/{WIDEST_FIREWALL_PREFIX} ({2 ** (32 - WIDEST_FIREWALL_PREFIX):,}) is allowed"
+            f"{_label(resource)} admits {first}-{last} ({width:,} addresses): narrow it to at most a "
+            f"/{WIDEST_FIREWALL_PREFIX} ({2 ** (32 - WIDEST_FIREWALL_PREFIX):,} addresses)"
         ]
     return []
 
@@ -144,53 +261,108 @@ def no_world_open_firewall(resource: Resource, options: Options) -> list[str]:
 def key_vault_hardened(resource: Resource, options: Options) -> list[str]:
     if resource.type != VAULT:
         return []
-    properties = resource.props.get("properties") or {}
-    problems = []
-    if properties.get("enableRbacAuthorization") is not True:
-        problems.append("Key Vault must use RBAC authorization (properties.enableRbacAuthorization: true)")
-    if properties.get("enableSoftDelete") is False:
-        problems.append("Key Vault soft delete must stay on")
-    if options.is_production(resource) and properties.get("enablePurgeProtection") is not True:
-        problems.append("a production Key Vault needs purge protection (properties.enablePurgeProtection: true)")
+    problems: list[str] = []
+    rbac = get(resource.props, "properties", "enableRbacAuthorization")
+    if isinstance(rbac, Unknown):
+        problems.append(_undecided(resource, "properties.enableRbacAuthorization", "RBAC authorization"))
+    elif rbac is not True:
+        problems.append(
+            f"{_label(resource)} has properties.enableRbacAuthorization {rbac!r}: set it to true "
+            "(access policies would let readers bypass role assignments)"
+        )
+    soft_delete = get(resource.props, "properties", "enableSoftDelete")
+    if isinstance(soft_delete, Unknown):
+        problems.append(_undecided(resource, "properties.enableSoftDelete", "soft delete"))
+    elif soft_delete is False:
+        problems.append(f"{_label(resource)} has properties.enableSoftDelete false: leave soft delete on")
+    purge_protection = get(resource.props, "properties", "enablePurgeProtection")
+    production = options.is_production(resource)
+    if purge_protection is True or production is False:
+        return problems
+    if production is None:
+        problems.append(_undecided(resource, "tags.environment", "purge protection in production"))
+    elif isinstance(purge_protection, Unknown):
+        problems.append(_undecided(resource, "properties.enablePurgeProtection", "purge protection"))
+    else:
+        problems.append(
+            f"{_label(resource)} is production and has properties.enablePurgeProtection {purge_protection!r}: "
+            "set it to true"
+        )
     return problems
 
 
 def secrets_only_by_reference(resource: Resource, _: Options) -> list[str]:
     if resource.type != CONTAINER_APP:
         return []
-    problems = []
-    for secret in _list((resource.props.get("configuration") or {}).get("secrets")):
-        if secret.get("value") is not None and not secret.get("keyVaultUrl"):
+    problems: list[str] = []
+    secrets = get(resource.props, "configuration", "secrets")
+    if isinstance(secrets, Unknown):
+        problems.append(_undecided(resource, "configuration.secrets", "whether secrets are Key Vault references"))
+    for index, secret in enumerate(items(secrets)):
+        if isinstance(secret, Unknown):
+            problems.append(_undecided(resource, f"configuration.secrets[{index}]", "that secret"))
+            continue
+        # An inline value is a violation even while the value itself is unknown.
+        if get(secret, "value") is not None and not get(secret, "keyVaultUrl"):
             problems.append(
-                f"Container Apps secret {secret.get('name')!r} holds its value inline; "
-                "reference Key Vault (keyVaultUrl + identity) instead"
+                f"{_label(resource)} holds secret {get(secret, 'name')!r} inline (configuration.secrets[].value): "
+                "reference Key Vault instead (keyVaultUrl + identity)"
             )
-    for container in _containers(resource):
-        for variable in _list(container.get("env")):
-            value = variable.get("value")
+    containers, unknown = _containers(resource)
+    problems += [_undecided(resource, path, "its env values") for path in unknown]
+    for container in containers:
+        env = get(container, "env")
+        if isinstance(env, Unknown) or isinstance(container, Unknown):
+            problems.append(_undecided(resource, f"env of container {_container_name(container)!r}", "its values"))
+            continue
+        for variable in items(env):
+            name, value = get(variable, "name"), get(variable, "value")
             if value is None:
                 continue
-            name = str(variable.get("name", ""))
-            if SECRET_NAME.search(name) or URI_WITH_PASSWORD.search(str(value)):
+            where = f"container {_container_name(container)!r} of {_label(resource)}"
+            if isinstance(value, str) and URI_WITH_PASSWORD.search(value):
                 problems.append(
-                    f"container {container.get('name')!r} sets {name} as a plain value; "
-                    "secrets reach containers only through secretRef to a Key Vault reference"
+                    f"{where} sets {name} to a URI with a password in it: drop the password (token mode) "
+                    "or pass the URI with secretRef to a Key Vault reference"
+                )
+            elif isinstance(name, str) and SECRET_NAME.search(name):
+                # A plain value for a secret's name is a violation even while the value is unknown.
+                problems.append(
+                    f"{where} sets {name} as a plain value: pass it with secretRef to a Key Vault reference"
+                )
+            elif isinstance(value, Unknown) or isinstance(name, Unknown):
+                problems.append(
+                    _undecided(
+                        resource,
+                        f"env {name!r} of container {_container_name(container)!r}",
+                        "whether it carries a password",
+                    )
                 )
     return problems
+
+
+def image_is_pinned(image: str) -> bool:
+    """A digest (`@sha256:<64 hex>`), or a tag other than latest."""
+    if "@" in image:
+        return DIGEST.fullmatch(image.rsplit("@", 1)[1]) is not None
+    last = image.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else ""
+    return tag not in ("", "latest")
 
 
 def images_pinned(resource: Resource, _: Options) -> list[str]:
     if resource.type != CONTAINER_APP:
         return []
-    problems = []
-    for container in _containers(resource):
-        image = str(container.get("image", ""))
-        reference = image.rsplit("/", 1)[-1]
-        if "@sha256:" in image:
-            continue
-        if ":" not in reference or reference.endswith(":latest"):
+    containers, unknown = _containers(resource)
+    problems: list[str] = [_undecided(resource, path, "image pinning") for path in unknown]
+    for container in containers:
+        image = get(container, "image")
+        if isinstance(image, Unknown) or isinstance(container, Unknown):
+            problems.append(_undecided(resource, f"image of container {_container_name(container)!r}", "pinning"))
+        elif not isinstance(image, str) or not image_is_pinned(image):
             problems.append(
-                f"container {container.get('name')!r} runs {image!r}: pin a tag other than latest, or a digest"
+                f"container {_container_name(container)!r} of {_label(resource)} runs image {image!r}: pin a tag "
+                "other than latest (e.g. :0.3.0) or a digest (@sha256:<64 hex digits>)"
             )
     return problems
 
@@ -198,11 +370,16 @@ def images_pinned(resource: Resource, _: Options) -> list[str]:
 def user_assigned_identity(resource: Resource, _: Options) -> list[str]:
     if resource.type != CONTAINER_APP:
         return []
-    identity = resource.props.get("identity") or {}
-    if identity.get("type") != "UserAssigned" or not identity.get("userAssignedIdentities"):
+    kind = get(resource.props, "identity", "type")
+    # Inputs give a list of identity IDs, outputs a map keyed by ID: either way, not empty.
+    identities = get(resource.props, "identity", "userAssignedIdentities")
+    if isinstance(kind, Unknown) or isinstance(identities, Unknown):
+        return [_undecided(resource, "identity", "its user-assigned identity")]
+    if kind not in ("UserAssigned", "SystemAssigned,UserAssigned") or not identities:
         return [
-            "the app must run as a user-assigned identity (it holds its Key Vault role before the first "
-            "revision; a system-assigned one does not exist yet)"
+            f"{_label(resource)} has identity type {kind!r} with {len(identities or ())} user-assigned "
+            "identities: give it type 'UserAssigned' and its identity's ID (it holds its Key Vault role before "
+            "the first revision; a system-assigned one does not exist yet)"
         ]
     return []
 
@@ -210,131 +387,294 @@ def user_assigned_identity(resource: Resource, _: Options) -> list[str]:
 def backups_kept(resource: Resource, options: Options) -> list[str]:
     if resource.type != SERVER:
         return []
-    backup = resource.props.get("backup") or {}
-    days = int(backup.get("backupRetentionDays") or 7)
-    if options.is_production(resource):
-        problems = []
-        if days < 14:
-            problems.append(f"production backups must be kept at least 14 days, not {days}")
-        if backup.get("geoRedundantBackup") != "Enabled":
-            problems.append("production backups must be geo-redundant (backup.geoRedundantBackup: Enabled)")
-        return problems
-    return [] if days >= 7 else [f"backups must be kept at least 7 days, not {days}"]
+    days = get(resource.props, "backup", "backupRetentionDays")
+    geo = get(resource.props, "backup", "geoRedundantBackup")
+    production = options.is_production(resource)
+    problems: list[str] = []
+    if isinstance(days, Unknown):
+        problems.append(_undecided(resource, "backup.backupRetentionDays", "backup retention"))
+        days = None
+    elif days is None:
+        days = 7  # Azure's default
+    wanted = 14 if production else 7
+    if production is None and days is not None and 7 <= int(days) < 14:
+        problems.append(_undecided(resource, "tags.environment", "the production retention of 14 days"))
+    elif days is not None and int(days) < wanted:
+        problems.append(
+            f"{_label(resource)} keeps backups {int(days)} days: set backup.backupRetentionDays to at least {wanted}"
+            + (" in production" if production else "")
+        )
+    if production is None and geo != "Enabled":
+        problems.append(_undecided(resource, "tags.environment", "geo-redundant backups in production"))
+    elif production and isinstance(geo, Unknown):
+        problems.append(_undecided(resource, "backup.geoRedundantBackup", "geo-redundant backups"))
+    elif production and geo != "Enabled":
+        problems.append(
+            f"{_label(resource)} is production and has backup.geoRedundantBackup {geo!r}: set it to 'Enabled' "
+            "(create-only: it replaces the server)"
+        )
+    return problems
 
 
 def high_availability_in_production(resource: Resource, options: Options) -> list[str]:
-    if resource.type != SERVER or not options.is_production(resource):
+    if resource.type != SERVER:
         return []
-    mode = (resource.props.get("highAvailability") or {}).get("mode", "Disabled")
-    return (
-        []
-        if mode in ("ZoneRedundant", "SameZone")
-        else ["a production server should have a standby (highAvailability.mode: ZoneRedundant)"]
-    )
+    production = options.is_production(resource)
+    if production is False:
+        return []
+    mode = get(resource.props, "highAvailability", "mode")
+    if mode is None:
+        mode = "Disabled"  # Azure's default: no standby
+    if isinstance(mode, Unknown):
+        return [_undecided(resource, "highAvailability.mode", "high availability")]
+    if mode in ("ZoneRedundant", "SameZone"):
+        return []
+    if production is None:
+        return [_undecided(resource, "tags.environment", "high availability in production")]
+    return [f"{_label(resource)} is production and has highAvailability.mode {mode!r}: set it to 'ZoneRedundant'"]
 
 
 def app_logs_to_log_analytics(resource: Resource, _: Options) -> list[str]:
     if resource.type != MANAGED_ENVIRONMENT:
         return []
-    logs = resource.props.get("appLogsConfiguration") or {}
-    if logs.get("destination") not in ("log-analytics", "azure-monitor"):
-        return ["the Container Apps environment must send its logs to Log Analytics (appLogsConfiguration.destination)"]
+    destination = get(resource.props, "appLogsConfiguration", "destination")
+    if isinstance(destination, Unknown):
+        return [_undecided(resource, "appLogsConfiguration.destination", "where its logs go")]
+    if destination not in ("log-analytics", "azure-monitor"):
+        return [
+            f"{_label(resource)} has appLogsConfiguration.destination {destination!r}: set it to 'log-analytics' "
+            "with the workspace's customer ID and key"
+        ]
     return []
 
 
 def required_tags(resource: Resource, options: Options) -> list[str]:
     if resource.type not in TAGGABLE:
         return []
-    tags = resource.props.get("tags") or {}
-    missing = [tag for tag in options.required_tags if not tags.get(tag)]
-    return [f"missing required tag(s): {', '.join(missing)}"] if missing else []
+    tags = get(resource.props, "tags")
+    if isinstance(tags, Unknown):
+        return [_undecided(resource, "tags", "its required tags")]
+    missing = [tag for tag in options.required_tags if get(tags, tag) in (None, "")]
+    if missing:
+        return [f"{_label(resource)} lacks the tag(s) {', '.join(missing)}: add them (configurable: requiredTags)"]
+    return []
 
 
 def restricted_access_mode(resource: Resource, _: Options) -> list[str]:
     if resource.type != CONTAINER_APP:
         return []
-    for container in _containers(resource):
-        arguments = [str(argument) for argument in _list(container.get("args"))]
-        if "--access-mode=unrestricted" in arguments or "unrestricted" in arguments:
-            return [
-                f"container {container.get('name')!r} runs postgres-mcp in unrestricted mode: its tools can change data"
-            ]
-    return []
+    containers, unknown = _containers(resource)
+    problems: list[str] = [_undecided(resource, path, "the access mode") for path in unknown]
+    for container in containers:
+        arguments = get(container, "args")
+        if isinstance(arguments, Unknown) or isinstance(container, Unknown):
+            problems.append(_undecided(resource, f"args of container {_container_name(container)!r}", "its mode"))
+            continue
+        values = [argument for argument in items(arguments) if not isinstance(argument, Unknown)]
+        if "--access-mode=unrestricted" in values or "unrestricted" in values:
+            problems.append(
+                f"container {_container_name(container)!r} of {_label(resource)} runs postgres-mcp with "
+                "--access-mode=unrestricted, so its tools can change data: use --access-mode=restricted "
+                "unless writes are intended (config mcpAccessMode)"
+            )
+        elif len(values) < len(items(arguments)):
+            problems.append(_undecided(resource, f"args of container {_container_name(container)!r}", "its mode"))
+    return problems
 
 
-# --- stack rules ----------------------------------------------------------------------------
+# --- stack rules (outputs, `AnalyzeStack`) ---------------------------------------------------
 
 
 def _of_type(resources: Iterable[Resource], resource_type: str) -> list[Resource]:
     return [r for r in resources if r.type == resource_type]
 
 
-def password_auth_off_in_token_mode(resources: Sequence[Resource], _: Options) -> list[tuple[str, str]]:
-    token_mode = any(
-        container.get("name") == "token-refresher"
-        for app in _of_type(resources, CONTAINER_APP)
-        for container in _containers(app)
-    )
-    if not token_mode:
-        return []
-    return [
-        (
-            server.name,
-            "token mode (a token-refresher sidecar is deployed) needs password authentication off "
-            "on the server (authConfig.passwordAuth: Disabled)",
-        )
-        for server in _of_type(resources, SERVER)
-        if (server.props.get("authConfig") or {}).get("passwordAuth") != "Disabled"
-    ]
+def _belongs(
+    child: Resource, parent: Resource, parents: Sequence[Resource], segment: str, name_key: str
+) -> bool | None:
+    """Whether `child` (a sub-resource) belongs to `parent`: by ARM ID (outputs), else by the
+    parent's name input (inputs), else - with one candidate parent - to that one. None: cannot tell."""
+    by_id = _id_under(get(child.props, "id"), get(parent.props, "id"), segment)
+    if by_id is not None:
+        return by_id
+    child_names = get(child.props, name_key)
+    parent_name = get(parent.props, name_key)
+    if parent_name is None:
+        parent_name = get(parent.props, "name")
+    if isinstance(child_names, str) and isinstance(parent_name, str):
+        return child_names == parent_name
+    if len(parents) == 1:
+        return True
+    return None
 
 
-def tls_configured(resources: Sequence[Resource], _: Options) -> list[tuple[str, str]]:
-    configured = {r.props.get("configurationName") for r in _of_type(resources, CONFIGURATION)}
-    missing = [name for name in ("require_secure_transport", "ssl_min_protocol_version") if name not in configured]
-    return [
-        (server.name, f"the stack does not set {', '.join(missing)} on the server")
-        for server in _of_type(resources, SERVER)
-        if missing
-    ]
-
-
-def diagnostics_to_log_analytics(resources: Sequence[Resource], _: Options) -> list[tuple[str, str]]:
-    settings = [d for d in _of_type(resources, DIAGNOSTIC_SETTING) if d.props.get("workspaceId")]
-    targets = [str(d.props.get("resourceUri", "")) for d in settings]
-    problems = []
-    for resource_type, label in ((SERVER, "server"), (VAULT, "Key Vault")):
-        for resource in _of_type(resources, resource_type):
-            # Known IDs end with the resource's name; during a first preview they are unknown: count instead.
-            named = any(target.endswith("/" + resource.name) for target in targets)
-            if not named and len(settings) < len(_of_type(resources, SERVER)) + len(_of_type(resources, VAULT)):
-                problems.append(
-                    (resource.name, f"the {label} has no diagnostic setting sending its logs to Log Analytics")
-                )
-    return problems
-
-
-def not_anonymous_and_public(resources: Sequence[Resource], _: Options) -> list[tuple[str, str]]:
-    signed_in = [
-        a
-        for a in _of_type(resources, AUTH_CONFIG)
-        if (a.props.get("globalValidation") or {}).get("unauthenticatedClientAction") in ("Return401", "Return403")
-    ]
-    problems = []
+def password_auth_off_in_token_mode(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
+    findings: list[tuple[Resource, str]] = []
+    token_mode = False
     for app in _of_type(resources, CONTAINER_APP):
-        ingress = (app.props.get("configuration") or {}).get("ingress") or {}
-        if not ingress or ingress.get("external") is not True or _list(ingress.get("ipSecurityRestrictions")):
+        containers, unknown = _containers(app)
+        findings += [(app, _undecided(app, path, "whether the stack runs in token mode")) for path in unknown]
+        token_mode = token_mode or any(get(container, "name") == "token-refresher" for container in containers)
+    if not token_mode:
+        return findings
+    for server in _of_type(resources, SERVER):
+        state = get(server.props, "authConfig", "passwordAuth")
+        if isinstance(state, Unknown):
+            findings.append((server, _undecided(server, "authConfig.passwordAuth", "password authentication")))
+        elif state != "Disabled":
+            findings.append(
+                (
+                    server,
+                    f"{_label(server)} has authConfig.passwordAuth {state!r} although the stack runs in token "
+                    "mode (a token-refresher sidecar is deployed): set it to 'Disabled'",
+                )
+            )
+    return findings
+
+
+def tls_configured(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
+    servers = _of_type(resources, SERVER)
+    findings: list[tuple[Resource, str]] = []
+    for server in servers:
+        names: set[str] = set()
+        undecided = False
+        for parameter in _of_type(resources, CONFIGURATION):
+            belongs = _belongs(parameter, server, servers, "configurations", "serverName")
+            name = get(parameter.props, "configurationName")
+            if name is None:
+                name = get(parameter.props, "name")  # outputs carry only the name
+            if belongs is None or isinstance(name, Unknown):
+                undecided = True
+            elif belongs and isinstance(name, str):
+                names.add(name)
+        missing = [name for name in ("require_secure_transport", "ssl_min_protocol_version") if name not in names]
+        if missing and undecided:
+            findings.append((server, _undecided(server, "its parameters' names or IDs", "the TLS parameters")))
+        elif missing:
+            findings.append(
+                (
+                    server,
+                    f"the stack does not set {', '.join(missing)} on {_label(server)}: declare a "
+                    "Configuration for each (require_secure_transport 'on', ssl_min_protocol_version 'TLSv1.2')",
+                )
+            )
+    return findings
+
+
+def diagnostics_to_log_analytics(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
+    """Each server and Key Vault has a diagnostic setting with a workspace, matched by the target's ID:
+    inputs name it (`resourceUri`), outputs only carry the setting's own ID (`<target>/providers/...`)."""
+    settings = [s for s in _of_type(resources, DIAGNOSTIC_SETTING) if get(s.props, "workspaceId")]
+    targets = _of_type(resources, SERVER) + _of_type(resources, VAULT)
+    unresolved = 0  # settings whose target cannot be known yet
+    covered: list[Resource] = []
+    for setting in settings:
+        target_uri = get(setting.props, "resourceUri")
+        setting_id = get(setting.props, "id")
+        matched = False
+        for target in targets:
+            target_id = get(target.props, "id")
+            if _same_id(target_uri, target_id) or _id_under(
+                setting_id, target_id, "providers/Microsoft.Insights/diagnosticSettings"
+            ):
+                covered.append(target)
+                matched = True
+        known = isinstance(target_uri, str) or isinstance(setting_id, str)
+        if not matched and not known and (isinstance(target_uri, Unknown) or isinstance(setting_id, Unknown)):
+            unresolved += 1
+    uncovered = [t for t in targets if t not in covered]
+    findings: list[tuple[Resource, str]] = []
+    for target in uncovered:
+        if unresolved >= len(uncovered) or isinstance(get(target.props, "id"), Unknown):
+            findings.append((target, _undecided(target, "its ID or its settings' targets", "its diagnostic setting")))
+        else:
+            findings.append(
+                (
+                    target,
+                    f"no diagnostic setting sends the logs of {_label(target)} to Log Analytics: add a "
+                    "DiagnosticSetting with resourceUri set to its ID and workspaceId set to the workspace",
+                )
+            )
+    return findings
+
+
+def _allow_list_problem(restrictions: Any) -> str | None:
+    """None if `restrictions` is an allow-list that keeps the internet out; else what is wrong."""
+    if isinstance(restrictions, Unknown):
+        return Undecided("ipSecurityRestrictions")
+    rules = items(restrictions)
+    allowed = []
+    for index, rule in enumerate(rules):
+        action = get(rule, "action")
+        if isinstance(action, Unknown) or isinstance(rule, Unknown):
+            return Undecided(f"ipSecurityRestrictions[{index}]")
+        if action != "Allow":
             continue
-        app_name = app.props.get("containerAppName")
-        if any(a.props.get("containerAppName") in (app_name, None) for a in signed_in):
+        cidr = get(rule, "ipAddressRange")
+        if isinstance(cidr, Unknown):
+            return Undecided(f"ipSecurityRestrictions[{index}].ipAddressRange")
+        try:
+            network = ipaddress.ip_network(str(cidr), strict=False)
+        except ValueError:
+            return f"its allow-list has an Allow rule for {cidr!r}, which is not an address range"
+        if network.prefixlen < WIDEST_ALLOW_PREFIX:
+            return f"its allow-list has an Allow rule for {cidr}, which admits the whole internet or most of it"
+        allowed.append(network)
+    if not allowed:
+        if rules:
+            return "its ipSecurityRestrictions hold no Allow rule (Deny rules alone admit everyone else)"
+        return "it has no IP allow-list (configuration.ingress.ipSecurityRestrictions)"
+    return None
+
+
+def _sign_in_problem(auth: Resource) -> str | None:
+    """None if this auth config makes callers sign in; else what is wrong."""
+    enabled = get(auth.props, "platform", "enabled")
+    action = get(auth.props, "globalValidation", "unauthenticatedClientAction")
+    if isinstance(enabled, Unknown) or isinstance(action, Unknown):
+        return Undecided("platform.enabled/globalValidation.unauthenticatedClientAction")
+    if enabled is not True:
+        return f"{_label(auth)} has platform.enabled {enabled!r}, so sign-in is off"
+    if action not in SIGNED_IN_ACTIONS:
+        return f"{_label(auth)} lets unauthenticated callers through (unauthenticatedClientAction {action!r})"
+    return None
+
+
+def not_anonymous_and_public(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
+    apps = _of_type(resources, CONTAINER_APP)
+    findings: list[tuple[Resource, str]] = []
+    for app in apps:
+        external = get(app.props, "configuration", "ingress", "external")
+        if isinstance(external, Unknown):
+            findings.append((app, _undecided(app, "configuration.ingress.external", "whether it is public")))
             continue
-        problems.append(
+        if external is not True:
+            continue
+        allow_list = _allow_list_problem(get(app.props, "configuration", "ingress", "ipSecurityRestrictions"))
+        if allow_list is None:
+            continue
+        sign_in: list[str | None] = []
+        for auth in _of_type(resources, AUTH_CONFIG):
+            belongs = _belongs(auth, app, apps, "authConfigs", "containerAppName")
+            if belongs is None:
+                sign_in.append(Undecided("the auth config's app"))
+            elif belongs:
+                sign_in.append(_sign_in_problem(auth))
+        if None in sign_in:
+            continue
+        if isinstance(allow_list, Undecided) or any(isinstance(problem, Undecided) for problem in sign_in):
+            findings.append((app, _undecided(app, "its allow-list or sign-in settings", "anonymous public access")))
+            continue
+        why_not_signed_in = "; ".join(p for p in sign_in if p) or "no Entra sign-in (ContainerAppsAuthConfig)"
+        findings.append(
             (
-                app.name,
-                "the MCP endpoint is public with no IP allow-list and no Entra sign-in: anyone "
-                "who finds the URL can use the database's tools",
+                app,
+                f"{_label(app)} is public (ingress external) and anonymous: {allow_list}, and {why_not_signed_in}. "
+                "postgres-mcp authenticates nobody: set allowedClientCidrs to your clients' ranges, or configure "
+                "Entra sign-in (entraClientId) with unauthenticatedClientAction Return401",
             )
         )
-    return problems
+    return findings
 
 
 RULES: tuple[Rule, ...] = (
@@ -368,6 +708,7 @@ RULES: tuple[Rule, ...] = (
         "the 'Azure services' rule only with the pack's opt-in allowAzureServicesRule.",
         "mandatory",
         check_resource=no_world_open_firewall,
+        config=("allowAzureServicesRule",),
     ),
     Rule(
         "key-vault-hardened",
@@ -375,6 +716,7 @@ RULES: tuple[Rule, ...] = (
         "production, so that secrets cannot be read by access policies or destroyed for good.",
         "mandatory",
         check_resource=key_vault_hardened,
+        config=("productionEnvironments",),
     ),
     Rule(
         "secrets-by-reference",
@@ -397,7 +739,9 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "not-anonymous-and-public",
-        "The MCP ingress is not public and anonymous at once: postgres-mcp authenticates nobody.",
+        "The MCP ingress is not public and anonymous at once (postgres-mcp authenticates nobody): a public "
+        "ingress needs an allow-list of Allow rules none of which admits the internet (0.0.0.0/0), or Entra "
+        "sign-in that is enabled (platform.enabled) and refuses anonymous callers (not AllowAnonymous).",
         "mandatory",
         check_stack=not_anonymous_and_public,
     ),
@@ -406,12 +750,14 @@ RULES: tuple[Rule, ...] = (
         "Backups are kept at least 7 days; in production at least 14 days and geo-redundant.",
         "mandatory",
         check_resource=backups_kept,
+        config=("productionEnvironments",),
     ),
     Rule(
         "high-availability-in-production",
         "A production server has a standby (zone-redundant HA).",
         "advisory",
         check_resource=high_availability_in_production,
+        config=("productionEnvironments",),
     ),
     Rule(
         "app-logs-to-log-analytics",
@@ -421,7 +767,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "diagnostics-to-log-analytics",
-        "The server and the Key Vault send their logs and metrics to Log Analytics through diagnostic settings.",
+        "The server and the Key Vault send their logs and metrics to Log Analytics through diagnostic "
+        "settings, each matched to its target by the target's ID.",
         "mandatory",
         check_stack=diagnostics_to_log_analytics,
     ),
@@ -431,6 +778,7 @@ RULES: tuple[Rule, ...] = (
         "requiredTags), for cost and ownership.",
         "mandatory",
         check_resource=required_tags,
+        config=("requiredTags",),
     ),
     Rule(
         "restricted-access-mode",
@@ -444,6 +792,7 @@ RULES: tuple[Rule, ...] = (
 @dataclass
 class Report:
     violations: list[Violation] = field(default_factory=list)
+    undecided: list[Violation] = field(default_factory=list)
 
     @property
     def mandatory(self) -> list[Violation]:
@@ -451,19 +800,20 @@ class Report:
 
 
 def evaluate(resources: Sequence[Resource], options: Options | None = None) -> Report:
-    """Every rule over every resource, as the pack would run them."""
+    """Every rule over every resource, as the pack would run them (without CrossGuard)."""
     options = options or Options()
     report = Report()
+
+    def add(rule: Rule, resource: Resource, message: str) -> None:
+        found = Violation(rule.name, rule.enforcement, resource.name, message)
+        (report.undecided if isinstance(message, Undecided) else report.violations).append(found)
+
     for rule in RULES:
         if rule.check_resource is not None:
             for resource in resources:
-                report.violations += [
-                    Violation(rule.name, rule.enforcement, resource.name, message)
-                    for message in rule.check_resource(resource, options)
-                ]
+                for message in rule.check_resource(resource, options):
+                    add(rule, resource, message)
         if rule.check_stack is not None:
-            report.violations += [
-                Violation(rule.name, rule.enforcement, name, message)
-                for name, message in rule.check_stack(resources, options)
-            ]
+            for resource, message in rule.check_stack(resources, options):
+                add(rule, resource, message)
     return report
