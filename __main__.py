@@ -10,7 +10,15 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, resources
 
 import settings
-from components.database import ADMIN_LOGIN, Database
+from components.database import (
+    ADMIN_LOGIN,
+    CREATE_ONLY_OUTPUT,
+    Database,
+    create_only_values,
+    recorded_create_only_values,
+    refuse_create_only_changes,
+    server_name_prefix,
+)
 from components.database_access import DatabaseAccess
 from components.identity_and_secrets import IdentityAndSecrets
 from components.mcp_app import Admission, McpApp, entra_scope, mcp_client_configuration
@@ -22,6 +30,11 @@ name = config.base_name
 client = authorization.get_client_config_output()
 deployer_object_id = client.object_id
 
+# A change of a create-only server property would replace the server (and lose its data): it stops
+# the run here, before any resource is declared.
+create_only = refuse_create_only_changes(
+    recorded_create_only_values(), create_only_values(name, config.location, config.geo_redundant_backup)
+)
 resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
 # Server and vault names are global: a stable random suffix keeps stacks apart.
 suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False).result
@@ -71,12 +84,11 @@ database = Database(
     {
         "resource_group_name": resource_group.name,
         "location": resource_group.location,
-        "server_name": pulumi.Output.concat(name, "-pg-", suffix),
+        "server_name": pulumi.Output.concat(server_name_prefix(name), suffix),
         "tenant_id": client.tenant_id,
         "entra_admin": config.entra_admin,
         "entra_admin_object_id": config.entra_admin.object_id or deployer_object_id,
         "password_auth": config.auth_mode == "password",
-        "administrator_login": ADMIN_LOGIN if config.auth_mode == "password" else None,
         "administrator_password": secrets.admin_password,
         "version": config.postgres_version,
         "sku_name": config.sku_name,
@@ -155,6 +167,8 @@ pulumi.export("appIdentityPrincipalId", secrets.identity_principal_id)
 pulumi.export("entraAdminPrincipalName", database.entra_admin_principal_name)
 pulumi.export("appEgressIp", network.egress_ip_address)
 pulumi.export("keyVaultUri", secrets.vault_uri)
+# Read back by the next run: a change of a create-only server property stops it (see components/database.py).
+pulumi.export(CREATE_ONLY_OUTPUT, create_only)
 pulumi.export("mcpAdmission", config.admission)
 pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
 pulumi.export(

@@ -50,7 +50,7 @@ class IdentityAndSecretsArgs(TypedDict):
     subscription_id: pulumi.Input[str]
     deployer_object_id: pulumi.Input[str]
     with_passwords: bool
-    """Password mode: generate the server admin's and the app's database passwords."""
+    """Password mode: also generate the app's database password (the server admin's always exists)."""
     purge_protection: bool
     soft_delete_retention_days: int
     protect: bool
@@ -66,7 +66,7 @@ class IdentityAndSecrets(pulumi.ComponentResource):
     vault_name: pulumi.Output[str]
     vault_uri: pulumi.Output[str]
     secrets_user_assignment: authorization.RoleAssignment
-    admin_password: pulumi.Output[str] | None
+    admin_password: pulumi.Output[str]
     app_password: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: IdentityAndSecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -127,18 +127,17 @@ class IdentityAndSecrets(pulumi.ComponentResource):
 
         self._vault = vault
         self._resource_group_name = args["resource_group_name"]
-        self.admin_password = None
+        # The server's password administrator exists in both modes: `administratorLogin` can only be set
+        # when the server is created, so a login that came and went with `authMode` would replace the server.
+        # In token mode password authentication is off and the login cannot sign in; its password waits here.
+        admin = generated_password(f"{name}-admin-password", child)
+        self.admin_password = pulumi.Output.secret(admin.result)
+        self.add_secret(f"{name}-{ADMIN_PASSWORD_SECRET}", ADMIN_PASSWORD_SECRET, self.admin_password)
         self.app_password = None
         if args["with_passwords"]:
-            admin = generated_password(f"{name}-admin-password", child)
             app = generated_password(f"{name}-app-password", child)
-            self.admin_password = pulumi.Output.secret(admin.result)
             self.app_password = pulumi.Output.secret(app.result)
-            for secret_name, value in (
-                (ADMIN_PASSWORD_SECRET, self.admin_password),
-                (APP_PASSWORD_SECRET, self.app_password),
-            ):
-                self.add_secret(f"{name}-{secret_name}", secret_name, value)
+            self.add_secret(f"{name}-{APP_PASSWORD_SECRET}", APP_PASSWORD_SECRET, self.app_password)
 
         send_diagnostics(f"{name}-vault-diagnostics", vault.id, args["workspace_id"], self)
         self.identity_id = identity.id

@@ -75,7 +75,9 @@ class Declared:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like Azure would for the outputs the program reads, and records everything."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack_outputs: Mapping[str, Any] | None = None) -> None:
+        self.stack_outputs = dict(stack_outputs or {})
+        """What the backend holds as this stack's outputs from its last update (read by a stack reference)."""
         self.resources: list[Declared] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.generated_secrets: list[str] = []
@@ -98,6 +100,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["fullyQualifiedDomainName"] = (
                 f"{args.inputs.get('serverName', args.name)}.postgres.database.azure.com"
             )
+            # Azure picks the zones when none is asked for (REST API: availabilityZone defaults to "").
+            outputs["availabilityZone"] = outputs.get("availabilityZone") or "1"
+            high_availability = dict(outputs.get("highAvailability", {}))
+            if high_availability.get("mode") in ("ZoneRedundant", "SameZone"):
+                high_availability["standbyAvailabilityZone"] = high_availability.get("standbyAvailabilityZone") or "2"
+            outputs["highAvailability"] = high_availability
         elif typ == "azure-native:keyvault:Vault":
             properties = dict(outputs.get("properties", {}))
             properties["vaultUri"] = f"https://{args.inputs.get('vaultName', args.name)}.vault.azure.net/"
@@ -144,6 +152,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "subscriptionId": SUBSCRIPTION_ID,
                 "tenantId": TENANT_ID,
             }
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            # The engine's built-in provider answers with the named stack's outputs (pulumi/pulumi
+            # pkg/resource/deploy/builtins.go, readStackReference); here the backend holds only this stack.
+            assert args.args["name"] == f"organization/{PROJECT}/{pulumi.get_stack()}", args.args
+            return {"name": args.args["name"], "outputs": self.stack_outputs, "secretOutputNames": []}
         if args.token == "azure-native:operationalinsights:getSharedKeys":
             return {"primarySharedKey": LOG_ANALYTICS_SHARED_KEY, "secondarySharedKey": "unused"}
         return {}
@@ -227,7 +240,7 @@ def run_program(
 ) -> ProgramRun:
     """Runs __main__.py under mocks and returns what it declared and exported (resolved)."""
     recording = recording or RecordingMocks()
-    pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview, organization="organization")
     pulumi.runtime.set_all_config(layered_config(stack, overrides))
     exported: dict[str, Any] = {}
     options: dict[str, pulumi.ResourceOptions] = {}

@@ -136,12 +136,18 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     assert command[:2] == ["python", "-c"] and command[2] == refresher_source()
     assert command[3] == "--margin-seconds=900"
     assert by_name["token-refresher"]["image"] == by_name["postgres-mcp"]["image"]
-    # No password anywhere: no secrets on the app, no password auth on the server.
+    # No password for the app: no secrets on the app, no password auth on the server. The server's
+    # administrator login exists in both modes (create-only); its password waits in Key Vault.
     assert not app["configuration"].get("secrets")
-    assert run.one(SERVER).inputs["authConfig"]["passwordAuth"] == "Disabled"
-    assert "administratorLoginPassword" not in run.one(SERVER).inputs
-    assert not run.of_type("random:index/randomPassword:RandomPassword")
-    assert not run.of_type("azure-native:keyvault:Secret")
+    server = run.one(SERVER)
+    assert server.inputs["authConfig"]["passwordAuth"] == "Disabled"
+    assert server.inputs["administratorLogin"] == "pgadmin"
+    assert is_secret_at(server.raw_inputs, "administratorLoginPassword")
+    (admin_password,) = run.of_type("random:index/randomPassword:RandomPassword")
+    (stored,) = run.of_type("azure-native:keyvault:Secret")
+    assert stored.inputs["secretName"] == "postgres-admin-password"
+    assert stored.inputs["properties"]["value"] == admin_password.outputs["result"]
+    assert server.inputs["administratorLoginPassword"] == admin_password.outputs["result"]
 
 
 def test_password_mode_uri_is_a_key_vault_reference(password_mode: ProgramRun) -> None:
