@@ -87,7 +87,6 @@ database = Database(
         "server_name": pulumi.Output.concat(server_name_prefix(name), suffix),
         "tenant_id": client.tenant_id,
         "entra_admin": config.entra_admin,
-        "entra_admin_object_id": config.entra_admin.object_id or deployer_object_id,
         "password_auth": config.auth_mode == "password",
         "administrator_password": secrets.admin_password,
         "version": config.postgres_version,
@@ -115,7 +114,7 @@ if config.manage_database_access:
         f"{name}-access",
         {
             "host": database.fqdn,
-            "admin_user": config.entra_admin.principal_name if config.auth_mode == "token" else ADMIN_LOGIN,
+            "admin_user": database.entra_admin_principal_name if config.auth_mode == "token" else ADMIN_LOGIN,
             "auth_mode": config.auth_mode,
             "database": database.database_name,
             "role": config.app_role_name,

@@ -11,12 +11,17 @@ each message names the key, the value given and what would be accepted.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import pulumi
 
 PROJECT = "postgres-mcp-azure"
 
@@ -68,8 +73,11 @@ IMAGE = re.compile(
 )
 
 
-class ConfigError(Exception):
-    """One or more config values are invalid; the message names each key."""
+class ConfigError(pulumi.RunError):
+    """One or more config values are invalid; the message names each key.
+
+    A RunError: Pulumi ends the run with the message alone, without a Python traceback.
+    """
 
 
 @dataclass(frozen=True)
@@ -165,20 +173,24 @@ KEYS: tuple[Key, ...] = (
         "entraAdminObjectId",
         "string",
         "",
-        "Object ID of the server's Entra administrator; empty means the deploying principal.",
+        "Object ID of the server's Entra administrator; empty means the deploying principal (the `oid` "
+        "claim of its Azure token).",
     ),
     Key(
         "entraAdminPrincipalName",
         "string",
         "",
-        "Role name of the Entra administrator in PostgreSQL (its UPN or display name); "
-        "required when `entraAdminObjectId` is set, `pulumi-deployer` when both are empty.",
+        "Role name of the Entra administrator in PostgreSQL (its UPN or display name); required when "
+        "`entraAdminObjectId` is set; empty takes the deployer's own: a user's UPN, an application's "
+        "display name (`pulumi-deployer` when its token carries none).",
     ),
     Key(
         "entraAdminPrincipalType",
         "string",
-        "ServicePrincipal",
-        "Kind of the Entra administrator: User, Group or ServicePrincipal.",
+        "",
+        "Kind of the Entra administrator: User, Group or ServicePrincipal; required when "
+        "`entraAdminObjectId` is set; empty takes the deployer's own (User for a signed-in user, "
+        "ServicePrincipal for an application or managed identity).",
     ),
     Key(
         "deployerCidrs",
@@ -281,11 +293,101 @@ DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
 
 @dataclass(frozen=True)
 class EntraAdmin:
-    """The server's Entra administrator; `object_id` None means the deploying principal."""
+    """The server's Entra administrator. A None field is taken from the deploying principal
+    (`with_deployer_defaults`); `load()` returns it complete."""
 
     object_id: str | None
-    principal_name: str
-    principal_type: PrincipalType
+    principal_name: str | None
+    principal_type: PrincipalType | None
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.object_id, self.principal_name, self.principal_type)
+
+
+@dataclass(frozen=True)
+class Deployer:
+    """Who runs `pulumi`: read from the claims of the Azure token the provider signs in with."""
+
+    object_id: str
+    principal_type: Literal["User", "ServicePrincipal"]
+    name: str | None
+    """A user's UPN; an application's display name when its token carries one."""
+
+
+FALLBACK_APP_ADMIN_NAME = "pulumi-deployer"
+MAX_ROLE_NAME_BYTES = 63
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified: we only read our own token to learn who we are."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error) as error:
+        raise ConfigError(
+            "config key 'entraAdminObjectId' is empty, so the Entra administrator is the deployer, but the "
+            f"deployer's Azure token cannot be read ({error}); expected the Azure CLI or an OIDC login, "
+            "or set entraAdminObjectId, entraAdminPrincipalName and entraAdminPrincipalType"
+        ) from None
+    if not isinstance(claims, dict):
+        raise ConfigError("config key 'entraAdminObjectId': the deployer's Azure token has no claims object")
+    return claims
+
+
+def deployer_from_claims(claims: Mapping[str, Any]) -> Deployer:
+    """User or application, from Entra access token claims.
+
+    `idtyp` is "user" or "app" (Microsoft identity platform access token claims reference); tokens
+    without it are delegated (a user's) exactly when they carry `scp`. A user's sign-in name is
+    `upn` (v1.0 tokens, also `unique_name`) or `preferred_username` (v2.0); an application's display
+    name is `app_displayname` when present. `oid` is the object ID in both cases.
+    """
+    object_id = str(claims.get("oid") or "")
+    if not GUID.match(object_id):
+        raise ConfigError(
+            f"config key 'entraAdminObjectId' is empty, but the deployer's Azure token carries no object ID "
+            f"(oid: {claims.get('oid')!r}); expected a token of a user or a service principal, or set "
+            "entraAdminObjectId, entraAdminPrincipalName and entraAdminPrincipalType"
+        )
+    kind = claims.get("idtyp")
+    is_user = kind == "user" if kind in ("user", "app") else "scp" in claims
+    if is_user:
+        name = next((str(claims[k]) for k in ("upn", "unique_name", "preferred_username") if claims.get(k)), None)
+        return Deployer(object_id, "User", name)
+    display_name = claims.get("app_displayname")
+    return Deployer(object_id, "ServicePrincipal", str(display_name) if display_name else None)
+
+
+def with_deployer_defaults(admin: EntraAdmin, deployer: Deployer) -> EntraAdmin:
+    """Fills the administrator's empty keys from the deployer; refuses what contradicts it."""
+    if admin.object_id is not None:
+        return admin  # parse() already required name and type with it
+    errors: list[str] = []
+    principal_type = admin.principal_type or deployer.principal_type
+    if admin.principal_type not in (None, deployer.principal_type):
+        errors.append(
+            f"config key 'entraAdminPrincipalType': {admin.principal_type!r} is not accepted; expected empty or "
+            f"{deployer.principal_type!r}: with entraAdminObjectId empty the administrator is the deployer, "
+            f"a {deployer.principal_type} (object ID {deployer.object_id}); set entraAdminObjectId for another "
+            "principal"
+        )
+    name = admin.principal_name
+    if name is None:
+        if deployer.name is None and deployer.principal_type == "User":
+            errors.append(
+                "config key 'entraAdminPrincipalName' is empty and the deployer's Azure token carries no user "
+                "name (upn, unique_name or preferred_username); expected the administrator's UPN"
+            )
+        name = deployer.name or FALLBACK_APP_ADMIN_NAME
+        if len(name.encode()) > MAX_ROLE_NAME_BYTES:
+            errors.append(
+                f"config key 'entraAdminPrincipalName' is empty and the deployer's name {name!r} is longer than "
+                f"{MAX_ROLE_NAME_BYTES} bytes (a PostgreSQL role name); expected a shorter name set explicitly"
+            )
+    if errors:
+        raise ConfigError("the Entra administrator cannot be derived from the deployer:\n  - " + "\n  - ".join(errors))
+    return EntraAdmin(deployer.object_id, name, principal_type)
 
 
 @dataclass(frozen=True)
@@ -532,7 +634,17 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
             admin_name,
             "the administrator's UPN or display name whenever entraAdminObjectId is set",
         )
-    admin_type = reader.choice("entraAdminPrincipalType", PRINCIPAL_TYPES)
+    admin_type = reader.string(
+        "entraAdminPrincipalType",
+        "empty (the deployer's own) or one of " + ", ".join(PRINCIPAL_TYPES),
+        lambda v: v == "" or v in PRINCIPAL_TYPES,
+    )
+    if admin_object_id and not admin_type:
+        reader.fail(
+            "entraAdminPrincipalType",
+            admin_type,
+            "User, Group or ServicePrincipal whenever entraAdminObjectId is set",
+        )
 
     deployer_networks: list[ipaddress.IPv4Network] = []
     for entry in reader.string_list("deployerCidrs", "IPv4 addresses or CIDR ranges") or []:
@@ -635,8 +747,8 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         grant_schemas=tuple(grant_schemas),
         entra_admin=EntraAdmin(
             object_id=admin_object_id or None,
-            principal_name=admin_name or "pulumi-deployer",
-            principal_type=admin_type,  # type: ignore[arg-type]  # checked by choice()
+            principal_name=admin_name or None,
+            principal_type=admin_type or None,  # type: ignore[arg-type]  # checked above
         ),
         deployer_networks=tuple(deployer_networks),
         allow_azure_services=allow_azure_services,
@@ -670,4 +782,12 @@ def load() -> Settings:
     names = {key[len(prefix) :] for key in present if key.startswith(prefix)} | set(DEFAULTS)
     # Config.get() also resolves keys that were set as secrets.
     raw = {name: config.get(name) for name in sorted(names)}
-    return parse({name: value for name, value in raw.items() if value is not None}, pulumi.get_stack())
+    parsed = parse({name: value for name, value in raw.items() if value is not None}, pulumi.get_stack())
+    if parsed.entra_admin.complete:
+        return parsed
+    # Who runs pulumi (a user on a laptop, a service principal in CI): the claims of the token the
+    # azure-native provider signs in with, so that the defaults are right in both places.
+    from pulumi_azure_native import authorization
+
+    deployer = deployer_from_claims(token_claims(authorization.get_client_token().token))
+    return dataclasses.replace(parsed, entra_admin=with_deployer_defaults(parsed.entra_admin, deployer))

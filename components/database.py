@@ -146,8 +146,7 @@ class DatabaseArgs(TypedDict):
     server_name: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
     entra_admin: EntraAdmin
-    entra_admin_object_id: pulumi.Input[str]
-    """The resolved object ID: the configured one, or the deploying principal's."""
+    """Complete: settings.load() fills what config left empty from the deploying principal."""
     password_auth: bool
     administrator_password: pulumi.Input[str]
     """The password of ADMIN_LOGIN, kept in Key Vault; usable only while password auth is on."""
@@ -183,6 +182,8 @@ class Database(pulumi.ComponentResource):
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:database:Database", name, None, opts)
         admin = args["entra_admin"]
+        if admin.object_id is None or admin.principal_name is None or admin.principal_type is None:
+            raise ValueError(f"the Entra administrator must be complete, not {admin}")
         geo_redundant_backup = "Enabled" if args["geo_redundant_backup"] else "Disabled"
 
         server = postgresql.Server(
@@ -226,7 +227,7 @@ class Database(pulumi.ComponentResource):
             f"{name}-entra-admin",
             resource_group_name=args["resource_group_name"],
             server_name=server.name,
-            object_id=args["entra_admin_object_id"],
+            object_id=admin.object_id,
             principal_name=admin.principal_name,
             principal_type=admin.principal_type,
             tenant_id=args["tenant_id"],
@@ -281,7 +282,7 @@ class Database(pulumi.ComponentResource):
         self.server_name = server.name
         self.fqdn = server.fully_qualified_domain_name.apply(lambda fqdn: fqdn or "")
         self.database_name = database.name
-        self.entra_admin_object_id = pulumi.Output.from_input(args["entra_admin_object_id"])
+        self.entra_admin_object_id = pulumi.Output.from_input(admin.object_id)
         self.entra_admin_principal_name = pulumi.Output.from_input(admin.principal_name)
         self.entra_admin_principal_type = pulumi.Output.from_input(admin.principal_type)
         self.register_outputs(

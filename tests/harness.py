@@ -8,6 +8,7 @@ so this module does.
 
 from __future__ import annotations
 
+import base64
 import json
 import runpy
 from collections.abc import Mapping
@@ -31,6 +32,46 @@ SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
 LOG_ANALYTICS_SHARED_KEY = "mock-shared-key-Zm9vYmFyYmF6"
 EGRESS_IP = "20.50.60.70"
+DEPLOYER_CLIENT_ID = "44444444-4444-4444-4444-444444444444"
+
+# Claims of ARM access tokens (v1.0, as the Azure CLI and azure-identity get them for
+# https://management.azure.com/), per the Microsoft identity platform's access token claims
+# reference: `idtyp` says user or app, `scp` is present only in delegated (user) tokens, `upn`/
+# `unique_name` name a user, `app_displayname` the calling application, `oid` the principal.
+CI_APP_CLAIMS: dict[str, Any] = {
+    "aud": "https://management.azure.com/",
+    "iss": f"https://sts.windows.net/{TENANT_ID}/",
+    "ver": "1.0",
+    "idtyp": "app",
+    "appid": DEPLOYER_CLIENT_ID,
+    "app_displayname": "pgmcp-deploy",
+    "oid": DEPLOYER_OBJECT_ID,
+    "sub": DEPLOYER_OBJECT_ID,
+    "tid": TENANT_ID,
+}
+LAPTOP_USER_CLAIMS: dict[str, Any] = {
+    "aud": "https://management.azure.com/",
+    "iss": f"https://sts.windows.net/{TENANT_ID}/",
+    "ver": "1.0",
+    "idtyp": "user",
+    "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",  # the Azure CLI
+    "app_displayname": "Azure CLI",
+    "scp": "user_impersonation",
+    "upn": "alice@contoso.example",
+    "unique_name": "alice@contoso.example",
+    "name": "Alice",
+    "oid": DEPLOYER_OBJECT_ID,
+    "tid": TENANT_ID,
+}
+
+
+def jwt(claims: Mapping[str, Any]) -> str:
+    """An unsigned-looking JWT with these claims (the program only reads its own token's payload)."""
+
+    def part(value: Mapping[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'typ': 'JWT', 'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
 def _as_config_string(value: Any) -> str:
@@ -75,7 +116,11 @@ class Declared:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like Azure would for the outputs the program reads, and records everything."""
 
-    def __init__(self, stack_outputs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, stack_outputs: Mapping[str, Any] | None = None, deployer_claims: Mapping[str, Any] | None = None
+    ) -> None:
+        self.deployer_claims = dict(CI_APP_CLAIMS if deployer_claims is None else deployer_claims)
+        """Who runs pulumi: the claims of the token the azure-native provider signs in with."""
         self.stack_outputs = dict(stack_outputs or {})
         """What the backend holds as this stack's outputs from its last update (read by a stack reference)."""
         self.resources: list[Declared] = []
@@ -147,11 +192,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls.append((args.token, dict(args.args)))
         if args.token == "azure-native:authorization:getClientConfig":
             return {
-                "clientId": "44444444-4444-4444-4444-444444444444",
-                "objectId": DEPLOYER_OBJECT_ID,
+                "clientId": self.deployer_claims.get("appid", DEPLOYER_CLIENT_ID),
+                "objectId": self.deployer_claims.get("oid", DEPLOYER_OBJECT_ID),
                 "subscriptionId": SUBSCRIPTION_ID,
                 "tenantId": TENANT_ID,
             }
+        if args.token == "azure-native:authorization:getClientToken":
+            return {"token": jwt(self.deployer_claims)}
         if args.token == "pulumi:pulumi:readStackOutputs":
             # The engine's built-in provider answers with the named stack's outputs (pulumi/pulumi
             # pkg/resource/deploy/builtins.go, readStackReference); here the backend holds only this stack.

@@ -179,8 +179,9 @@ def test_entra_auth_is_always_on_with_an_administrator(deployed: tuple[str, str,
     auth = run.one(SERVER).inputs["authConfig"]
     assert auth["activeDirectoryAuth"] == "Enabled" and auth["tenantId"] == TENANT_ID
     admin = run.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra").inputs
+    # The CI deployer (an application's token) administers the server by default.
     assert admin["objectId"] == DEPLOYER_OBJECT_ID
-    assert admin["principalName"] == "pulumi-deployer"
+    assert admin["principalName"] == "pgmcp-deploy"
     assert admin["principalType"] == "ServicePrincipal"
 
 
@@ -389,7 +390,7 @@ def test_role_and_grants_are_declared_after_the_server_and_before_the_app(
     assert inputs["schemas"] == ["public"] and inputs["privilege_level"] == "read_only"
     assert inputs["sslmode"] == "require"
     if mode == "token":
-        assert inputs["admin_user"] == "pulumi-deployer"
+        assert inputs["admin_user"] == "pgmcp-deploy"
         assert inputs["principal_id"] == run.exports["appIdentityPrincipalId"]
         assert "admin_password" not in inputs and "role_password" not in inputs
     else:
