@@ -28,7 +28,6 @@ from components.network import AppNetwork
 config = settings.load()  # refuses bad values before any resource is declared
 name = config.base_name
 client = authorization.get_client_config_output()
-deployer_object_id = client.object_id
 
 # A change of a create-only server property would replace the server (and lose its data): it stops
 # the run here, before any resource is declared.
@@ -69,7 +68,6 @@ secrets = IdentityAndSecrets(
         "name_suffix": suffix,
         "tenant_id": client.tenant_id,
         "subscription_id": client.subscription_id,
-        "deployer_object_id": deployer_object_id,
         "with_passwords": config.auth_mode == "password",
         "purge_protection": config.key_vault_purge_protection,
         "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,

@@ -3,6 +3,10 @@
 The identity is user-assigned because Container Apps resolves Key Vault references
 while it creates a revision: the identity must already hold Key Vault Secrets User by
 then, and a system-assigned identity does not exist until the app does.
+
+The deployer holds no data-plane role on the vault: secrets are written through ARM
+(Microsoft.KeyVault/vaults/secrets, a control-plane write), so a pipeline's identity
+can store the generated passwords without ever being able to read them back.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from pulumi_azure_native import authorization, keyvault, managedidentity
 from components.monitoring import send_diagnostics
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
 ADMIN_PASSWORD_SECRET = "postgres-admin-password"  # noqa: S105 (a secret name, not a secret)
 APP_PASSWORD_SECRET = "app-database-password"  # noqa: S105 (a secret name, not a secret)
@@ -48,7 +51,6 @@ class IdentityAndSecretsArgs(TypedDict):
     name_suffix: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
-    deployer_object_id: pulumi.Input[str]
     with_passwords: bool
     """Password mode: also generate the app's database password (the server admin's always exists)."""
     purge_protection: bool
@@ -114,17 +116,6 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             description="postgres-mcp reads its Key Vault references",
             opts=child,
         )
-        authorization.RoleAssignment(
-            f"{name}-deployer-secrets-officer",
-            scope=vault.id,
-            principal_id=args["deployer_object_id"],
-            role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
-                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_OFFICER)
-            ),
-            description="the deploying principal manages the stack's secrets",
-            opts=child,
-        )
-
         self._vault = vault
         self._resource_group_name = args["resource_group_name"]
         # The server's password administrator exists in both modes: `administratorLogin` can only be set

@@ -89,8 +89,11 @@ def test_identity_holds_secrets_user_on_the_vault_before_the_app_exists(deployed
     assert secrets_user[0].inputs["principalType"] == "ServicePrincipal"
     assert secrets_user[0].inputs["scope"].endswith(run.one(VAULT).name)
     assert app_identity is not None
-    officer = [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_OFFICER)]
-    assert [a.inputs["principalId"] for a in officer] == [DEPLOYER_OBJECT_ID]
+    # The deployer gets no data-plane role: secrets are written through ARM (a control-plane PUT of
+    # Microsoft.KeyVault/vaults/secrets), and Secrets Officer would let CI read every password back.
+    assert [a.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for a in assignments] == [KEY_VAULT_SECRETS_USER]
+    assert not [a for a in assignments if a.inputs["principalId"] == DEPLOYER_OBJECT_ID]
+    assert not [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_OFFICER)]
     # Mocks register resources in dependency order: the role exists before the app.
     names = [r.name for r in run.resources]
     assert names.index(secrets_user[0].name) < names.index(run.one(CONTAINER_APP).name)
