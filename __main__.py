@@ -15,15 +15,23 @@ from components.database import (
     CREATE_ONLY_OUTPUT,
     Database,
     create_only_values,
-    recorded_create_only_values,
     refuse_create_only_changes,
     server_name_prefix,
 )
 from components.database_access import DatabaseAccess
 from components.identity_and_secrets import IdentityAndSecrets
-from components.mcp_app import Admission, McpApp, entra_scope, mcp_client_configuration
+from components.mcp_app import (
+    ENVIRONMENT_OUTPUT,
+    Admission,
+    McpApp,
+    entra_scope,
+    environment_create_only_values,
+    mcp_client_configuration,
+    refuse_environment_replacement_in_place,
+)
 from components.monitoring import Monitoring
 from components.network import AppNetwork
+from components.stack_record import own_stack_outputs
 
 config = settings.load()  # refuses bad values before any resource is declared
 name = config.base_name
@@ -31,8 +39,13 @@ client = authorization.get_client_config_output()
 
 # A change of a create-only server property would replace the server (and lose its data): it stops
 # the run here, before any resource is declared.
+recorded = own_stack_outputs()  # the last update's outputs
 create_only = refuse_create_only_changes(
-    recorded_create_only_values(), create_only_values(name, config.location, config.geo_redundant_backup)
+    recorded.get(CREATE_ONLY_OUTPUT), create_only_values(name, config.location, config.geo_redundant_backup)
+)
+environment_create_only = refuse_environment_replacement_in_place(
+    recorded.get(ENVIRONMENT_OUTPUT),
+    environment_create_only_values(config.ingress_internal, str(config.app_subnet_cidr)),
 )
 resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
 # Server and vault names are global: a stable random suffix keeps stacks apart.
@@ -136,6 +149,7 @@ mcp = McpApp(
         "image": config.mcp_image,
         "access_mode": config.mcp_access_mode,
         "token_refresh_margin_seconds": config.token_refresh_margin_seconds,
+        "vnet_id": network.vnet_id,
         "subnet_id": network.subnet_id,
         "identity": secrets,
         "database_host": database.fqdn,
@@ -166,6 +180,8 @@ pulumi.export("appEgressIp", network.egress_ip_address)
 pulumi.export("keyVaultUri", secrets.vault_uri)
 # Read back by the next run: a change of a create-only server property stops it (see components/database.py).
 pulumi.export(CREATE_ONLY_OUTPUT, create_only)
+pulumi.export(ENVIRONMENT_OUTPUT, environment_create_only)
+pulumi.export("mcpEnvironmentIp", mcp.static_ip)
 pulumi.export("mcpAdmission", config.admission)
 pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
 pulumi.export(

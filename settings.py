@@ -222,13 +222,15 @@ KEYS: tuple[Key, ...] = (
         "string",
         "10.60.0.0/23",
         "Subnet of the Container Apps environment, inside `vnetCidr`, /21 to /27; its egress "
-        "leaves through a NAT gateway with one static IP that the server firewall admits.",
+        "leaves through a NAT gateway with one static IP that the server firewall admits. A change of "
+        "`ingressInternal` replaces the environment and needs a new, non-overlapping range here.",
     ),
     Key(
         "ingressInternal",
         "boolean",
         False,
-        "Serve the MCP endpoint only inside the virtual network: no public endpoint at all.",
+        "Serve the MCP endpoint only inside the virtual network: an internal Container Apps environment "
+        "(no public address at all) and a private DNS zone for its domain, linked to the VNet.",
     ),
     Key(
         "allowedClientCidrs",

@@ -107,24 +107,6 @@ def refuse_create_only_changes(recorded: Mapping[str, Any] | None, declared: Map
     return dict(declared)
 
 
-READ_STACK_OUTPUTS = "pulumi:pulumi:readStackOutputs"
-
-
-def recorded_create_only_values() -> Any:
-    """What this stack's last completed update exported as CREATE_ONLY_OUTPUT (None before the first).
-
-    `pulumi:pulumi:readStackOutputs` is the engine's built-in invoke behind stack references
-    (pulumi/pulumi pkg/resource/deploy/builtins.go): it reads a stack's outputs from the backend,
-    here this very stack's. An update writes its own outputs only when the program ends, so this
-    is the previous update's record, in `pulumi preview` as in `pulumi up`. The invoke is
-    synchronous: a refusal happens before the program declares any resource.
-    """
-    own_stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    result = pulumi.runtime.invoke(READ_STACK_OUTPUTS, {"name": own_stack})
-    outputs = (result.value or {}).get("outputs") or {}
-    return outputs.get(CREATE_ONLY_OUTPUT)
-
-
 @dataclass(frozen=True)
 class FirewallRange:
     name: str

@@ -1,5 +1,13 @@
 """postgres-mcp in Azure Container Apps, with its logs in Log Analytics.
 
+Reachable inside the VNet only (`ingressInternal`): an internal environment (no public
+address at all) whose apps keep `external: true` ingress, which there means "the VNet",
+plus a private DNS zone named after the environment's default domain with `*` and `@`
+A records to its static IP, linked to the VNet (Microsoft Learn, "Provide a virtual
+network to an internal Azure Container Apps environment"). `internal` is create-only:
+changing it replaces the environment, which needs a new subnet (see
+`refuse_environment_replacement_in_place`).
+
 Token mode: DATABASE_URI carries no password and PGPASSFILE points into an EmptyDir
 volume that the token-refresher sidecar keeps filled with a fresh Entra token; libpq
 reads that file on every new connection, so postgres-mcp runs unchanged.
@@ -10,12 +18,13 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pulumi
-from pulumi_azure_native import app
+from pulumi_azure_native import app, privatedns
 
 from components.database import POSTGRES_PORT
 from components.identity_and_secrets import IdentityAndSecrets
@@ -28,6 +37,44 @@ PGPASS_DIRECTORY = "/var/run/pgpass"
 PGPASS_FILE = f"{PGPASS_DIRECTORY}/pgpass"
 WORKLOAD_PROFILE = "Consumption"
 REFRESHER_SOURCE = Path(__file__).with_name("token_refresher.py")
+
+
+ENVIRONMENT_OUTPUT = "environmentCreateOnly"
+# Properties a Container Apps environment takes only at creation; a change replaces it.
+ENVIRONMENT_CREATE_ONLY = ("internal", "appSubnetCidr")
+
+
+class EnvironmentReplacementError(pulumi.RunError):
+    """The environment would be replaced onto the subnet its predecessor still holds."""
+
+
+def environment_create_only_values(internal: bool, subnet_cidr: str) -> dict[str, Any]:
+    return {"internal": internal, "appSubnetCidr": subnet_cidr}
+
+
+def refuse_environment_replacement_in_place(
+    recorded: Mapping[str, Any] | None, declared: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Returns `declared`, or raises when the environment would be replaced on the same subnet.
+
+    A new environment is created before the old one is deleted, and Azure keeps a deleted
+    environment's subnet reserved for a long time: the replacement needs a subnet of its own.
+    """
+    if isinstance(recorded, Mapping):
+        changed = [
+            f"{key}: {recorded[key]!r} -> {declared[key]!r}"
+            for key in ENVIRONMENT_CREATE_ONLY
+            if key != "appSubnetCidr" and key in recorded and recorded[key] != declared[key]
+        ]
+        if changed and recorded.get("appSubnetCidr") == declared["appSubnetCidr"]:
+            raise EnvironmentReplacementError(
+                "config key 'appSubnetCidr': the Container Apps environment is replaced when these change ("
+                + "; ".join(changed)
+                + f"), and the new environment cannot share subnet {declared['appSubnetCidr']} with the old one "
+                "(Azure keeps a deleted environment's subnet reserved); expected a new range inside vnetCidr "
+                "that does not overlap the current one. Nothing was changed."
+            )
+    return dict(declared)
 
 
 def refresher_source() -> str:
@@ -97,6 +144,7 @@ class McpAppArgs(TypedDict):
     image: str
     access_mode: str
     token_refresh_margin_seconds: int
+    vnet_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     identity: IdentityAndSecrets
     database_host: pulumi.Input[str]
@@ -112,6 +160,8 @@ class McpAppArgs(TypedDict):
 class McpApp(pulumi.ComponentResource):
     fqdn: pulumi.Output[str]
     sse_url: pulumi.Output[str]
+    static_ip: pulumi.Output[str]
+    """The environment's address: public for an external environment, in the subnet for an internal one."""
 
     def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
@@ -128,13 +178,22 @@ class McpApp(pulumi.ComponentResource):
                     customer_id=monitoring.customer_id, shared_key=monitoring.shared_key
                 ),
             ),
-            vnet_configuration=app.VnetConfigurationArgs(infrastructure_subnet_id=args["subnet_id"], internal=False),
+            vnet_configuration=app.VnetConfigurationArgs(
+                infrastructure_subnet_id=args["subnet_id"], internal=admission.internal
+            ),
             workload_profiles=[app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)],
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Create-only in Azure: say so, so that a change replaces the environment (a new one, on
+                # the new subnet, before the old one goes) instead of failing as an update.
+                replace_on_changes=["vnetConfiguration"],
+            ),
             resource_group_name=args["resource_group_name"],
             location=args["location"],
             tags=args["tags"],
         )
+        if admission.internal:
+            self._private_dns(name, environment, args)
 
         token_mode = args["auth_mode"] == "token"
         secrets: list[app.SecretArgs] = []
@@ -217,7 +276,9 @@ class McpApp(pulumi.ComponentResource):
             configuration=app.ConfigurationArgs(
                 active_revisions_mode="Single",
                 ingress=app.IngressArgs(
-                    external=not admission.internal,
+                    # Outside the environment: the internet for an external environment, the VNet (and
+                    # what is peered or connected to it) for an internal one.
+                    external=True,
                     target_port=MCP_PORT,
                     transport="auto",
                     allow_insecure=False,
@@ -244,6 +305,9 @@ class McpApp(pulumi.ComponentResource):
                 parent=self,
                 # Key Vault references resolve while the revision is created: the role first.
                 depends_on=[identity.secrets_user_assignment, *args["depends_on"]],
+                # The app's name is fixed and unique in the resource group: when a new environment
+                # replaces the old one, the app must go before its successor can be created.
+                delete_before_replace=True,
             ),
             resource_group_name=args["resource_group_name"],
             location=args["location"],
@@ -286,4 +350,37 @@ class McpApp(pulumi.ComponentResource):
 
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
-        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url})
+        self.static_ip = environment.static_ip
+        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url, "static_ip": self.static_ip})
+
+    def _private_dns(self, name: str, environment: app.ManagedEnvironment, args: McpAppArgs) -> None:
+        """Resolves the internal environment's names inside the VNet: `<app>.<default domain>` and the apex."""
+        zone = privatedns.PrivateZone(
+            f"{name}-private-dns",
+            private_zone_name=environment.default_domain,
+            location="Global",
+            resource_group_name=args["resource_group_name"],
+            tags=args["tags"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for record, label in (("*", "wildcard"), ("@", "apex")):
+            privatedns.PrivateRecordSet(
+                f"{name}-private-dns-{label}",
+                private_zone_name=zone.name,
+                record_type="A",
+                relative_record_set_name=record,
+                a_records=[privatedns.ARecordArgs(ipv4_address=environment.static_ip)],
+                ttl=300,
+                resource_group_name=args["resource_group_name"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        privatedns.VirtualNetworkLink(
+            f"{name}-private-dns-link",
+            private_zone_name=zone.name,
+            virtual_network=privatedns.SubResourceArgs(id=args["vnet_id"]),
+            registration_enabled=False,
+            location="Global",
+            resource_group_name=args["resource_group_name"],
+            tags=args["tags"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )

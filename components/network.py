@@ -23,6 +23,7 @@ class AppNetworkArgs(TypedDict):
 
 
 class AppNetwork(pulumi.ComponentResource):
+    vnet_id: pulumi.Output[str]
     subnet_id: pulumi.Output[str]
     egress_ip_address: pulumi.Output[str]
 
@@ -65,9 +66,20 @@ class AppNetwork(pulumi.ComponentResource):
             address_prefix=args["app_subnet_cidr"],
             delegations=[network.DelegationArgs(name="container-apps", service_name="Microsoft.App/environments")],
             nat_gateway=network.SubResourceArgs(id=nat.id),
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # A new range is a new subnet, created before the environment that moves onto it
+                # (an environment cannot change subnets in place). The old one is left to Azure rather
+                # than deleted: a deleted environment keeps its subnet reserved for a long time, and a
+                # failing delete would fail the update; the VNet's deletion removes it in the end.
+                replace_on_changes=["addressPrefix"],
+                retain_on_delete=True,
+            ),
         )
 
+        self.vnet_id = vnet.id
         self.subnet_id = subnet.id
         self.egress_ip_address = egress_ip.ip_address.apply(lambda address: address or "")
-        self.register_outputs({"subnet_id": self.subnet_id, "egress_ip_address": self.egress_ip_address})
+        self.register_outputs(
+            {"vnet_id": self.vnet_id, "subnet_id": self.subnet_id, "egress_ip_address": self.egress_ip_address}
+        )

@@ -319,6 +319,10 @@ def not_anonymous_and_public(resources: Sequence[Resource], _: Options) -> list[
         for a in _of_type(resources, AUTH_CONFIG)
         if (a.props.get("globalValidation") or {}).get("unauthenticatedClientAction") in ("Return401", "Return403")
     ]
+    environments = _of_type(resources, MANAGED_ENVIRONMENT)
+    # An internal environment has no public address: `external` ingress there reaches the VNet only.
+    if environments and all((e.props.get("vnetConfiguration") or {}).get("internal") is True for e in environments):
+        return []
     problems = []
     for app in _of_type(resources, CONTAINER_APP):
         ingress = (app.props.get("configuration") or {}).get("ingress") or {}

@@ -9,6 +9,7 @@ so this module does.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import runpy
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
 LOG_ANALYTICS_SHARED_KEY = "mock-shared-key-Zm9vYmFyYmF6"
 EGRESS_IP = "20.50.60.70"
+ENVIRONMENT_PUBLIC_IP = "20.50.60.80"
 DEPLOYER_CLIENT_ID = "44444444-4444-4444-4444-444444444444"
 
 # Claims of ARM access tokens (v1.0, as the Azure CLI and azure-identity get them for
@@ -125,6 +127,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         """What the backend holds as this stack's outputs from its last update (read by a stack reference)."""
         self.resources: list[Declared] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._subnet_prefixes: dict[str, str] = {}
+        self._environment_domains: dict[str, str] = {}
         self.generated_secrets: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -141,6 +145,20 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["principalId"] = "22222222-2222-2222-2222-222222222222"
         elif typ == "azure-native:network:PublicIPAddress":
             outputs["ipAddress"] = EGRESS_IP
+        elif typ == "azure-native:network:Subnet":
+            self._subnet_prefixes[resource_id] = str(args.inputs["addressPrefix"])
+        elif typ == "azure-native:app:ManagedEnvironment":
+            # Azure answers with the environment's DNS suffix, <unique>.<region>.azurecontainerapps.io, and
+            # its address: a public IP for an external environment, one of its subnet's for an internal one
+            # (Microsoft Learn, Container Apps networking: "internal environments ... no public IP").
+            outputs["defaultDomain"] = f"{args.name}-7f3a9c.westeurope.azurecontainerapps.io"
+            vnet = dict(args.inputs.get("vnetConfiguration", {}))
+            if vnet.get("internal"):
+                subnet = ipaddress.ip_network(self._subnet_prefixes[vnet["infrastructureSubnetId"]])
+                outputs["staticIp"] = str(subnet.network_address + 100)
+            else:
+                outputs["staticIp"] = ENVIRONMENT_PUBLIC_IP
+            self._environment_domains[resource_id] = outputs["defaultDomain"]
         elif typ == "azure-native:dbforpostgresql:Server":
             outputs["fullyQualifiedDomainName"] = (
                 f"{args.inputs.get('serverName', args.name)}.postgres.database.azure.com"
@@ -166,9 +184,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "azure-native:app:ContainerApp":
             configuration = dict(outputs.get("configuration", {}))
             ingress = dict(configuration.get("ingress", {}))
-            ingress["fqdn"] = (
-                f"{args.inputs.get('containerAppName', args.name)}.example.westeurope.azurecontainerapps.io"
-            )
+            domain = self._environment_domains[args.inputs["managedEnvironmentId"]]
+            ingress["fqdn"] = f"{args.inputs.get('containerAppName', args.name)}.{domain}"
             configuration["ingress"] = ingress
             configuration.pop("secrets", None)  # Azure never answers with secret values
             outputs["configuration"] = configuration
@@ -246,6 +263,7 @@ def _name_input(typ: str) -> str:
         "FirewallRule": "firewallRuleName",
         "Configuration": "configurationName",
         "UserAssignedIdentity": "resourceName",
+        "PrivateZone": "privateZoneName",
     }.get(resource, "__none__")
 
 

@@ -460,8 +460,10 @@ def test_shipped_stacks_admit_no_anonymous_caller_from_the_internet() -> None:
         assert [r["ipAddressRange"] for r in dev_ingress["ipSecurityRestrictions"]] == ["198.51.100.0/24"]
         assert all(r["action"] == "Allow" for r in dev_ingress["ipSecurityRestrictions"])
         assert dev.exports["mcpAdmission"] == "allow-list"
-        assert ingress_of(prod)["external"] is False
-        assert prod.exports["mcpAdmission"] == "internal"
+        # prod: an internal environment (no public address); `external` there means the VNet.
+        assert prod.one("azure-native:app:ManagedEnvironment").inputs["vnetConfiguration"]["internal"] is True
+        assert ingress_of(prod)["external"] is True
+        assert prod.exports["mcpAdmission"].startswith("internal")
 
 
 def test_allow_list_admission() -> None:
@@ -499,7 +501,8 @@ def test_entra_sign_in_admission_rejects_anonymous_callers() -> None:
 
 def test_internal_only_admission_has_no_public_endpoint() -> None:
     run = run_program("dev", {"allowedClientCidrs": [], "ingressInternal": True})
-    assert ingress_of(run)["external"] is False
+    assert run.one("azure-native:app:ManagedEnvironment").inputs["vnetConfiguration"]["internal"] is True
+    assert run.exports["mcpEnvironmentIp"] == "10.60.0.100"  # an address of the apps subnet, not a public one
     assert run.exports["mcpAdmission"] == "internal"
 
 
