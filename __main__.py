@@ -45,7 +45,7 @@ create_only = refuse_create_only_changes(
 )
 environment_create_only = refuse_environment_replacement_in_place(
     recorded.get(ENVIRONMENT_OUTPUT),
-    environment_create_only_values(config.ingress_internal, str(config.app_subnet_cidr)),
+    environment_create_only_values(config.ingress_internal, config.zone_redundant, str(config.app_subnet_cidr)),
 )
 resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
 # Server and vault names are global: a stable random suffix keeps stacks apart.
@@ -68,6 +68,8 @@ network = AppNetwork(
         "location": resource_group.location,
         "vnet_cidr": str(config.vnet_cidr),
         "app_subnet_cidr": str(config.app_subnet_cidr),
+        "client_sources": config.mcp_client_sources,
+        "zone_redundant": config.zone_redundant,
         "tags": config.tags,
     },
 )
@@ -107,6 +109,7 @@ database = Database(
         "backup_retention_days": config.backup_retention_days,
         "geo_redundant_backup": config.geo_redundant_backup,
         "high_availability": config.high_availability,
+        "maintenance_window": config.maintenance_window,
         "database_name": config.database_name,
         "deployer_networks": config.deployer_networks,
         "app_egress_ip": network.egress_ip_address,
@@ -156,6 +159,7 @@ mcp = McpApp(
         "database_name": database.database_name,
         "app_role_name": config.app_role_name,
         "monitoring": monitoring,
+        "zone_redundant": config.zone_redundant,
         "tags": config.tags,
         "admission": Admission(
             internal=config.ingress_internal,

@@ -46,6 +46,7 @@ HIGH_AVAILABILITY_MODES = ("Disabled", "ZoneRedundant", "SameZone")
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal")
 ACCESS_MODES = ("restricted", "unrestricted")
 PRIVILEGE_LEVELS = ("read_only", "read_write")
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 # Narrowest deployer range we refuse to widen past: a /16 is 65,536 addresses.
 WIDEST_DEPLOYER_PREFIX = 16
 RESERVED_ROLE_NAMES = frozenset(
@@ -138,6 +139,13 @@ KEYS: tuple[Key, ...] = (
         "Standby server: Disabled, ZoneRedundant or SameZone (not available on Burstable).",
     ),
     Key(
+        "maintenanceWindow",
+        "string",
+        "Sun 02:00",
+        "When Azure may patch the server (a restart, and a failover with a standby): `<Mon..Sun> <HH:MM>` "
+        "UTC, the start of a one-hour custom window, or `system` for a window Azure picks.",
+    ),
+    Key(
         "databaseName",
         "string",
         "app",
@@ -226,6 +234,14 @@ KEYS: tuple[Key, ...] = (
         "`ingressInternal` replaces the environment and needs a new, non-overlapping range here.",
     ),
     Key(
+        "zoneRedundant",
+        "boolean",
+        False,
+        "Spread the Container Apps environment and the egress public IP over the region's availability "
+        "zones. Chosen at creation: a change replaces the environment (and needs a new `appSubnetCidr`) "
+        "and the egress IP (a new address, which the server firewall follows).",
+    ),
+    Key(
         "ingressInternal",
         "boolean",
         False,
@@ -236,8 +252,9 @@ KEYS: tuple[Key, ...] = (
         "allowedClientCidrs",
         "array",
         [],
-        "IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list); empty admits any address, "
-        "so Entra sign-in or internal ingress must then close the endpoint.",
+        "IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list, also enforced by the apps "
+        "subnet's network security group); private ranges only with `ingressInternal`; empty admits any "
+        "address, so Entra sign-in or internal ingress must then close the endpoint.",
     ),
     Key(
         "entraAuthClientId",
@@ -291,6 +308,27 @@ KEYS: tuple[Key, ...] = (
     Key("logRetentionDays", "integer", 30, "Log Analytics retention in days: 30 to 730."),
 )
 DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
+
+
+WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")  # Flexible Server's dayOfWeek: 0 is Sunday
+MAINTENANCE_WINDOW = re.compile(r"^(?P<day>[A-Z][a-z]{2}) (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A one-hour custom maintenance window of the server, in UTC."""
+
+    day_of_week: int
+    """0 is Sunday, as Flexible Server counts."""
+    start_hour: int
+    start_minute: int
+
+
+def _maintenance_window(value: str) -> MaintenanceWindow | None:
+    match = MAINTENANCE_WINDOW.match(value)
+    if not match or match.group("day") not in WEEKDAYS:
+        raise ValueError(value)
+    return MaintenanceWindow(WEEKDAYS.index(match.group("day")), int(match.group("hour")), int(match.group("minute")))
 
 
 @dataclass(frozen=True)
@@ -429,6 +467,9 @@ class Settings:
     key_vault_soft_delete_retention_days: int
     protect_resources: bool
     log_retention_days: int
+    maintenance_window: MaintenanceWindow | None
+    """None: Azure's system-managed window."""
+    zone_redundant: bool
 
     @property
     def base_name(self) -> str:
@@ -449,6 +490,13 @@ class Settings:
             if on
         ]
         return "+".join(modes) or "anonymous-public"
+
+    @property
+    def mcp_client_sources(self) -> tuple[str, ...]:
+        """Where MCP clients call from, for the apps subnet's security group (an allow-list, or the whole scope)."""
+        if self.allowed_client_networks:
+            return tuple(str(network) for network in self.allowed_client_networks)
+        return ("VirtualNetwork",) if self.ingress_internal else ("Internet",)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -543,6 +591,14 @@ def _public_ipv4_or_empty(value: str) -> bool:
     except ValueError:
         return False
     return address.is_global
+
+
+def _valid(convert: Callable[[str], object], value: str) -> bool:
+    try:
+        convert(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _identifier_check(value: str) -> bool:
@@ -701,6 +757,28 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
             reader.fail("entraAuthAllowedClientIds", client_id, "client IDs (GUIDs)")
     if allowed_client_ids and not entra_client_id:
         reader.fail("entraAuthAllowedClientIds", allowed_client_ids, "an empty list unless entraAuthClientId is set")
+    if ingress_internal:
+        # An internal environment has no public address: its IP restrictions take private ranges only
+        # (Microsoft Learn, "Set up IP ingress restrictions"; PSRule Azure.ContainerApp.RestrictIngress).
+        for network in allowed_client_networks:
+            if not any(network.subnet_of(private) for private in RFC1918):
+                reader.fail(
+                    "allowedClientCidrs",
+                    str(network),
+                    "private ranges (10/8, 172.16/12, 192.168/16) with ingressInternal: true, where callers "
+                    "come from the virtual network and what is peered or connected to it",
+                )
+    zone_redundant = reader.boolean("zoneRedundant")
+    maintenance_text = reader.string(
+        "maintenanceWindow",
+        "system, or a weekday and a UTC start time such as 'Sun 02:00' (days: " + ", ".join(WEEKDAYS) + ")",
+        lambda v: v == "system" or _valid(_maintenance_window, v),
+    )
+    maintenance_window = (
+        None
+        if maintenance_text == "system" or not _valid(_maintenance_window, maintenance_text)
+        else _maintenance_window(maintenance_text)
+    )
     allow_anonymous = reader.boolean("allowAnonymousPublicAccess")
     admitted = ingress_internal or bool(allowed_client_networks) or bool(entra_client_id)
     if not admitted and not allow_anonymous and not any("allowedClientCidrs" in e for e in reader.errors):
@@ -769,6 +847,8 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         key_vault_soft_delete_retention_days=soft_delete_days,
         protect_resources=protect,
         log_retention_days=log_retention_days,
+        maintenance_window=maintenance_window,
+        zone_redundant=zone_redundant,
     )
 
 

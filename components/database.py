@@ -25,7 +25,7 @@ import pulumi
 from pulumi_azure_native import dbforpostgresql as postgresql
 
 from components.monitoring import send_diagnostics
-from settings import EntraAdmin
+from settings import EntraAdmin, MaintenanceWindow
 
 POSTGRES_PORT = 5432
 # The server's password administrator, in both modes (create-only: it cannot follow authMode).
@@ -107,6 +107,17 @@ def refuse_create_only_changes(recorded: Mapping[str, Any] | None, declared: Map
     return dict(declared)
 
 
+def maintenance_window_args(window: MaintenanceWindow | None) -> postgresql.MaintenanceWindowArgs:
+    if window is None:
+        return postgresql.MaintenanceWindowArgs(custom_window="Disabled")
+    return postgresql.MaintenanceWindowArgs(
+        custom_window="Enabled",
+        day_of_week=window.day_of_week,
+        start_hour=window.start_hour,
+        start_minute=window.start_minute,
+    )
+
+
 @dataclass(frozen=True)
 class FirewallRange:
     name: str
@@ -139,6 +150,8 @@ class DatabaseArgs(TypedDict):
     backup_retention_days: int
     geo_redundant_backup: bool
     high_availability: str
+    maintenance_window: MaintenanceWindow | None
+    """A custom one-hour window (UTC), or None for Azure's system-managed one."""
     database_name: str
     deployer_networks: tuple[ipaddress.IPv4Network, ...]
     app_egress_ip: pulumi.Input[str]
@@ -180,6 +193,7 @@ class Database(pulumi.ComponentResource):
                 backup_retention_days=args["backup_retention_days"], geo_redundant_backup=geo_redundant_backup
             ),
             high_availability=postgresql.HighAvailabilityArgs(mode=args["high_availability"]),
+            maintenance_window=maintenance_window_args(args["maintenance_window"]),
             auth_config=postgresql.AuthConfigArgs(
                 active_directory_auth="Enabled",
                 password_auth="Enabled" if args["password_auth"] else "Disabled",

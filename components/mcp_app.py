@@ -41,15 +41,15 @@ REFRESHER_SOURCE = Path(__file__).with_name("token_refresher.py")
 
 ENVIRONMENT_OUTPUT = "environmentCreateOnly"
 # Properties a Container Apps environment takes only at creation; a change replaces it.
-ENVIRONMENT_CREATE_ONLY = ("internal", "appSubnetCidr")
+ENVIRONMENT_CREATE_ONLY = ("internal", "zoneRedundant", "appSubnetCidr")
 
 
 class EnvironmentReplacementError(pulumi.RunError):
     """The environment would be replaced onto the subnet its predecessor still holds."""
 
 
-def environment_create_only_values(internal: bool, subnet_cidr: str) -> dict[str, Any]:
-    return {"internal": internal, "appSubnetCidr": subnet_cidr}
+def environment_create_only_values(internal: bool, zone_redundant: bool, subnet_cidr: str) -> dict[str, Any]:
+    return {"internal": internal, "zoneRedundant": zone_redundant, "appSubnetCidr": subnet_cidr}
 
 
 def refuse_environment_replacement_in_place(
@@ -151,6 +151,8 @@ class McpAppArgs(TypedDict):
     database_name: pulumi.Input[str]
     app_role_name: str
     monitoring: Monitoring
+    zone_redundant: bool
+    """Spread the environment over the region's availability zones (create-only)."""
     tags: dict[str, str]
     admission: Admission
     depends_on: list[pulumi.Resource]
@@ -182,11 +184,12 @@ class McpApp(pulumi.ComponentResource):
                 infrastructure_subnet_id=args["subnet_id"], internal=admission.internal
             ),
             workload_profiles=[app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)],
+            zone_redundant=args["zone_redundant"],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # Create-only in Azure: say so, so that a change replaces the environment (a new one, on
                 # the new subnet, before the old one goes) instead of failing as an update.
-                replace_on_changes=["vnetConfiguration"],
+                replace_on_changes=["vnetConfiguration", "zoneRedundant"],
             ),
             resource_group_name=args["resource_group_name"],
             location=args["location"],

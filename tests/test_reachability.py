@@ -100,19 +100,23 @@ def rerun(stack: str, recorded: dict[str, Any], overrides: dict[str, Any]) -> Pr
 def test_turning_internal_on_the_same_subnet_is_refused_by_name() -> None:
     # dev was deployed external on 10.60.0.0/23; making it internal without a new range cannot work.
     recorded = program("dev").exports["environmentCreateOnly"]
-    assert recorded == {"internal": False, "appSubnetCidr": "10.60.0.0/23"}
+    assert recorded == {"internal": False, "zoneRedundant": False, "appSubnetCidr": "10.60.0.0/23"}
     with pytest.raises(pulumi.RunError) as refused:
-        rerun("dev", recorded, {"ingressInternal": True})
+        rerun("dev", recorded, {"ingressInternal": True, "allowedClientCidrs": []})
     message = str(refused.value)
     assert "config key 'appSubnetCidr'" in message and "internal: False -> True" in message
     assert "expected a new range inside vnetCidr" in message
     # With a new range, the preview goes through: a new subnet, a new internal environment.
-    run = rerun("dev", recorded, {"ingressInternal": True, "appSubnetCidr": "10.60.2.0/23"})
+    run = rerun("dev", recorded, {"ingressInternal": True, "allowedClientCidrs": [], "appSubnetCidr": "10.60.2.0/23"})
     assert run.one(ENVIRONMENT).inputs["vnetConfiguration"]["internal"] is True
     assert run.one(SUBNET).inputs["addressPrefix"] == "10.60.2.0/23"
 
 
 def test_prod_moving_from_its_first_external_environment_is_accepted() -> None:
-    # What prod ran before this change: an external environment on 10.61.0.0/23.
+    # What prod ran before this change: an external, zonal environment on 10.61.0.0/23 (recorded
+    # before zoneRedundant existed). Both create-only changes come in one replacement, on a new subnet.
     run = rerun("prod", {"internal": False, "appSubnetCidr": "10.61.0.0/23"}, {})
-    assert run.one(ENVIRONMENT).inputs["vnetConfiguration"]["internal"] is True
+    environment = run.one(ENVIRONMENT).inputs
+    assert environment["vnetConfiguration"]["internal"] is True and environment["zoneRedundant"] is True
+    with pytest.raises(pulumi.RunError, match=r"config key 'appSubnetCidr'.*zoneRedundant: False -> True"):
+        rerun("prod", {"internal": True, "zoneRedundant": False, "appSubnetCidr": "10.61.2.0/23"}, {})

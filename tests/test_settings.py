@@ -28,6 +28,15 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
         ("Enabled", "one of Disabled, ZoneRedundant, SameZone"),
         ("ZoneRedundant", "Disabled on the Burstable tier"),
     ],
+    "maintenanceWindow": [
+        ("Sunday 02:00", "a weekday and a UTC start time such as 'Sun 02:00'"),
+        ("Sun 24:00", "UTC start time"),
+        ("Sun 2:00", "UTC start time"),
+        ("sun 02:00", "days: Sun, Mon"),
+        ("Sun 02:60", "UTC start time"),
+        ("", "system, or a weekday"),
+    ],
+    "zoneRedundant": [("zonal", "true or false")],
     "databaseName": [
         ("My-DB", "lowercase PostgreSQL identifier"),
         ("a;drop table x", "identifier"),
@@ -140,6 +149,25 @@ def test_unknown_key_is_refused_with_the_known_ones() -> None:
 def test_entra_admin_object_id_needs_a_name() -> None:
     with pytest.raises(ConfigError, match=r"'entraAdminPrincipalName'.*whenever entraAdminObjectId is set"):
         parse({**CLOSED, "entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"}, "dev")
+
+
+def test_an_internal_endpoint_takes_private_client_ranges_only() -> None:
+    # An internal environment's IP restrictions admit private addresses only (PSRule
+    # Azure.ContainerApp.RestrictIngress; Microsoft Learn, Container Apps IP ingress restrictions).
+    with pytest.raises(ConfigError, match=r"config key 'allowedClientCidrs': '203.0.113.0/24'.*private ranges"):
+        parse({"ingressInternal": "true", "allowedClientCidrs": '["203.0.113.0/24"]'}, "prod")
+    parsed = parse({"ingressInternal": "true", "allowedClientCidrs": '["10.61.8.0/24"]'}, "prod")
+    assert parsed.mcp_client_sources == ("10.61.8.0/24",)
+    assert parse(CLOSED, "dev").mcp_client_sources == ("VirtualNetwork",)
+    assert parse({"allowAnonymousPublicAccess": "true"}, "dev").mcp_client_sources == ("Internet",)
+
+
+def test_maintenance_window_is_parsed_as_flexible_server_counts_days() -> None:
+    from settings import MaintenanceWindow
+
+    assert parse({**CLOSED, "maintenanceWindow": "Sun 02:00"}, "x").maintenance_window == MaintenanceWindow(0, 2, 0)
+    assert parse({**CLOSED, "maintenanceWindow": "Sat 23:30"}, "x").maintenance_window == MaintenanceWindow(6, 23, 30)
+    assert parse({**CLOSED, "maintenanceWindow": "system"}, "x").maintenance_window is None
 
 
 def test_entra_admin_object_id_needs_a_type() -> None:
