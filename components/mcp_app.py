@@ -82,18 +82,27 @@ def refresher_source() -> str:
     return REFRESHER_SOURCE.read_text(encoding="utf-8")
 
 
-def passwordless_database_uri(role: str, host: str, database: str) -> str:
+# Verified TLS: the server's certificate must chain to a trusted root and name the host, so that
+# neither the app's token nor its password can be handed to an impostor (`require` checks nothing).
+# `sslrootcert=system` (libpq 16+; the image's psycopg-binary 3.2.6 bundles libpq 17) trusts
+# OpenSSL's default store, and the wheel's own OpenSSL looks for it in its build directory
+# (OPENSSLDIR "/host/tmp/libpq.build/ssl"), not in Debian's: SYSTEM_TRUST_STORE points it there.
+TLS_PARAMETERS = "sslmode=verify-full&sslrootcert=system"
+SYSTEM_TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates, in python:3.12-slim
+
+
+def passwordless_database_uri(role: str, host: str, database: str, port: int = POSTGRES_PORT) -> str:
     """The URI postgres-mcp gets in token mode: libpq takes the password from PGPASSFILE."""
     return (
-        f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:{POSTGRES_PORT}/"
-        f"{urllib.parse.quote(database, safe='')}?sslmode=require"
+        f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:{port}/"
+        f"{urllib.parse.quote(database, safe='')}?{TLS_PARAMETERS}"
     )
 
 
-def password_database_uri(role: str, password: str, host: str, database: str) -> str:
+def password_database_uri(role: str, password: str, host: str, database: str, port: int = POSTGRES_PORT) -> str:
     return (
         f"postgresql://{urllib.parse.quote(role, safe='')}:{urllib.parse.quote(password, safe='')}"
-        f"@{host}:{POSTGRES_PORT}/{urllib.parse.quote(database, safe='')}?sslmode=require"
+        f"@{host}:{port}/{urllib.parse.quote(database, safe='')}?{TLS_PARAMETERS}"
     )
 
 
@@ -199,6 +208,7 @@ class McpApp(pulumi.ComponentResource):
             self._private_dns(name, environment, args)
 
         token_mode = args["auth_mode"] == "token"
+        trust_store_env = app.EnvironmentVarArgs(name="SSL_CERT_FILE", value=SYSTEM_TRUST_STORE)
         secrets: list[app.SecretArgs] = []
         volumes: list[app.VolumeArgs] = []
         sidecars: list[app.ContainerArgs] = []
@@ -211,7 +221,7 @@ class McpApp(pulumi.ComponentResource):
             )
             pgpass_mount = [app.VolumeMountArgs(volume_name=PGPASS_VOLUME, mount_path=PGPASS_DIRECTORY)]
             volumes.append(app.VolumeArgs(name=PGPASS_VOLUME, storage_type="EmptyDir"))
-            mcp_env = [uri_env, app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE)]
+            mcp_env = [uri_env, app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE), trust_store_env]
             sidecars.append(
                 app.ContainerArgs(
                     name="token-refresher",
@@ -234,7 +244,11 @@ class McpApp(pulumi.ComponentResource):
                 raise ValueError("password mode needs the generated app password (IdentityAndSecrets with_passwords)")
             plain_uri: pulumi.Output[str] = pulumi.Output.all(
                 identity.app_password, args["database_host"], args["database_name"]
-            ).apply(lambda values: password_database_uri(args["app_role_name"], *map(str, values)))
+            ).apply(
+                lambda values: password_database_uri(
+                    args["app_role_name"], str(values[0]), str(values[1]), str(values[2])
+                )
+            )
             uri: pulumi.Output[str] = pulumi.Output.secret(plain_uri)
             uri_secret = identity.add_secret(f"{name}-database-uri", DATABASE_URI_SECRET, uri)
             # The versionless URI: Container Apps re-reads it when the secret is rotated.
@@ -246,7 +260,7 @@ class McpApp(pulumi.ComponentResource):
                 )
             )
             pgpass_mount = []
-            mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET)]
+            mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET), trust_store_env]
 
         probes = [
             app.ContainerAppProbeArgs(

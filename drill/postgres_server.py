@@ -73,6 +73,8 @@ class PostgresServer:
     bin: Path
     run_as: str | None
     extra_options: str = ""
+    issue_certificate: Callable[[Path], None] = self_signed_certificate
+    """Writes server.crt and server.key into the data directory (e.g. LocalCA.issue_server_certificate)."""
 
     host = "127.0.0.1"
 
@@ -106,7 +108,7 @@ class PostgresServer:
             "UTF8",
             "--locale=C",
         )
-        self_signed_certificate(self.data)
+        self.issue_certificate(self.data)
         if self.run_as:
             user = pwd.getpwnam(self.run_as)
             for name in ("server.crt", "server.key"):
@@ -174,8 +176,11 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(extra_options: str = "") -> Iterator[PostgresServer]:
-    """A started server; `extra_options` are more `-c name=value` settings."""
+def running_postgres(
+    extra_options: str = "", issue_certificate: Callable[[Path], None] = self_signed_certificate
+) -> Iterator[PostgresServer]:
+    """A started server; `extra_options` are more `-c name=value` settings; `issue_certificate` writes
+    its TLS certificate and key (self-signed for "localhost" unless a local CA issues them)."""
     run_as = "postgres" if os.geteuid() == 0 else None
     if run_as:
         try:
@@ -184,7 +189,7 @@ def running_postgres(extra_options: str = "") -> Iterator[PostgresServer]:
             raise RuntimeError("running as root needs the 'postgres' user (apt-get install -y postgresql)") from None
     root = Path(tempfile.mkdtemp(prefix="pgtest-"))
     root.chmod(0o755)
-    server = PostgresServer(root, free_port(), postgres_bin(), run_as, extra_options)
+    server = PostgresServer(root, free_port(), postgres_bin(), run_as, extra_options, issue_certificate)
     try:
         yield server.start()
     finally:

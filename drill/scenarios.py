@@ -34,9 +34,12 @@ from pathlib import Path
 
 from psycopg import sql
 
-from components.mcp_app import refresher_command
+from components.mcp_app import password_database_uri, passwordless_database_uri, refresher_command
 from drill.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
+from drill.local_ca import LocalCA
 from drill.postgres_server import PostgresServer, free_port, running_postgres
+
+TLS_HOST = "localhost"  # the name on the server's certificate; the server listens on 127.0.0.1
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEWARP = Path(__file__).resolve().parent / "timewarp"
@@ -268,8 +271,17 @@ def _server_events(log_file: Path) -> list[tuple[float, str, str]]:
 
 def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda _: None) -> Result:
     """Runs one scenario end to end and returns what every participant saw."""
-    with running_postgres(SERVER_OPTIONS) as server, tempfile.TemporaryDirectory(prefix="drill-") as work:
+    # Verified TLS, as in the Container App: the server's certificate comes from a local CA that the
+    # server's clients trust through SSL_CERT_FILE, and names "localhost", the host in the URI.
+    authority = LocalCA.create("drill CA")
+    with (
+        running_postgres(
+            SERVER_OPTIONS, issue_certificate=lambda data: authority.issue_server_certificate(data, (TLS_HOST,))
+        ) as server,
+        tempfile.TemporaryDirectory(prefix="drill-") as work,
+    ):
         workdir = Path(work)
+        trust_store = authority.write_bundle(workdir / "ca.pem")
         _prepare(server)
         endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=server.token_becomes_password(ROLE)).start()
         refresher: RefresherProcess | None = None
@@ -280,15 +292,14 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 PYTHONPATH=str(TIMEWARP),
                 DRILL_POOL_MAX_LIFETIME=str(POOL_MAX_LIFETIME),
                 DRILL_POOL_TIMEOUT=str(POOL_TIMEOUT),
+                SSL_CERT_FILE=str(trust_store),
             )
             if scenario.setup == "baked":
                 token = _fetch_token_once(endpoint)
-                mcp_env["DATABASE_URI"] = (
-                    f"postgresql://{ROLE}:{token}@127.0.0.1:{server.port}/{DATABASE}?sslmode=require"
-                )
+                mcp_env["DATABASE_URI"] = password_database_uri(ROLE, token, TLS_HOST, DATABASE, server.port)
             else:
-                # The Container App's environment, container by container.
-                mcp_env["DATABASE_URI"] = f"postgresql://{ROLE}@127.0.0.1:{server.port}/{DATABASE}?sslmode=require"
+                # The Container App's environment, container by container (components/mcp_app.py).
+                mcp_env["DATABASE_URI"] = passwordless_database_uri(ROLE, TLS_HOST, DATABASE, server.port)
                 mcp_env["PGPASSFILE"] = str(passfile)
                 refresher_env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
                 refresher_env.update(
@@ -296,7 +307,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                     IDENTITY_HEADER=endpoint.header,
                     AZURE_CLIENT_ID="11111111-1111-1111-1111-111111111111",
                     PGPASSFILE=str(passfile),
-                    PGHOST="127.0.0.1",
+                    PGHOST=TLS_HOST,
                     PGPORT=str(server.port),
                     PGDATABASE=DATABASE,
                     PGUSER=ROLE,

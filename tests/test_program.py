@@ -120,7 +120,10 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     assert app["template"]["volumes"] == [{"name": "pgpass", "storageType": "EmptyDir"}]
     mcp_env, refresher_env = env_of(by_name["postgres-mcp"]), env_of(by_name["token-refresher"])
     fqdn = run.exports["serverFqdn"]
-    assert mcp_env["DATABASE_URI"]["value"] == f"postgresql://postgres_mcp@{fqdn}:5432/app?sslmode=require"
+    assert (
+        mcp_env["DATABASE_URI"]["value"]
+        == f"postgresql://postgres_mcp@{fqdn}:5432/app?sslmode=verify-full&sslrootcert=system"
+    )
     assert mcp_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
     assert refresher_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
     assert {k: refresher_env[k]["value"] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")} == {
@@ -170,7 +173,7 @@ def test_password_mode_uri_is_a_key_vault_reference(password_mode: ProgramRun) -
         assert is_secret_at(secret_resource.raw_inputs, "properties", "value"), secret_resource.name
     app_password = stored["app-database-password"].inputs["properties"]["value"]
     assert stored["database-uri"].inputs["properties"]["value"] == (
-        f"postgresql://postgres_mcp:{app_password}@{run.exports['serverFqdn']}:5432/app?sslmode=require"
+        f"postgresql://postgres_mcp:{app_password}@{run.exports['serverFqdn']}:5432/app?sslmode=verify-full&sslrootcert=system"
     )
     server = run.one(SERVER)
     assert server.inputs["authConfig"]["passwordAuth"] == "Enabled"
@@ -347,7 +350,7 @@ def test_overrides_reach_the_resources() -> None:
     assert "--access-mode=unrestricted" in by_name["postgres-mcp"]["args"]
     assert by_name["token-refresher"]["command"][3] == "--margin-seconds=120"
     assert env_of(by_name["postgres-mcp"])["DATABASE_URI"]["value"].endswith(
-        "postgres.database.azure.com:5432/sales?sslmode=require"
+        "postgres.database.azure.com:5432/sales?sslmode=verify-full&sslrootcert=system"
     )
     assert env_of(by_name["token-refresher"])["PGUSER"]["value"] == "mcp_reader"
     assert run.one("azure-native:dbforpostgresql:Database").inputs["databaseName"] == "sales"
