@@ -51,6 +51,7 @@ REFRESH_MARGIN = 3  # seconds before expiry the refresher fetches the next token
 POOL_MAX_LIFETIME = 2.0  # seconds (psycopg_pool default: 3600)
 POOL_TIMEOUT = 3.0  # seconds a call waits for a connection (psycopg_pool default: 30)
 CALL_INTERVAL = 0.5
+PROGRESS_EVERY = 10.0  # seconds between progress lines while the calls run
 SERVER_OPTIONS = "-c log_connections=on -c log_line_prefix='%m [%p] '"
 
 
@@ -282,6 +283,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
     ):
         workdir = Path(work)
         trust_store = authority.write_bundle(workdir / "ca.pem")
+        progress(f"{scenario.name}: PostgreSQL up on :{server.port} (TLS, certificate from a local CA)")
         _prepare(server)
         endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=server.token_becomes_password(ROLE)).start()
         refresher: RefresherProcess | None = None
@@ -346,7 +348,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 )
                 start = time.time()
                 fault_events = _apply_faults(scenario, start, endpoint, refresher, client)
-                stdout, stderr = client.communicate(timeout=scenario.duration + 180)
+                stdout, stderr = _wait_for_client(client, scenario, start, endpoint, progress)
                 if client.returncode != 0:
                     raise RuntimeError(f"MCP client failed: {stderr.strip()[-2000:]}")
             calls = [Call(**json.loads(line)) for line in stdout.splitlines() if line.startswith("{")]
@@ -374,6 +376,42 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
             if refresher is not None:
                 refresher.kill()
             endpoint.stop()
+
+
+def _wait_for_client(
+    client: subprocess.Popen[str],
+    scenario: Scenario,
+    start: float,
+    endpoint: IdentityEndpoint,
+    progress: Callable[[str], None],
+) -> tuple[str, str]:
+    """The client's output once it is done, with a progress line every PROGRESS_EVERY seconds meanwhile."""
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        threading.Thread(target=lambda: out.extend(iter(client.stdout.readline, "")), daemon=True),  # type: ignore[union-attr]
+        threading.Thread(target=lambda: err.extend(iter(client.stderr.readline, "")), daemon=True),  # type: ignore[union-attr]
+    ]
+    for reader in readers:
+        reader.start()
+    deadline = start + scenario.duration + 180
+    next_report = start + PROGRESS_EVERY
+    while client.poll() is None:
+        if time.time() > deadline:
+            client.kill()
+            raise RuntimeError(f"MCP client still running {scenario.duration + 180:.0f}s after it started")
+        time.sleep(0.2)
+        if time.time() >= next_report:
+            calls = [json.loads(line) for line in list(out) if line.startswith("{")]
+            failed = sum(1 for call in calls if not call["ok"])
+            progress(
+                f"{scenario.name}: +{time.time() - start:.0f}s of {scenario.duration:.0f}s: {len(calls)} calls, "
+                f"{failed} failed, {len(endpoint.minted)} tokens minted"
+            )
+            next_report += PROGRESS_EVERY
+    for reader in readers:
+        reader.join(timeout=10)
+    return "".join(out), "".join(err)
 
 
 def _apply_faults(
