@@ -175,3 +175,13 @@ def test_the_container_verifies_the_server_against_debians_store(mode: str) -> N
     else:
         (stored,) = [s for s in run.of_type("azure-native:keyvault:Secret") if s.inputs["secretName"] == "database-uri"]
         assert stored.inputs["properties"]["value"].endswith("/app?sslmode=verify-full&sslrootcert=system")
+
+
+def test_an_explicit_trust_store_file_needs_no_environment(server: PostgresServer, trust: dict[str, Path]) -> None:
+    # For the role/grant provider, which runs on laptops and CI runners alike: naming the bundle in
+    # sslrootcert (e.g. certifi.where(), which holds the roots Azure's certificates chain to) verifies
+    # the server without SSL_CERT_FILE, whatever OpenSSL the psycopg wheel bundles.
+    base = f"postgresql://{ROLE}:{PASSWORD}@localhost:{server.port}/{DATABASE}?sslmode=verify-full&sslrootcert="
+    assert connect(sys.executable, base + str(trust["server"]), {})["ok"] is True
+    refused = connect(sys.executable, base + str(trust["impostor"]), {})
+    assert refused["ok"] is False and "certificate verify failed" in refused["error"], refused
