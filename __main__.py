@@ -37,8 +37,8 @@ config = settings.load()  # refuses bad values before any resource is declared
 name = config.base_name
 client = authorization.get_client_config_output()
 
-# A change of a create-only server property would replace the server (and lose its data): it stops
-# the run here, before any resource is declared.
+# A change that Azure can only make by replacement (the server, and its data; the environment, on the
+# subnet it still holds) stops the run here, before any resource is declared.
 recorded = own_stack_outputs()  # the last update's outputs
 create_only = refuse_create_only_changes(
     recorded.get(CREATE_ONLY_OUTPUT), create_only_values(name, config.location, config.geo_redundant_backup)
