@@ -10,18 +10,43 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, resources
 
 import settings
-from components.database import ADMIN_LOGIN, Database
+from components.database import (
+    ADMIN_LOGIN,
+    CREATE_ONLY_OUTPUT,
+    Database,
+    create_only_values,
+    refuse_create_only_changes,
+    server_name_prefix,
+)
 from components.database_access import DatabaseAccess
 from components.identity_and_secrets import IdentityAndSecrets
-from components.mcp_app import Admission, McpApp, entra_scope, mcp_client_configuration
+from components.mcp_app import (
+    ENVIRONMENT_OUTPUT,
+    Admission,
+    McpApp,
+    entra_scope,
+    environment_create_only_values,
+    mcp_client_configuration,
+    refuse_environment_replacement_in_place,
+)
 from components.monitoring import Monitoring
 from components.network import AppNetwork
+from components.stack_record import own_stack_outputs
 
 config = settings.load()  # refuses bad values before any resource is declared
 name = config.base_name
 client = authorization.get_client_config_output()
-deployer_object_id = client.object_id
 
+# A change that Azure can only make by replacement (the server, and its data; the environment, on the
+# subnet it still holds) stops the run here, before any resource is declared.
+recorded = own_stack_outputs()  # the last update's outputs
+create_only = refuse_create_only_changes(
+    recorded.get(CREATE_ONLY_OUTPUT), create_only_values(name, config.location, config.geo_redundant_backup)
+)
+environment_create_only = refuse_environment_replacement_in_place(
+    recorded.get(ENVIRONMENT_OUTPUT),
+    environment_create_only_values(config.ingress_internal, config.zone_redundant, str(config.app_subnet_cidr)),
+)
 resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
 # Server and vault names are global: a stable random suffix keeps stacks apart.
 suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False).result
@@ -43,6 +68,8 @@ network = AppNetwork(
         "location": resource_group.location,
         "vnet_cidr": str(config.vnet_cidr),
         "app_subnet_cidr": str(config.app_subnet_cidr),
+        "client_sources": config.mcp_client_sources,
+        "zone_redundant": config.zone_redundant,
         "tags": config.tags,
     },
 )
@@ -56,7 +83,6 @@ secrets = IdentityAndSecrets(
         "name_suffix": suffix,
         "tenant_id": client.tenant_id,
         "subscription_id": client.subscription_id,
-        "deployer_object_id": deployer_object_id,
         "with_passwords": config.auth_mode == "password",
         "purge_protection": config.key_vault_purge_protection,
         "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
@@ -71,12 +97,10 @@ database = Database(
     {
         "resource_group_name": resource_group.name,
         "location": resource_group.location,
-        "server_name": pulumi.Output.concat(name, "-pg-", suffix),
+        "server_name": pulumi.Output.concat(server_name_prefix(name), suffix),
         "tenant_id": client.tenant_id,
         "entra_admin": config.entra_admin,
-        "entra_admin_object_id": config.entra_admin.object_id or deployer_object_id,
         "password_auth": config.auth_mode == "password",
-        "administrator_login": ADMIN_LOGIN if config.auth_mode == "password" else None,
         "administrator_password": secrets.admin_password,
         "version": config.postgres_version,
         "sku_name": config.sku_name,
@@ -85,6 +109,7 @@ database = Database(
         "backup_retention_days": config.backup_retention_days,
         "geo_redundant_backup": config.geo_redundant_backup,
         "high_availability": config.high_availability,
+        "maintenance_window": config.maintenance_window,
         "database_name": config.database_name,
         "deployer_networks": config.deployer_networks,
         "app_egress_ip": network.egress_ip_address,
@@ -103,7 +128,7 @@ if config.manage_database_access:
         f"{name}-access",
         {
             "host": database.fqdn,
-            "admin_user": config.entra_admin.principal_name if config.auth_mode == "token" else ADMIN_LOGIN,
+            "admin_user": database.entra_admin_principal_name if config.auth_mode == "token" else ADMIN_LOGIN,
             "auth_mode": config.auth_mode,
             "database": database.database_name,
             "role": config.app_role_name,
@@ -127,12 +152,14 @@ mcp = McpApp(
         "image": config.mcp_image,
         "access_mode": config.mcp_access_mode,
         "token_refresh_margin_seconds": config.token_refresh_margin_seconds,
+        "vnet_id": network.vnet_id,
         "subnet_id": network.subnet_id,
         "identity": secrets,
         "database_host": database.fqdn,
         "database_name": database.database_name,
         "app_role_name": config.app_role_name,
         "monitoring": monitoring,
+        "zone_redundant": config.zone_redundant,
         "tags": config.tags,
         "admission": Admission(
             internal=config.ingress_internal,
@@ -155,6 +182,10 @@ pulumi.export("appIdentityPrincipalId", secrets.identity_principal_id)
 pulumi.export("entraAdminPrincipalName", database.entra_admin_principal_name)
 pulumi.export("appEgressIp", network.egress_ip_address)
 pulumi.export("keyVaultUri", secrets.vault_uri)
+# Read back by the next run: a change of a create-only server property stops it (see components/database.py).
+pulumi.export(CREATE_ONLY_OUTPUT, create_only)
+pulumi.export(ENVIRONMENT_OUTPUT, environment_create_only)
+pulumi.export("mcpEnvironmentIp", mcp.static_ip)
 pulumi.export("mcpAdmission", config.admission)
 pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
 pulumi.export(

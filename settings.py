@@ -11,12 +11,17 @@ each message names the key, the value given and what would be accepted.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
 import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import pulumi
 
 PROJECT = "postgres-mcp-azure"
 
@@ -41,6 +46,7 @@ HIGH_AVAILABILITY_MODES = ("Disabled", "ZoneRedundant", "SameZone")
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal")
 ACCESS_MODES = ("restricted", "unrestricted")
 PRIVILEGE_LEVELS = ("read_only", "read_write")
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 # Narrowest deployer range we refuse to widen past: a /16 is 65,536 addresses.
 WIDEST_DEPLOYER_PREFIX = 16
 RESERVED_ROLE_NAMES = frozenset(
@@ -68,8 +74,11 @@ IMAGE = re.compile(
 )
 
 
-class ConfigError(Exception):
-    """One or more config values are invalid; the message names each key."""
+class ConfigError(pulumi.RunError):
+    """One or more config values are invalid; the message names each key.
+
+    A RunError: Pulumi ends the run with the message alone, without a Python traceback.
+    """
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,13 @@ KEYS: tuple[Key, ...] = (
         "Standby server: Disabled, ZoneRedundant or SameZone (not available on Burstable).",
     ),
     Key(
+        "maintenanceWindow",
+        "string",
+        "Sun 02:00",
+        "When Azure may patch the server (a restart, and a failover with a standby): `<Mon..Sun> <HH:MM>` "
+        "UTC, the start of a one-hour custom window, or `system` for a window Azure picks.",
+    ),
+    Key(
         "databaseName",
         "string",
         "app",
@@ -165,20 +181,24 @@ KEYS: tuple[Key, ...] = (
         "entraAdminObjectId",
         "string",
         "",
-        "Object ID of the server's Entra administrator; empty means the deploying principal.",
+        "Object ID of the server's Entra administrator; empty means the deploying principal (the `oid` "
+        "claim of its Azure token).",
     ),
     Key(
         "entraAdminPrincipalName",
         "string",
         "",
-        "Role name of the Entra administrator in PostgreSQL (its UPN or display name); "
-        "required when `entraAdminObjectId` is set, `pulumi-deployer` when both are empty.",
+        "Role name of the Entra administrator in PostgreSQL (its UPN or display name); required when "
+        "`entraAdminObjectId` is set; empty takes the deployer's own: a user's UPN, an application's "
+        "display name (`pulumi-deployer` when its token carries none).",
     ),
     Key(
         "entraAdminPrincipalType",
         "string",
-        "ServicePrincipal",
-        "Kind of the Entra administrator: User, Group or ServicePrincipal.",
+        "",
+        "Kind of the Entra administrator: User, Group or ServicePrincipal; required when "
+        "`entraAdminObjectId` is set; empty takes the deployer's own (User for a signed-in user, "
+        "ServicePrincipal for an application or managed identity).",
     ),
     Key(
         "deployerCidrs",
@@ -210,20 +230,31 @@ KEYS: tuple[Key, ...] = (
         "string",
         "10.60.0.0/23",
         "Subnet of the Container Apps environment, inside `vnetCidr`, /21 to /27; its egress "
-        "leaves through a NAT gateway with one static IP that the server firewall admits.",
+        "leaves through a NAT gateway with one static IP that the server firewall admits. A change of "
+        "`ingressInternal` replaces the environment and needs a new, non-overlapping range here.",
+    ),
+    Key(
+        "zoneRedundant",
+        "boolean",
+        False,
+        "Spread the Container Apps environment and the egress public IP over the region's availability "
+        "zones. Chosen at creation: a change replaces the environment (and needs a new `appSubnetCidr`) "
+        "and the egress IP (a new address, which the server firewall follows).",
     ),
     Key(
         "ingressInternal",
         "boolean",
         False,
-        "Serve the MCP endpoint only inside the virtual network: no public endpoint at all.",
+        "Serve the MCP endpoint only inside the virtual network: an internal Container Apps environment "
+        "(no public address at all) and a private DNS zone for its domain, linked to the VNet.",
     ),
     Key(
         "allowedClientCidrs",
         "array",
         [],
-        "IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list); empty admits any address, "
-        "so Entra sign-in or internal ingress must then close the endpoint.",
+        "IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list, also enforced by the apps "
+        "subnet's network security group); private ranges only with `ingressInternal`; empty admits any "
+        "address, so Entra sign-in or internal ingress must then close the endpoint.",
     ),
     Key(
         "entraAuthClientId",
@@ -279,13 +310,124 @@ KEYS: tuple[Key, ...] = (
 DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
 
 
+WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")  # Flexible Server's dayOfWeek: 0 is Sunday
+MAINTENANCE_WINDOW = re.compile(r"^(?P<day>[A-Z][a-z]{2}) (?P<hour>[01]\d|2[0-3]):(?P<minute>[0-5]\d)$")
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A one-hour custom maintenance window of the server, in UTC."""
+
+    day_of_week: int
+    """0 is Sunday, as Flexible Server counts."""
+    start_hour: int
+    start_minute: int
+
+
+def _maintenance_window(value: str) -> MaintenanceWindow | None:
+    match = MAINTENANCE_WINDOW.match(value)
+    if not match or match.group("day") not in WEEKDAYS:
+        raise ValueError(value)
+    return MaintenanceWindow(WEEKDAYS.index(match.group("day")), int(match.group("hour")), int(match.group("minute")))
+
+
 @dataclass(frozen=True)
 class EntraAdmin:
-    """The server's Entra administrator; `object_id` None means the deploying principal."""
+    """The server's Entra administrator. A None field is taken from the deploying principal
+    (`with_deployer_defaults`); `load()` returns it complete."""
 
     object_id: str | None
-    principal_name: str
-    principal_type: PrincipalType
+    principal_name: str | None
+    principal_type: PrincipalType | None
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.object_id, self.principal_name, self.principal_type)
+
+
+@dataclass(frozen=True)
+class Deployer:
+    """Who runs `pulumi`: read from the claims of the Azure token the provider signs in with."""
+
+    object_id: str
+    principal_type: Literal["User", "ServicePrincipal"]
+    name: str | None
+    """A user's UPN; an application's display name when its token carries one."""
+
+
+FALLBACK_APP_ADMIN_NAME = "pulumi-deployer"
+MAX_ROLE_NAME_BYTES = 63
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified: we only read our own token to learn who we are."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error) as error:
+        raise ConfigError(
+            "config key 'entraAdminObjectId' is empty, so the Entra administrator is the deployer, but the "
+            f"deployer's Azure token cannot be read ({error}); expected the Azure CLI or an OIDC login, "
+            "or set entraAdminObjectId, entraAdminPrincipalName and entraAdminPrincipalType"
+        ) from None
+    if not isinstance(claims, dict):
+        raise ConfigError("config key 'entraAdminObjectId': the deployer's Azure token has no claims object")
+    return claims
+
+
+def deployer_from_claims(claims: Mapping[str, Any]) -> Deployer:
+    """User or application, from Entra access token claims.
+
+    `idtyp` is "user" or "app" (Microsoft identity platform access token claims reference); tokens
+    without it are delegated (a user's) exactly when they carry `scp`. A user's sign-in name is
+    `upn` (v1.0 tokens, also `unique_name`) or `preferred_username` (v2.0); an application's display
+    name is `app_displayname` when present. `oid` is the object ID in both cases.
+    """
+    object_id = str(claims.get("oid") or "")
+    if not GUID.match(object_id):
+        raise ConfigError(
+            f"config key 'entraAdminObjectId' is empty, but the deployer's Azure token carries no object ID "
+            f"(oid: {claims.get('oid')!r}); expected a token of a user or a service principal, or set "
+            "entraAdminObjectId, entraAdminPrincipalName and entraAdminPrincipalType"
+        )
+    kind = claims.get("idtyp")
+    is_user = kind == "user" if kind in ("user", "app") else "scp" in claims
+    if is_user:
+        name = next((str(claims[k]) for k in ("upn", "unique_name", "preferred_username") if claims.get(k)), None)
+        return Deployer(object_id, "User", name)
+    display_name = claims.get("app_displayname")
+    return Deployer(object_id, "ServicePrincipal", str(display_name) if display_name else None)
+
+
+def with_deployer_defaults(admin: EntraAdmin, deployer: Deployer) -> EntraAdmin:
+    """Fills the administrator's empty keys from the deployer; refuses what contradicts it."""
+    if admin.object_id is not None:
+        return admin  # parse() already required name and type with it
+    errors: list[str] = []
+    principal_type = admin.principal_type or deployer.principal_type
+    if admin.principal_type not in (None, deployer.principal_type):
+        errors.append(
+            f"config key 'entraAdminPrincipalType': {admin.principal_type!r} is not accepted; expected empty or "
+            f"{deployer.principal_type!r}: with entraAdminObjectId empty the administrator is the deployer, "
+            f"a {deployer.principal_type} (object ID {deployer.object_id}); set entraAdminObjectId for another "
+            "principal"
+        )
+    name = admin.principal_name
+    if name is None:
+        if deployer.name is None and deployer.principal_type == "User":
+            errors.append(
+                "config key 'entraAdminPrincipalName' is empty and the deployer's Azure token carries no user "
+                "name (upn, unique_name or preferred_username); expected the administrator's UPN"
+            )
+        name = deployer.name or FALLBACK_APP_ADMIN_NAME
+        if len(name.encode()) > MAX_ROLE_NAME_BYTES:
+            errors.append(
+                f"config key 'entraAdminPrincipalName' is empty and the deployer's name {name!r} is longer than "
+                f"{MAX_ROLE_NAME_BYTES} bytes (a PostgreSQL role name); expected a shorter name set explicitly"
+            )
+    if errors:
+        raise ConfigError("the Entra administrator cannot be derived from the deployer:\n  - " + "\n  - ".join(errors))
+    return EntraAdmin(deployer.object_id, name, principal_type)
 
 
 @dataclass(frozen=True)
@@ -325,6 +467,9 @@ class Settings:
     key_vault_soft_delete_retention_days: int
     protect_resources: bool
     log_retention_days: int
+    maintenance_window: MaintenanceWindow | None
+    """None: Azure's system-managed window."""
+    zone_redundant: bool
 
     @property
     def base_name(self) -> str:
@@ -345,6 +490,13 @@ class Settings:
             if on
         ]
         return "+".join(modes) or "anonymous-public"
+
+    @property
+    def mcp_client_sources(self) -> tuple[str, ...]:
+        """Where MCP clients call from, for the apps subnet's security group (an allow-list, or the whole scope)."""
+        if self.allowed_client_networks:
+            return tuple(str(network) for network in self.allowed_client_networks)
+        return ("VirtualNetwork",) if self.ingress_internal else ("Internet",)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -441,6 +593,14 @@ def _public_ipv4_or_empty(value: str) -> bool:
     return address.is_global
 
 
+def _valid(convert: Callable[[str], object], value: str) -> bool:
+    try:
+        convert(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _identifier_check(value: str) -> bool:
     return bool(IDENTIFIER.match(value)) and value not in RESERVED_ROLE_NAMES and not value.startswith("pg_")
 
@@ -532,7 +692,17 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
             admin_name,
             "the administrator's UPN or display name whenever entraAdminObjectId is set",
         )
-    admin_type = reader.choice("entraAdminPrincipalType", PRINCIPAL_TYPES)
+    admin_type = reader.string(
+        "entraAdminPrincipalType",
+        "empty (the deployer's own) or one of " + ", ".join(PRINCIPAL_TYPES),
+        lambda v: v == "" or v in PRINCIPAL_TYPES,
+    )
+    if admin_object_id and not admin_type:
+        reader.fail(
+            "entraAdminPrincipalType",
+            admin_type,
+            "User, Group or ServicePrincipal whenever entraAdminObjectId is set",
+        )
 
     deployer_networks: list[ipaddress.IPv4Network] = []
     for entry in reader.string_list("deployerCidrs", "IPv4 addresses or CIDR ranges") or []:
@@ -587,6 +757,28 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
             reader.fail("entraAuthAllowedClientIds", client_id, "client IDs (GUIDs)")
     if allowed_client_ids and not entra_client_id:
         reader.fail("entraAuthAllowedClientIds", allowed_client_ids, "an empty list unless entraAuthClientId is set")
+    if ingress_internal:
+        # An internal environment has no public address: its IP restrictions take private ranges only
+        # (Microsoft Learn, "Set up IP ingress restrictions"; PSRule Azure.ContainerApp.RestrictIngress).
+        for network in allowed_client_networks:
+            if not any(network.subnet_of(private) for private in RFC1918):
+                reader.fail(
+                    "allowedClientCidrs",
+                    str(network),
+                    "private ranges (10/8, 172.16/12, 192.168/16) with ingressInternal: true, where callers "
+                    "come from the virtual network and what is peered or connected to it",
+                )
+    zone_redundant = reader.boolean("zoneRedundant")
+    maintenance_text = reader.string(
+        "maintenanceWindow",
+        "system, or a weekday and a UTC start time such as 'Sun 02:00' (days: " + ", ".join(WEEKDAYS) + ")",
+        lambda v: v == "system" or _valid(_maintenance_window, v),
+    )
+    maintenance_window = (
+        None
+        if maintenance_text == "system" or not _valid(_maintenance_window, maintenance_text)
+        else _maintenance_window(maintenance_text)
+    )
     allow_anonymous = reader.boolean("allowAnonymousPublicAccess")
     admitted = ingress_internal or bool(allowed_client_networks) or bool(entra_client_id)
     if not admitted and not allow_anonymous and not any("allowedClientCidrs" in e for e in reader.errors):
@@ -635,8 +827,8 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         grant_schemas=tuple(grant_schemas),
         entra_admin=EntraAdmin(
             object_id=admin_object_id or None,
-            principal_name=admin_name or "pulumi-deployer",
-            principal_type=admin_type,  # type: ignore[arg-type]  # checked by choice()
+            principal_name=admin_name or None,
+            principal_type=admin_type or None,  # type: ignore[arg-type]  # checked above
         ),
         deployer_networks=tuple(deployer_networks),
         allow_azure_services=allow_azure_services,
@@ -655,6 +847,8 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         key_vault_soft_delete_retention_days=soft_delete_days,
         protect_resources=protect,
         log_retention_days=log_retention_days,
+        maintenance_window=maintenance_window,
+        zone_redundant=zone_redundant,
     )
 
 
@@ -670,4 +864,12 @@ def load() -> Settings:
     names = {key[len(prefix) :] for key in present if key.startswith(prefix)} | set(DEFAULTS)
     # Config.get() also resolves keys that were set as secrets.
     raw = {name: config.get(name) for name in sorted(names)}
-    return parse({name: value for name, value in raw.items() if value is not None}, pulumi.get_stack())
+    parsed = parse({name: value for name, value in raw.items() if value is not None}, pulumi.get_stack())
+    if parsed.entra_admin.complete:
+        return parsed
+    # Who runs pulumi (a user on a laptop, a service principal in CI): the claims of the token the
+    # azure-native provider signs in with, so that the defaults are right in both places.
+    from pulumi_azure_native import authorization
+
+    deployer = deployer_from_claims(token_claims(authorization.get_client_token().token))
+    return dataclasses.replace(parsed, entra_admin=with_deployer_defaults(parsed.entra_admin, deployer))

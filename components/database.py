@@ -7,25 +7,115 @@ egress IP; the "Azure services" rule exists only when explicitly asked for.
 
 Flexible Server applies one management operation at a time and refuses a second one
 while the first runs ("ServerIsBusy"), so the server's children are chained.
+
+Create-only properties never follow `authMode`, and a change of one is refused before
+anything happens: the values the server was created with are a stack output
+(`serverCreateOnly`), which the next run reads back through a stack reference to its own
+stack and compares with what it would declare, before it declares any resource.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import pulumi
 from pulumi_azure_native import dbforpostgresql as postgresql
 
 from components.monitoring import send_diagnostics
-from settings import EntraAdmin
+from settings import EntraAdmin, MaintenanceWindow
 
 POSTGRES_PORT = 5432
-ADMIN_LOGIN = "pgadmin"  # password mode only: the server administrator
+# The server's password administrator, in both modes (create-only: it cannot follow authMode).
+ADMIN_LOGIN = "pgadmin"
 TLS_SETTINGS = (("require_secure_transport", "on"), ("ssl_min_protocol_version", "TLSv1.2"))
 AZURE_SERVICES_RULE = "AllowAllAzureServicesAndResourcesWithinAzureIps"
 CI_RUNNER_RULE = "ci-runner"
+
+
+# Create-only properties of Microsoft.DBforPostgreSQL/flexibleServers in REST API 2025-08-01 (the
+# version pulumi-azure-native 3.x deploys): `x-ms-mutability: [read, create]` in the spec's
+# ServerProperties and Backup definitions, plus the resource's name, group and location. A change
+# of any of them makes the provider replace the server, and a replaced server starts empty.
+CREATE_ONLY_PROPERTIES = (
+    "serverName",
+    "resourceGroupName",
+    "location",
+    "administratorLogin",
+    "backup.geoRedundantBackup",
+    "availabilityZone",
+    "sourceServerResourceId",
+    "pointInTimeUTC",
+)
+# Left to Azure (it picks a zone when none is given) and never compared: a zone that Azure chose
+# must not read as a change, nor one it moved after a failover.
+AZURE_CHOSEN_PROPERTIES = ("availabilityZone", "highAvailability.standbyAvailabilityZone")
+# What this program sets among them, with the config key that decides each value. The server's
+# name is `<serverNamePrefix><stable random suffix>`, so its prefix stands for the name.
+GUARDED_PROPERTIES: dict[str, str] = {
+    "serverNamePrefix": "namePrefix (and the stack name)",
+    "location": "location",
+    "administratorLogin": "none (a constant of the program)",
+    "backup.geoRedundantBackup": "geoRedundantBackup",
+}
+CREATE_ONLY_OUTPUT = "serverCreateOnly"
+
+
+class CreateOnlyChangeError(pulumi.RunError):
+    """A create-only server property would change: the server would be replaced and its data lost."""
+
+
+def server_name_prefix(base_name: str) -> str:
+    return f"{base_name}-pg-"
+
+
+def create_only_values(base_name: str, location: str, geo_redundant_backup: bool) -> dict[str, str]:
+    """The guarded create-only values this program declares for the server."""
+    return {
+        "serverNamePrefix": server_name_prefix(base_name),
+        "location": location,
+        "administratorLogin": ADMIN_LOGIN,
+        "backup.geoRedundantBackup": "Enabled" if geo_redundant_backup else "Disabled",
+    }
+
+
+def create_only_changes(recorded: Mapping[str, Any] | None, declared: Mapping[str, Any]) -> list[str]:
+    """The guarded properties whose declared value differs from the one the server was created with."""
+    if not isinstance(recorded, Mapping):
+        return []  # the first deployment, or a stack from before the record existed
+    return [
+        f"{key}: {recorded[key]!r} -> {declared[key]!r} (config key: {GUARDED_PROPERTIES[key]})"
+        for key in GUARDED_PROPERTIES
+        if key in recorded and key in declared and recorded[key] != declared[key]
+    ]
+
+
+def refuse_create_only_changes(recorded: Mapping[str, Any] | None, declared: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns `declared`, or raises when the server would be replaced."""
+    changes = create_only_changes(recorded, declared)
+    if changes:
+        raise CreateOnlyChangeError(
+            "the PostgreSQL Flexible Server would be replaced, and a new server starts empty: "
+            "these properties can only be chosen when the server is created, and they differ from the "
+            f"values recorded in this stack's output '{CREATE_ONLY_OUTPUT}':\n  - "
+            + "\n  - ".join(changes)
+            + "\nNothing was changed. Set the config back to the recorded values; to move to a new server on "
+            "purpose, dump the data, deploy the new server in a new stack and restore it there."
+        )
+    return dict(declared)
+
+
+def maintenance_window_args(window: MaintenanceWindow | None) -> postgresql.MaintenanceWindowArgs:
+    if window is None:
+        return postgresql.MaintenanceWindowArgs(custom_window="Disabled")
+    return postgresql.MaintenanceWindowArgs(
+        custom_window="Enabled",
+        day_of_week=window.day_of_week,
+        start_hour=window.start_hour,
+        start_minute=window.start_minute,
+    )
 
 
 @dataclass(frozen=True)
@@ -49,11 +139,10 @@ class DatabaseArgs(TypedDict):
     server_name: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
     entra_admin: EntraAdmin
-    entra_admin_object_id: pulumi.Input[str]
-    """The resolved object ID: the configured one, or the deploying principal's."""
+    """Complete: settings.load() fills what config left empty from the deploying principal."""
     password_auth: bool
-    administrator_login: str | None
-    administrator_password: pulumi.Input[str] | None
+    administrator_password: pulumi.Input[str]
+    """The password of ADMIN_LOGIN, kept in Key Vault; usable only while password auth is on."""
     version: str
     sku_name: str
     sku_tier: str
@@ -61,6 +150,8 @@ class DatabaseArgs(TypedDict):
     backup_retention_days: int
     geo_redundant_backup: bool
     high_availability: str
+    maintenance_window: MaintenanceWindow | None
+    """A custom one-hour window (UTC), or None for Azure's system-managed one."""
     database_name: str
     deployer_networks: tuple[ipaddress.IPv4Network, ...]
     app_egress_ip: pulumi.Input[str]
@@ -86,6 +177,9 @@ class Database(pulumi.ComponentResource):
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:database:Database", name, None, opts)
         admin = args["entra_admin"]
+        if admin.object_id is None or admin.principal_name is None or admin.principal_type is None:
+            raise ValueError(f"the Entra administrator must be complete, not {admin}")
+        geo_redundant_backup = "Enabled" if args["geo_redundant_backup"] else "Disabled"
 
         server = postgresql.Server(
             f"{name}-server",
@@ -96,29 +190,27 @@ class Database(pulumi.ComponentResource):
             sku=postgresql.SkuArgs(name=args["sku_name"], tier=args["sku_tier"]),
             storage=postgresql.StorageArgs(storage_size_gb=args["storage_size_gb"], auto_grow="Enabled"),
             backup=postgresql.BackupArgs(
-                backup_retention_days=args["backup_retention_days"],
-                geo_redundant_backup="Enabled" if args["geo_redundant_backup"] else "Disabled",
+                backup_retention_days=args["backup_retention_days"], geo_redundant_backup=geo_redundant_backup
             ),
             high_availability=postgresql.HighAvailabilityArgs(mode=args["high_availability"]),
+            maintenance_window=maintenance_window_args(args["maintenance_window"]),
             auth_config=postgresql.AuthConfigArgs(
                 active_directory_auth="Enabled",
                 password_auth="Enabled" if args["password_auth"] else "Disabled",
                 tenant_id=args["tenant_id"],
             ),
-            administrator_login=args["administrator_login"] if args["password_auth"] else None,
-            administrator_login_password=(
-                pulumi.Output.secret(args["administrator_password"])
-                if args["password_auth"] and args["administrator_password"] is not None
-                else None
-            ),
+            # Both modes: switching authMode flips passwordAuth (updatable), never the login (create-only).
+            administrator_login=ADMIN_LOGIN,
+            administrator_login_password=pulumi.Output.secret(args["administrator_password"]),
             network=postgresql.NetworkArgs(public_network_access="Enabled"),
             tags=args["tags"],
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=args["protect"],
                 additional_secret_outputs=["administratorLoginPassword"],
-                # The password is generated once; Azure never returns it, so never diff on it.
-                ignore_changes=["administratorLoginPassword"],
+                # The password is generated once; Azure never returns it, so never diff on it. The zones
+                # are Azure's choice (see AZURE_CHOSEN_PROPERTIES); a refresh must not turn them into a diff.
+                ignore_changes=["administratorLoginPassword", *AZURE_CHOSEN_PROPERTIES],
             ),
         )
 
@@ -131,7 +223,7 @@ class Database(pulumi.ComponentResource):
             f"{name}-entra-admin",
             resource_group_name=args["resource_group_name"],
             server_name=server.name,
-            object_id=args["entra_admin_object_id"],
+            object_id=admin.object_id,
             principal_name=admin.principal_name,
             principal_type=admin.principal_type,
             tenant_id=args["tenant_id"],
@@ -186,7 +278,7 @@ class Database(pulumi.ComponentResource):
         self.server_name = server.name
         self.fqdn = server.fully_qualified_domain_name.apply(lambda fqdn: fqdn or "")
         self.database_name = database.name
-        self.entra_admin_object_id = pulumi.Output.from_input(args["entra_admin_object_id"])
+        self.entra_admin_object_id = pulumi.Output.from_input(admin.object_id)
         self.entra_admin_principal_name = pulumi.Output.from_input(admin.principal_name)
         self.entra_admin_principal_type = pulumi.Output.from_input(admin.principal_type)
         self.register_outputs(

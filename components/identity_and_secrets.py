@@ -3,6 +3,10 @@
 The identity is user-assigned because Container Apps resolves Key Vault references
 while it creates a revision: the identity must already hold Key Vault Secrets User by
 then, and a system-assigned identity does not exist until the app does.
+
+The deployer holds no data-plane role on the vault: secrets are written through ARM
+(Microsoft.KeyVault/vaults/secrets, a control-plane write), so a pipeline's identity
+can store the generated passwords without ever being able to read them back.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from pulumi_azure_native import authorization, keyvault, managedidentity
 from components.monitoring import send_diagnostics
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 
 ADMIN_PASSWORD_SECRET = "postgres-admin-password"  # noqa: S105 (a secret name, not a secret)
 APP_PASSWORD_SECRET = "app-database-password"  # noqa: S105 (a secret name, not a secret)
@@ -48,9 +51,8 @@ class IdentityAndSecretsArgs(TypedDict):
     name_suffix: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
-    deployer_object_id: pulumi.Input[str]
     with_passwords: bool
-    """Password mode: generate the server admin's and the app's database passwords."""
+    """Password mode: also generate the app's database password (the server admin's always exists)."""
     purge_protection: bool
     soft_delete_retention_days: int
     protect: bool
@@ -66,7 +68,7 @@ class IdentityAndSecrets(pulumi.ComponentResource):
     vault_name: pulumi.Output[str]
     vault_uri: pulumi.Output[str]
     secrets_user_assignment: authorization.RoleAssignment
-    admin_password: pulumi.Output[str] | None
+    admin_password: pulumi.Output[str]
     app_password: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: IdentityAndSecretsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -114,31 +116,19 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             description="postgres-mcp reads its Key Vault references",
             opts=child,
         )
-        authorization.RoleAssignment(
-            f"{name}-deployer-secrets-officer",
-            scope=vault.id,
-            principal_id=args["deployer_object_id"],
-            role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
-                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_OFFICER)
-            ),
-            description="the deploying principal manages the stack's secrets",
-            opts=child,
-        )
-
         self._vault = vault
         self._resource_group_name = args["resource_group_name"]
-        self.admin_password = None
+        # The server's password administrator exists in both modes: `administratorLogin` can only be set
+        # when the server is created, so a login that came and went with `authMode` would replace the server.
+        # In token mode password authentication is off and the login cannot sign in; its password waits here.
+        admin = generated_password(f"{name}-admin-password", child)
+        self.admin_password = pulumi.Output.secret(admin.result)
+        self.add_secret(f"{name}-{ADMIN_PASSWORD_SECRET}", ADMIN_PASSWORD_SECRET, self.admin_password)
         self.app_password = None
         if args["with_passwords"]:
-            admin = generated_password(f"{name}-admin-password", child)
             app = generated_password(f"{name}-app-password", child)
-            self.admin_password = pulumi.Output.secret(admin.result)
             self.app_password = pulumi.Output.secret(app.result)
-            for secret_name, value in (
-                (ADMIN_PASSWORD_SECRET, self.admin_password),
-                (APP_PASSWORD_SECRET, self.app_password),
-            ):
-                self.add_secret(f"{name}-{secret_name}", secret_name, value)
+            self.add_secret(f"{name}-{APP_PASSWORD_SECRET}", APP_PASSWORD_SECRET, self.app_password)
 
         send_diagnostics(f"{name}-vault-diagnostics", vault.id, args["workspace_id"], self)
         self.identity_id = identity.id

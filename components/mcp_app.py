@@ -1,5 +1,13 @@
 """postgres-mcp in Azure Container Apps, with its logs in Log Analytics.
 
+Reachable inside the VNet only (`ingressInternal`): an internal environment (no public
+address at all) whose apps keep `external: true` ingress, which there means "the VNet",
+plus a private DNS zone named after the environment's default domain with `*` and `@`
+A records to its static IP, linked to the VNet (Microsoft Learn, "Provide a virtual
+network to an internal Azure Container Apps environment"). `internal` is create-only:
+changing it replaces the environment, which needs a new subnet (see
+`refuse_environment_replacement_in_place`).
+
 Token mode: DATABASE_URI carries no password and PGPASSFILE points into an EmptyDir
 volume that the token-refresher sidecar keeps filled with a fresh Entra token; libpq
 reads that file on every new connection, so postgres-mcp runs unchanged.
@@ -10,12 +18,13 @@ from __future__ import annotations
 
 import json
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 import pulumi
-from pulumi_azure_native import app
+from pulumi_azure_native import app, privatedns
 
 from components.database import POSTGRES_PORT
 from components.identity_and_secrets import IdentityAndSecrets
@@ -30,23 +39,70 @@ WORKLOAD_PROFILE = "Consumption"
 REFRESHER_SOURCE = Path(__file__).with_name("token_refresher.py")
 
 
+ENVIRONMENT_OUTPUT = "environmentCreateOnly"
+# Properties a Container Apps environment takes only at creation; a change replaces it.
+ENVIRONMENT_CREATE_ONLY = ("internal", "zoneRedundant", "appSubnetCidr")
+
+
+class EnvironmentReplacementError(pulumi.RunError):
+    """The environment would be replaced onto the subnet its predecessor still holds."""
+
+
+def environment_create_only_values(internal: bool, zone_redundant: bool, subnet_cidr: str) -> dict[str, Any]:
+    return {"internal": internal, "zoneRedundant": zone_redundant, "appSubnetCidr": subnet_cidr}
+
+
+def refuse_environment_replacement_in_place(
+    recorded: Mapping[str, Any] | None, declared: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Returns `declared`, or raises when the environment would be replaced on the same subnet.
+
+    A new environment is created before the old one is deleted, and Azure keeps a deleted
+    environment's subnet reserved for a long time: the replacement needs a subnet of its own.
+    """
+    if isinstance(recorded, Mapping):
+        changed = [
+            f"{key}: {recorded[key]!r} -> {declared[key]!r}"
+            for key in ENVIRONMENT_CREATE_ONLY
+            if key != "appSubnetCidr" and key in recorded and recorded[key] != declared[key]
+        ]
+        if changed and recorded.get("appSubnetCidr") == declared["appSubnetCidr"]:
+            raise EnvironmentReplacementError(
+                "config key 'appSubnetCidr': the Container Apps environment is replaced when these change ("
+                + "; ".join(changed)
+                + f"), and the new environment cannot share subnet {declared['appSubnetCidr']} with the old one "
+                "(Azure keeps a deleted environment's subnet reserved); expected a new range inside vnetCidr "
+                "that does not overlap the current one. Nothing was changed."
+            )
+    return dict(declared)
+
+
 def refresher_source() -> str:
     """The sidecar's program, verbatim from components/token_refresher.py."""
     return REFRESHER_SOURCE.read_text(encoding="utf-8")
 
 
-def passwordless_database_uri(role: str, host: str, database: str) -> str:
+# Verified TLS: the server's certificate must chain to a trusted root and name the host, so that
+# neither the app's token nor its password can be handed to an impostor (`require` checks nothing).
+# `sslrootcert=system` (libpq 16+; the image's psycopg-binary 3.2.6 bundles libpq 17) trusts
+# OpenSSL's default store, and the wheel's own OpenSSL looks for it in its build directory
+# (OPENSSLDIR "/host/tmp/libpq.build/ssl"), not in Debian's: SYSTEM_TRUST_STORE points it there.
+TLS_PARAMETERS = "sslmode=verify-full&sslrootcert=system"
+SYSTEM_TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's ca-certificates, in python:3.12-slim
+
+
+def passwordless_database_uri(role: str, host: str, database: str, port: int = POSTGRES_PORT) -> str:
     """The URI postgres-mcp gets in token mode: libpq takes the password from PGPASSFILE."""
     return (
-        f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:{POSTGRES_PORT}/"
-        f"{urllib.parse.quote(database, safe='')}?sslmode=require"
+        f"postgresql://{urllib.parse.quote(role, safe='')}@{host}:{port}/"
+        f"{urllib.parse.quote(database, safe='')}?{TLS_PARAMETERS}"
     )
 
 
-def password_database_uri(role: str, password: str, host: str, database: str) -> str:
+def password_database_uri(role: str, password: str, host: str, database: str, port: int = POSTGRES_PORT) -> str:
     return (
         f"postgresql://{urllib.parse.quote(role, safe='')}:{urllib.parse.quote(password, safe='')}"
-        f"@{host}:{POSTGRES_PORT}/{urllib.parse.quote(database, safe='')}?sslmode=require"
+        f"@{host}:{port}/{urllib.parse.quote(database, safe='')}?{TLS_PARAMETERS}"
     )
 
 
@@ -97,12 +153,15 @@ class McpAppArgs(TypedDict):
     image: str
     access_mode: str
     token_refresh_margin_seconds: int
+    vnet_id: pulumi.Input[str]
     subnet_id: pulumi.Input[str]
     identity: IdentityAndSecrets
     database_host: pulumi.Input[str]
     database_name: pulumi.Input[str]
     app_role_name: str
     monitoring: Monitoring
+    zone_redundant: bool
+    """Spread the environment over the region's availability zones (create-only)."""
     tags: dict[str, str]
     admission: Admission
     depends_on: list[pulumi.Resource]
@@ -112,6 +171,8 @@ class McpAppArgs(TypedDict):
 class McpApp(pulumi.ComponentResource):
     fqdn: pulumi.Output[str]
     sse_url: pulumi.Output[str]
+    static_ip: pulumi.Output[str]
+    """The environment's address: public for an external environment, in the subnet for an internal one."""
 
     def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
@@ -128,15 +189,26 @@ class McpApp(pulumi.ComponentResource):
                     customer_id=monitoring.customer_id, shared_key=monitoring.shared_key
                 ),
             ),
-            vnet_configuration=app.VnetConfigurationArgs(infrastructure_subnet_id=args["subnet_id"], internal=False),
+            vnet_configuration=app.VnetConfigurationArgs(
+                infrastructure_subnet_id=args["subnet_id"], internal=admission.internal
+            ),
             workload_profiles=[app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)],
-            opts=child,
+            zone_redundant=args["zone_redundant"],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Create-only in Azure: say so, so that a change replaces the environment (a new one, on
+                # the new subnet, before the old one goes) instead of failing as an update.
+                replace_on_changes=["vnetConfiguration", "zoneRedundant"],
+            ),
             resource_group_name=args["resource_group_name"],
             location=args["location"],
             tags=args["tags"],
         )
+        if admission.internal:
+            self._private_dns(name, environment, args)
 
         token_mode = args["auth_mode"] == "token"
+        trust_store_env = app.EnvironmentVarArgs(name="SSL_CERT_FILE", value=SYSTEM_TRUST_STORE)
         secrets: list[app.SecretArgs] = []
         volumes: list[app.VolumeArgs] = []
         sidecars: list[app.ContainerArgs] = []
@@ -149,7 +221,7 @@ class McpApp(pulumi.ComponentResource):
             )
             pgpass_mount = [app.VolumeMountArgs(volume_name=PGPASS_VOLUME, mount_path=PGPASS_DIRECTORY)]
             volumes.append(app.VolumeArgs(name=PGPASS_VOLUME, storage_type="EmptyDir"))
-            mcp_env = [uri_env, app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE)]
+            mcp_env = [uri_env, app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE), trust_store_env]
             sidecars.append(
                 app.ContainerArgs(
                     name="token-refresher",
@@ -172,7 +244,11 @@ class McpApp(pulumi.ComponentResource):
                 raise ValueError("password mode needs the generated app password (IdentityAndSecrets with_passwords)")
             plain_uri: pulumi.Output[str] = pulumi.Output.all(
                 identity.app_password, args["database_host"], args["database_name"]
-            ).apply(lambda values: password_database_uri(args["app_role_name"], *map(str, values)))
+            ).apply(
+                lambda values: password_database_uri(
+                    args["app_role_name"], str(values[0]), str(values[1]), str(values[2])
+                )
+            )
             uri: pulumi.Output[str] = pulumi.Output.secret(plain_uri)
             uri_secret = identity.add_secret(f"{name}-database-uri", DATABASE_URI_SECRET, uri)
             # The versionless URI: Container Apps re-reads it when the secret is rotated.
@@ -184,7 +260,7 @@ class McpApp(pulumi.ComponentResource):
                 )
             )
             pgpass_mount = []
-            mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET)]
+            mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET), trust_store_env]
 
         probes = [
             app.ContainerAppProbeArgs(
@@ -217,7 +293,9 @@ class McpApp(pulumi.ComponentResource):
             configuration=app.ConfigurationArgs(
                 active_revisions_mode="Single",
                 ingress=app.IngressArgs(
-                    external=not admission.internal,
+                    # Outside the environment: the internet for an external environment, the VNet (and
+                    # what is peered or connected to it) for an internal one.
+                    external=True,
                     target_port=MCP_PORT,
                     transport="auto",
                     allow_insecure=False,
@@ -244,6 +322,9 @@ class McpApp(pulumi.ComponentResource):
                 parent=self,
                 # Key Vault references resolve while the revision is created: the role first.
                 depends_on=[identity.secrets_user_assignment, *args["depends_on"]],
+                # The app's name is fixed and unique in the resource group: when a new environment
+                # replaces the old one, the app must go before its successor can be created.
+                delete_before_replace=True,
             ),
             resource_group_name=args["resource_group_name"],
             location=args["location"],
@@ -286,4 +367,37 @@ class McpApp(pulumi.ComponentResource):
 
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
-        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url})
+        self.static_ip = environment.static_ip
+        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url, "static_ip": self.static_ip})
+
+    def _private_dns(self, name: str, environment: app.ManagedEnvironment, args: McpAppArgs) -> None:
+        """Resolves the internal environment's names inside the VNet: `<app>.<default domain>` and the apex."""
+        zone = privatedns.PrivateZone(
+            f"{name}-private-dns",
+            private_zone_name=environment.default_domain,
+            location="Global",
+            resource_group_name=args["resource_group_name"],
+            tags=args["tags"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for record, label in (("*", "wildcard"), ("@", "apex")):
+            privatedns.PrivateRecordSet(
+                f"{name}-private-dns-{label}",
+                private_zone_name=zone.name,
+                record_type="A",
+                relative_record_set_name=record,
+                a_records=[privatedns.ARecordArgs(ipv4_address=environment.static_ip)],
+                ttl=300,
+                resource_group_name=args["resource_group_name"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        privatedns.VirtualNetworkLink(
+            f"{name}-private-dns-link",
+            private_zone_name=zone.name,
+            virtual_network=privatedns.SubResourceArgs(id=args["vnet_id"]),
+            registration_enabled=False,
+            location="Global",
+            resource_group_name=args["resource_group_name"],
+            tags=args["tags"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -103,7 +103,10 @@ def connection_latency(server: PostgresServer, count: int) -> None:
     }
     for connect in ways.values():  # warm up each path once
         time_connections(connect, 3)
-    results = {name: time_connections(connect, count) for name, connect in ways.items()}
+    results: dict[str, list[float]] = {}
+    for name, connect in ways.items():
+        print(f"   measuring {count} new connections: {name} ...", flush=True)
+        results[name] = time_connections(connect, count)
     endpoint.stop()
     workdir.cleanup()
     baseline = statistics.median(results["static password"])
@@ -141,8 +144,14 @@ def running_refresher(lifetime: int, *arguments: str) -> Iterator[tuple[Identity
 
 
 def calls_per_lifetime(lifetime: int, margin: float, lifetimes: int) -> None:
+    print(
+        f"\n   running the refresher for {lifetime * lifetimes}s against {lifetime}s tokens, counting its calls ...",
+        flush=True,
+    )
     with running_refresher(lifetime, f"--margin-seconds={margin}", "--min-interval-seconds=0.5") as (endpoint, _):
-        time.sleep(lifetime * lifetimes)
+        for elapsed in range(lifetime, lifetime * lifetimes + 1, lifetime):
+            time.sleep(lifetime)
+            print(f"   +{elapsed}s: {len(endpoint.requests)} identity endpoint calls so far", flush=True)
     print(
         f"\n2. Identity endpoint calls: {len(endpoint.requests)} in {lifetime * lifetimes}s of {lifetime}s tokens "
         f"(margin {margin}s) = {len(endpoint.requests) / lifetimes:.2f} per token lifetime"
@@ -160,6 +169,7 @@ def idle_footprint(seconds: float) -> None:
             fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / ticks
 
+        print(f"\n   sampling the idle refresher's CPU time and memory for {seconds:.0f}s ...", flush=True)
         before = cpu_seconds()
         time.sleep(seconds)
         used = cpu_seconds() - before
@@ -179,6 +189,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=20)
     arguments = parser.parse_args()
+    print("starting a local PostgreSQL (TLS) ...", flush=True)
     with running_postgres() as server:
         connection_latency(server, arguments.connections)
     calls_per_lifetime(lifetime=6, margin=3, lifetimes=5)

@@ -88,6 +88,8 @@ class PostgresServer:
     bin: Path
     run_as: str | None
     extra_options: str = ""
+    issue_certificate: Callable[[Path], None] = self_signed_certificate
+    """Writes server.crt and server.key into the data directory (e.g. LocalCA.issue_server_certificate)."""
     tls: bool = True
 
     host = "127.0.0.1"
@@ -136,7 +138,7 @@ class PostgresServer:
             "--locale=C",
         )
         if self.tls:
-            self_signed_certificate(self.data)
+            self.issue_certificate(self.data)
             if self.run_as:
                 user = pwd.getpwnam(self.run_as)
                 for name in ("server.crt", "server.key"):
@@ -205,8 +207,14 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres(extra_options: str = "", flavour: str = "debian") -> Iterator[PostgresServer]:
-    """A started server of `flavour` (see FLAVOURS); `extra_options` are more `-c name=value` settings."""
+def running_postgres(
+    extra_options: str = "",
+    issue_certificate: Callable[[Path], None] = self_signed_certificate,
+    flavour: str = "debian",
+) -> Iterator[PostgresServer]:
+    """A started server of `flavour` (see FLAVOURS); `extra_options` are more `-c name=value` settings;
+    `issue_certificate` writes its TLS certificate and key (self-signed for "localhost" unless a local CA
+    issues them; the embedded flavour has no TLS)."""
     run_as = "postgres" if os.geteuid() == 0 else None
     if run_as:
         try:
@@ -215,7 +223,9 @@ def running_postgres(extra_options: str = "", flavour: str = "debian") -> Iterat
             raise RuntimeError("running as root needs the 'postgres' user (apt-get install -y postgresql)") from None
     root = Path(tempfile.mkdtemp(prefix="pgtest-"))
     root.chmod(0o755)
-    server = PostgresServer(root, free_port(), FLAVOURS[flavour](), run_as, extra_options, tls=flavour == "debian")
+    server = PostgresServer(
+        root, free_port(), FLAVOURS[flavour](), run_as, extra_options, issue_certificate, tls=flavour == "debian"
+    )
     try:
         yield server.start()
     finally:

@@ -34,9 +34,12 @@ from pathlib import Path
 
 from psycopg import sql
 
-from components.mcp_app import refresher_command
+from components.mcp_app import password_database_uri, passwordless_database_uri, refresher_command
 from drill.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
+from drill.local_ca import LocalCA
 from drill.postgres_server import PostgresServer, free_port, running_postgres
+
+TLS_HOST = "localhost"  # the name on the server's certificate; the server listens on 127.0.0.1
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEWARP = Path(__file__).resolve().parent / "timewarp"
@@ -48,6 +51,7 @@ REFRESH_MARGIN = 3  # seconds before expiry the refresher fetches the next token
 POOL_MAX_LIFETIME = 2.0  # seconds (psycopg_pool default: 3600)
 POOL_TIMEOUT = 3.0  # seconds a call waits for a connection (psycopg_pool default: 30)
 CALL_INTERVAL = 0.5
+PROGRESS_EVERY = 10.0  # seconds between progress lines while the calls run
 SERVER_OPTIONS = "-c log_connections=on -c log_line_prefix='%m [%p] '"
 
 
@@ -268,8 +272,18 @@ def _server_events(log_file: Path) -> list[tuple[float, str, str]]:
 
 def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda _: None) -> Result:
     """Runs one scenario end to end and returns what every participant saw."""
-    with running_postgres(SERVER_OPTIONS) as server, tempfile.TemporaryDirectory(prefix="drill-") as work:
+    # Verified TLS, as in the Container App: the server's certificate comes from a local CA that the
+    # server's clients trust through SSL_CERT_FILE, and names "localhost", the host in the URI.
+    authority = LocalCA.create("drill CA")
+    with (
+        running_postgres(
+            SERVER_OPTIONS, issue_certificate=lambda data: authority.issue_server_certificate(data, (TLS_HOST,))
+        ) as server,
+        tempfile.TemporaryDirectory(prefix="drill-") as work,
+    ):
         workdir = Path(work)
+        trust_store = authority.write_bundle(workdir / "ca.pem")
+        progress(f"{scenario.name}: PostgreSQL up on :{server.port} (TLS, certificate from a local CA)")
         _prepare(server)
         endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=server.token_becomes_password(ROLE)).start()
         refresher: RefresherProcess | None = None
@@ -280,15 +294,14 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 PYTHONPATH=str(TIMEWARP),
                 DRILL_POOL_MAX_LIFETIME=str(POOL_MAX_LIFETIME),
                 DRILL_POOL_TIMEOUT=str(POOL_TIMEOUT),
+                SSL_CERT_FILE=str(trust_store),
             )
             if scenario.setup == "baked":
                 token = _fetch_token_once(endpoint)
-                mcp_env["DATABASE_URI"] = (
-                    f"postgresql://{ROLE}:{token}@127.0.0.1:{server.port}/{DATABASE}?sslmode=require"
-                )
+                mcp_env["DATABASE_URI"] = password_database_uri(ROLE, token, TLS_HOST, DATABASE, server.port)
             else:
-                # The Container App's environment, container by container.
-                mcp_env["DATABASE_URI"] = f"postgresql://{ROLE}@127.0.0.1:{server.port}/{DATABASE}?sslmode=require"
+                # The Container App's environment, container by container (components/mcp_app.py).
+                mcp_env["DATABASE_URI"] = passwordless_database_uri(ROLE, TLS_HOST, DATABASE, server.port)
                 mcp_env["PGPASSFILE"] = str(passfile)
                 refresher_env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
                 refresher_env.update(
@@ -296,7 +309,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                     IDENTITY_HEADER=endpoint.header,
                     AZURE_CLIENT_ID="11111111-1111-1111-1111-111111111111",
                     PGPASSFILE=str(passfile),
-                    PGHOST="127.0.0.1",
+                    PGHOST=TLS_HOST,
                     PGPORT=str(server.port),
                     PGDATABASE=DATABASE,
                     PGUSER=ROLE,
@@ -335,7 +348,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 )
                 start = time.time()
                 fault_events = _apply_faults(scenario, start, endpoint, refresher, client)
-                stdout, stderr = client.communicate(timeout=scenario.duration + 180)
+                stdout, stderr = _wait_for_client(client, scenario, start, endpoint, progress)
                 if client.returncode != 0:
                     raise RuntimeError(f"MCP client failed: {stderr.strip()[-2000:]}")
             calls = [Call(**json.loads(line)) for line in stdout.splitlines() if line.startswith("{")]
@@ -363,6 +376,42 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
             if refresher is not None:
                 refresher.kill()
             endpoint.stop()
+
+
+def _wait_for_client(
+    client: subprocess.Popen[str],
+    scenario: Scenario,
+    start: float,
+    endpoint: IdentityEndpoint,
+    progress: Callable[[str], None],
+) -> tuple[str, str]:
+    """The client's output once it is done, with a progress line every PROGRESS_EVERY seconds meanwhile."""
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        threading.Thread(target=lambda: out.extend(iter(client.stdout.readline, "")), daemon=True),  # type: ignore[union-attr]
+        threading.Thread(target=lambda: err.extend(iter(client.stderr.readline, "")), daemon=True),  # type: ignore[union-attr]
+    ]
+    for reader in readers:
+        reader.start()
+    deadline = start + scenario.duration + 180
+    next_report = start + PROGRESS_EVERY
+    while client.poll() is None:
+        if time.time() > deadline:
+            client.kill()
+            raise RuntimeError(f"MCP client still running {scenario.duration + 180:.0f}s after it started")
+        time.sleep(0.2)
+        if time.time() >= next_report:
+            calls = [json.loads(line) for line in list(out) if line.startswith("{")]
+            failed = sum(1 for call in calls if not call["ok"])
+            progress(
+                f"{scenario.name}: +{time.time() - start:.0f}s of {scenario.duration:.0f}s: {len(calls)} calls, "
+                f"{failed} failed, {len(endpoint.minted)} tokens minted"
+            )
+            next_report += PROGRESS_EVERY
+    for reader in readers:
+        reader.join(timeout=10)
+    return "".join(out), "".join(err)
 
 
 def _apply_faults(

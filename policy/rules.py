@@ -643,6 +643,11 @@ def _sign_in_problem(auth: Resource) -> str | None:
 def not_anonymous_and_public(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
     apps = _of_type(resources, CONTAINER_APP)
     findings: list[tuple[Resource, str]] = []
+    # An internal environment has no public address: `external` ingress there reaches the VNet only
+    # (Microsoft Learn, Container Apps "Networking": internal environments, ingress "Limited to VNet").
+    environments = _of_type(resources, MANAGED_ENVIRONMENT)
+    if environments and all(get(e.props, "vnetConfiguration", "internal") is True for e in environments):
+        return findings
     for app in apps:
         external = get(app.props, "configuration", "ingress", "external")
         if isinstance(external, Unknown):

@@ -8,6 +8,8 @@ so this module does.
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import json
 import runpy
 from collections.abc import Mapping
@@ -31,6 +33,47 @@ SECRET_SIGNATURE_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIGNATURE = "1b47061264138c4ac30d75fd1eb44270"
 LOG_ANALYTICS_SHARED_KEY = "mock-shared-key-Zm9vYmFyYmF6"
 EGRESS_IP = "20.50.60.70"
+ENVIRONMENT_PUBLIC_IP = "20.50.60.80"
+DEPLOYER_CLIENT_ID = "44444444-4444-4444-4444-444444444444"
+
+# Claims of ARM access tokens (v1.0, as the Azure CLI and azure-identity get them for
+# https://management.azure.com/), per the Microsoft identity platform's access token claims
+# reference: `idtyp` says user or app, `scp` is present only in delegated (user) tokens, `upn`/
+# `unique_name` name a user, `app_displayname` the calling application, `oid` the principal.
+CI_APP_CLAIMS: dict[str, Any] = {
+    "aud": "https://management.azure.com/",
+    "iss": f"https://sts.windows.net/{TENANT_ID}/",
+    "ver": "1.0",
+    "idtyp": "app",
+    "appid": DEPLOYER_CLIENT_ID,
+    "app_displayname": "pgmcp-deploy",
+    "oid": DEPLOYER_OBJECT_ID,
+    "sub": DEPLOYER_OBJECT_ID,
+    "tid": TENANT_ID,
+}
+LAPTOP_USER_CLAIMS: dict[str, Any] = {
+    "aud": "https://management.azure.com/",
+    "iss": f"https://sts.windows.net/{TENANT_ID}/",
+    "ver": "1.0",
+    "idtyp": "user",
+    "appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46",  # the Azure CLI
+    "app_displayname": "Azure CLI",
+    "scp": "user_impersonation",
+    "upn": "alice@contoso.example",
+    "unique_name": "alice@contoso.example",
+    "name": "Alice",
+    "oid": DEPLOYER_OBJECT_ID,
+    "tid": TENANT_ID,
+}
+
+
+def jwt(claims: Mapping[str, Any]) -> str:
+    """An unsigned-looking JWT with these claims (the program only reads its own token's payload)."""
+
+    def part(value: Mapping[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'typ': 'JWT', 'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl"
 
 
 def _as_config_string(value: Any) -> str:
@@ -75,9 +118,17 @@ class Declared:
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like Azure would for the outputs the program reads, and records everything."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, stack_outputs: Mapping[str, Any] | None = None, deployer_claims: Mapping[str, Any] | None = None
+    ) -> None:
+        self.deployer_claims = dict(CI_APP_CLAIMS if deployer_claims is None else deployer_claims)
+        """Who runs pulumi: the claims of the token the azure-native provider signs in with."""
+        self.stack_outputs = dict(stack_outputs or {})
+        """What the backend holds as this stack's outputs from its last update (read by a stack reference)."""
         self.resources: list[Declared] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._subnet_prefixes: dict[str, str] = {}
+        self._environment_domains: dict[str, str] = {}
         self.generated_secrets: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -94,10 +145,32 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["principalId"] = "22222222-2222-2222-2222-222222222222"
         elif typ == "azure-native:network:PublicIPAddress":
             outputs["ipAddress"] = EGRESS_IP
+        elif typ == "azure-native:network:Subnet":
+            self._subnet_prefixes[resource_id] = str(args.inputs["addressPrefix"])
+        elif typ == "azure-native:app:ManagedEnvironment":
+            # Azure answers with the environment's DNS suffix, <unique>.<region>.azurecontainerapps.io, and
+            # its address: a public IP for an external environment, one of its subnet's for an internal one
+            # (Microsoft Learn, Container Apps networking: "internal environments ... no public IP").
+            outputs["defaultDomain"] = f"{args.name}-7f3a9c.westeurope.azurecontainerapps.io"
+            vnet = dict(args.inputs.get("vnetConfiguration", {}))
+            if vnet.get("internal"):
+                # In a first preview the subnet's ID is unknown, and so is the address Azure will pick.
+                prefix = self._subnet_prefixes.get(vnet.get("infrastructureSubnetId"))
+                if prefix is not None:
+                    outputs["staticIp"] = str(ipaddress.ip_network(prefix).network_address + 100)
+            else:
+                outputs["staticIp"] = ENVIRONMENT_PUBLIC_IP
+            self._environment_domains[resource_id] = outputs["defaultDomain"]
         elif typ == "azure-native:dbforpostgresql:Server":
             outputs["fullyQualifiedDomainName"] = (
                 f"{args.inputs.get('serverName', args.name)}.postgres.database.azure.com"
             )
+            # Azure picks the zones when none is asked for (REST API: availabilityZone defaults to "").
+            outputs["availabilityZone"] = outputs.get("availabilityZone") or "1"
+            high_availability = dict(outputs.get("highAvailability", {}))
+            if high_availability.get("mode") in ("ZoneRedundant", "SameZone"):
+                high_availability["standbyAvailabilityZone"] = high_availability.get("standbyAvailabilityZone") or "2"
+            outputs["highAvailability"] = high_availability
         elif typ == "azure-native:keyvault:Vault":
             properties = dict(outputs.get("properties", {}))
             properties["vaultUri"] = f"https://{args.inputs.get('vaultName', args.name)}.vault.azure.net/"
@@ -113,9 +186,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "azure-native:app:ContainerApp":
             configuration = dict(outputs.get("configuration", {}))
             ingress = dict(configuration.get("ingress", {}))
-            ingress["fqdn"] = (
-                f"{args.inputs.get('containerAppName', args.name)}.example.westeurope.azurecontainerapps.io"
-            )
+            # In a first preview the environment's ID is unknown, and so is the app's FQDN.
+            domain = self._environment_domains.get(args.inputs.get("managedEnvironmentId"), "unknown.invalid")
+            ingress["fqdn"] = f"{args.inputs.get('containerAppName', args.name)}.{domain}"
             configuration["ingress"] = ingress
             configuration.pop("secrets", None)  # Azure never answers with secret values
             outputs["configuration"] = configuration
@@ -139,11 +212,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls.append((args.token, dict(args.args)))
         if args.token == "azure-native:authorization:getClientConfig":
             return {
-                "clientId": "44444444-4444-4444-4444-444444444444",
-                "objectId": DEPLOYER_OBJECT_ID,
+                "clientId": self.deployer_claims.get("appid", DEPLOYER_CLIENT_ID),
+                "objectId": self.deployer_claims.get("oid", DEPLOYER_OBJECT_ID),
                 "subscriptionId": SUBSCRIPTION_ID,
                 "tenantId": TENANT_ID,
             }
+        if args.token == "azure-native:authorization:getClientToken":
+            return {"token": jwt(self.deployer_claims)}
+        if args.token == "pulumi:pulumi:readStackOutputs":
+            # The engine's built-in provider answers with the named stack's outputs (pulumi/pulumi
+            # pkg/resource/deploy/builtins.go, readStackReference); here the backend holds only this stack.
+            assert args.args["name"] == f"organization/{PROJECT}/{pulumi.get_stack()}", args.args
+            return {"name": args.args["name"], "outputs": self.stack_outputs, "secretOutputNames": []}
         if args.token == "azure-native:operationalinsights:getSharedKeys":
             return {"primarySharedKey": LOG_ANALYTICS_SHARED_KEY, "secondarySharedKey": "unused"}
         return {}
@@ -186,6 +266,7 @@ def _name_input(typ: str) -> str:
         "FirewallRule": "firewallRuleName",
         "Configuration": "configurationName",
         "UserAssignedIdentity": "resourceName",
+        "PrivateZone": "privateZoneName",
     }.get(resource, "__none__")
 
 
@@ -227,7 +308,7 @@ def run_program(
 ) -> ProgramRun:
     """Runs __main__.py under mocks and returns what it declared and exported (resolved)."""
     recording = recording or RecordingMocks()
-    pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview)
+    pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview, organization="organization")
     pulumi.runtime.set_all_config(layered_config(stack, overrides))
     exported: dict[str, Any] = {}
     options: dict[str, pulumi.ResourceOptions] = {}

@@ -21,9 +21,22 @@ def venv() -> Path:
     return ensure_venv(log=False)
 
 
+PROGRESS: dict[str, list[str]] = {}
+
+
 @functools.cache
 def drilled(name: str, venv: Path) -> scenarios.Result:
-    return scenarios.run(scenarios.SCENARIOS[name], venv)
+    PROGRESS[name] = []
+    return scenarios.run(scenarios.SCENARIOS[name], venv, PROGRESS[name].append)
+
+
+def test_the_drill_reports_progress_while_the_calls_run(venv: Path) -> None:
+    result = drilled("refresher", venv)
+    lines = PROGRESS["refresher"]
+    assert any("PostgreSQL up" in line for line in lines) and any("postgres-mcp serving" in line for line in lines)
+    # One line every 10 s of the 30 s run, with the counts so far.
+    ticks = [line for line in lines if ": +" in line and "calls" in line and "tokens minted" in line]
+    assert len(ticks) >= int(result.scenario.duration // scenarios.PROGRESS_EVERY) - 1, lines
 
 
 def test_token_baked_into_the_uri_fails_after_expiry_and_never_recovers(venv: Path) -> None:

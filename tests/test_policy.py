@@ -818,6 +818,24 @@ def test_a_public_endpoint_with_entra_sign_in_and_no_allow_list_passes() -> None
     assert cg.analyze_stack(analyzer(), outputs) == []
 
 
+def test_an_anonymous_endpoint_in_an_internal_environment_is_not_public() -> None:
+    # prod: internal environment, so `external` ingress reaches the VNet only (Container Apps networking).
+    deployment = deployed("prod", "token")
+    app = cg.mutated(
+        _by_type(deployment, rules.CONTAINER_APP, "outputs"), lambda p: _ingress(p).pop("ipSecurityRestrictions")
+    )
+    without_allow_list = _replace(deployment.outputs, app)
+    assert not any(w.type == rules.AUTH_CONFIG for w in without_allow_list)
+    assert cg.analyze_stack(analyzer(), without_allow_list) == []
+    environment = cg.mutated(
+        _by_type(deployment, rules.MANAGED_ENVIRONMENT, "outputs"),
+        lambda p: p["vnetConfiguration"].update(internal=False),
+    )
+    public = _replace(tuple(without_allow_list), environment)
+    fired = [d for d in cg.analyze_stack(analyzer(), public) if d.policy == "not-anonymous-and-public"]
+    assert [d.enforcement for d in fired] == ["mandatory"] and "no IP allow-list" in fired[0].message
+
+
 def test_known_bad_values_are_reported_in_a_first_preview_despite_unknowns() -> None:
     preview = previewed("dev", "token")
     app = _by_type(preview, rules.CONTAINER_APP)

@@ -89,8 +89,11 @@ def test_identity_holds_secrets_user_on_the_vault_before_the_app_exists(deployed
     assert secrets_user[0].inputs["principalType"] == "ServicePrincipal"
     assert secrets_user[0].inputs["scope"].endswith(run.one(VAULT).name)
     assert app_identity is not None
-    officer = [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_OFFICER)]
-    assert [a.inputs["principalId"] for a in officer] == [DEPLOYER_OBJECT_ID]
+    # The deployer gets no data-plane role: secrets are written through ARM (a control-plane PUT of
+    # Microsoft.KeyVault/vaults/secrets), and Secrets Officer would let CI read every password back.
+    assert [a.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for a in assignments] == [KEY_VAULT_SECRETS_USER]
+    assert not [a for a in assignments if a.inputs["principalId"] == DEPLOYER_OBJECT_ID]
+    assert not [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_OFFICER)]
     # Mocks register resources in dependency order: the role exists before the app.
     names = [r.name for r in run.resources]
     assert names.index(secrets_user[0].name) < names.index(run.one(CONTAINER_APP).name)
@@ -117,7 +120,10 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     assert app["template"]["volumes"] == [{"name": "pgpass", "storageType": "EmptyDir"}]
     mcp_env, refresher_env = env_of(by_name["postgres-mcp"]), env_of(by_name["token-refresher"])
     fqdn = run.exports["serverFqdn"]
-    assert mcp_env["DATABASE_URI"]["value"] == f"postgresql://postgres_mcp@{fqdn}:5432/app?sslmode=require"
+    assert (
+        mcp_env["DATABASE_URI"]["value"]
+        == f"postgresql://postgres_mcp@{fqdn}:5432/app?sslmode=verify-full&sslrootcert=system"
+    )
     assert mcp_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
     assert refresher_env["PGPASSFILE"]["value"] == "/var/run/pgpass/pgpass"
     assert {k: refresher_env[k]["value"] for k in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")} == {
@@ -136,12 +142,18 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     assert command[:2] == ["python", "-c"] and command[2] == refresher_source()
     assert command[3] == "--margin-seconds=900"
     assert by_name["token-refresher"]["image"] == by_name["postgres-mcp"]["image"]
-    # No password anywhere: no secrets on the app, no password auth on the server.
+    # No password for the app: no secrets on the app, no password auth on the server. The server's
+    # administrator login exists in both modes (create-only); its password waits in Key Vault.
     assert not app["configuration"].get("secrets")
-    assert run.one(SERVER).inputs["authConfig"]["passwordAuth"] == "Disabled"
-    assert "administratorLoginPassword" not in run.one(SERVER).inputs
-    assert not run.of_type("random:index/randomPassword:RandomPassword")
-    assert not run.of_type("azure-native:keyvault:Secret")
+    server = run.one(SERVER)
+    assert server.inputs["authConfig"]["passwordAuth"] == "Disabled"
+    assert server.inputs["administratorLogin"] == "pgadmin"
+    assert is_secret_at(server.raw_inputs, "administratorLoginPassword")
+    (admin_password,) = run.of_type("random:index/randomPassword:RandomPassword")
+    (stored,) = run.of_type("azure-native:keyvault:Secret")
+    assert stored.inputs["secretName"] == "postgres-admin-password"
+    assert stored.inputs["properties"]["value"] == admin_password.outputs["result"]
+    assert server.inputs["administratorLoginPassword"] == admin_password.outputs["result"]
 
 
 def test_password_mode_uri_is_a_key_vault_reference(password_mode: ProgramRun) -> None:
@@ -161,7 +173,7 @@ def test_password_mode_uri_is_a_key_vault_reference(password_mode: ProgramRun) -
         assert is_secret_at(secret_resource.raw_inputs, "properties", "value"), secret_resource.name
     app_password = stored["app-database-password"].inputs["properties"]["value"]
     assert stored["database-uri"].inputs["properties"]["value"] == (
-        f"postgresql://postgres_mcp:{app_password}@{run.exports['serverFqdn']}:5432/app?sslmode=require"
+        f"postgresql://postgres_mcp:{app_password}@{run.exports['serverFqdn']}:5432/app?sslmode=verify-full&sslrootcert=system"
     )
     server = run.one(SERVER)
     assert server.inputs["authConfig"]["passwordAuth"] == "Enabled"
@@ -173,8 +185,9 @@ def test_entra_auth_is_always_on_with_an_administrator(deployed: tuple[str, str,
     auth = run.one(SERVER).inputs["authConfig"]
     assert auth["activeDirectoryAuth"] == "Enabled" and auth["tenantId"] == TENANT_ID
     admin = run.one("azure-native:dbforpostgresql:AdministratorsMicrosoftEntra").inputs
+    # The CI deployer (an application's token) administers the server by default.
     assert admin["objectId"] == DEPLOYER_OBJECT_ID
-    assert admin["principalName"] == "pulumi-deployer"
+    assert admin["principalName"] == "pgmcp-deploy"
     assert admin["principalType"] == "ServicePrincipal"
 
 
@@ -337,7 +350,7 @@ def test_overrides_reach_the_resources() -> None:
     assert "--access-mode=unrestricted" in by_name["postgres-mcp"]["args"]
     assert by_name["token-refresher"]["command"][3] == "--margin-seconds=120"
     assert env_of(by_name["postgres-mcp"])["DATABASE_URI"]["value"].endswith(
-        "postgres.database.azure.com:5432/sales?sslmode=require"
+        "postgres.database.azure.com:5432/sales?sslmode=verify-full&sslrootcert=system"
     )
     assert env_of(by_name["token-refresher"])["PGUSER"]["value"] == "mcp_reader"
     assert run.one("azure-native:dbforpostgresql:Database").inputs["databaseName"] == "sales"
@@ -383,7 +396,7 @@ def test_role_and_grants_are_declared_after_the_server_and_before_the_app(
     assert inputs["schemas"] == ["public"] and inputs["privilege_level"] == "read_only"
     assert inputs["sslmode"] == "require"
     if mode == "token":
-        assert inputs["admin_user"] == "pulumi-deployer"
+        assert inputs["admin_user"] == "pgmcp-deploy"
         assert inputs["principal_id"] == run.exports["appIdentityPrincipalId"]
         assert "admin_password" not in inputs and "role_password" not in inputs
     else:
@@ -450,8 +463,10 @@ def test_shipped_stacks_admit_no_anonymous_caller_from_the_internet() -> None:
         assert [r["ipAddressRange"] for r in dev_ingress["ipSecurityRestrictions"]] == ["198.51.100.0/24"]
         assert all(r["action"] == "Allow" for r in dev_ingress["ipSecurityRestrictions"])
         assert dev.exports["mcpAdmission"] == "allow-list"
-        assert ingress_of(prod)["external"] is False
-        assert prod.exports["mcpAdmission"] == "internal"
+        # prod: an internal environment (no public address); `external` there means the VNet.
+        assert prod.one("azure-native:app:ManagedEnvironment").inputs["vnetConfiguration"]["internal"] is True
+        assert ingress_of(prod)["external"] is True
+        assert prod.exports["mcpAdmission"].startswith("internal")
 
 
 def test_allow_list_admission() -> None:
@@ -489,7 +504,8 @@ def test_entra_sign_in_admission_rejects_anonymous_callers() -> None:
 
 def test_internal_only_admission_has_no_public_endpoint() -> None:
     run = run_program("dev", {"allowedClientCidrs": [], "ingressInternal": True})
-    assert ingress_of(run)["external"] is False
+    assert run.one("azure-native:app:ManagedEnvironment").inputs["vnetConfiguration"]["internal"] is True
+    assert run.exports["mcpEnvironmentIp"] == "10.60.0.100"  # an address of the apps subnet, not a public one
     assert run.exports["mcpAdmission"] == "internal"
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import pulumi
 import pytest
 from harness import RecordingMocks, layered_config, run_program
 
 import settings
-from settings import ConfigError, parse
+from settings import ConfigError, EntraAdmin, parse
 
 # key -> values that must be refused, each with a fragment the message must contain.
 BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
@@ -27,6 +28,15 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
         ("Enabled", "one of Disabled, ZoneRedundant, SameZone"),
         ("ZoneRedundant", "Disabled on the Burstable tier"),
     ],
+    "maintenanceWindow": [
+        ("Sunday 02:00", "a weekday and a UTC start time such as 'Sun 02:00'"),
+        ("Sun 24:00", "UTC start time"),
+        ("Sun 2:00", "UTC start time"),
+        ("sun 02:00", "days: Sun, Mon"),
+        ("Sun 02:60", "UTC start time"),
+        ("", "system, or a weekday"),
+    ],
+    "zoneRedundant": [("zonal", "true or false")],
     "databaseName": [
         ("My-DB", "lowercase PostgreSQL identifier"),
         ("a;drop table x", "identifier"),
@@ -53,7 +63,7 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     ],
     "entraAdminObjectId": [("not-a-guid", "a GUID"), ("12345678-1234-1234-1234-12345678901", "a GUID")],
     "entraAdminPrincipalName": [("a:b", "without :"), ("x" * 64, "1-63 characters")],
-    "entraAdminPrincipalType": [("Application", "one of User, Group, ServicePrincipal")],
+    "entraAdminPrincipalType": [("Application", "one of User, Group, ServicePrincipal"), ("user", "one of User")],
     "deployerCidrs": [
         (["0.0.0.0/0"], "no wider than /16"),
         (["10.0.0.0/8"], "no wider than /16"),
@@ -110,6 +120,8 @@ def test_bad_value_is_refused_by_name_and_nothing_is_declared(key: str, value: A
     recording = RecordingMocks()
     with pytest.raises(ConfigError) as refused:
         run_program("dev", {key: value}, recording=recording)
+    # A RunError: Pulumi ends the run with the message alone, no Python traceback (pulumi/errors.py).
+    assert isinstance(refused.value, pulumi.RunError)
     message = str(refused.value)
     assert f"config key '{key}'" in message
     assert fragment in message
@@ -139,12 +151,40 @@ def test_entra_admin_object_id_needs_a_name() -> None:
         parse({**CLOSED, "entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"}, "dev")
 
 
+def test_an_internal_endpoint_takes_private_client_ranges_only() -> None:
+    # An internal environment's IP restrictions admit private addresses only (PSRule
+    # Azure.ContainerApp.RestrictIngress; Microsoft Learn, Container Apps IP ingress restrictions).
+    with pytest.raises(ConfigError, match=r"config key 'allowedClientCidrs': '203.0.113.0/24'.*private ranges"):
+        parse({"ingressInternal": "true", "allowedClientCidrs": '["203.0.113.0/24"]'}, "prod")
+    parsed = parse({"ingressInternal": "true", "allowedClientCidrs": '["10.61.8.0/24"]'}, "prod")
+    assert parsed.mcp_client_sources == ("10.61.8.0/24",)
+    assert parse(CLOSED, "dev").mcp_client_sources == ("VirtualNetwork",)
+    assert parse({"allowAnonymousPublicAccess": "true"}, "dev").mcp_client_sources == ("Internet",)
+
+
+def test_maintenance_window_is_parsed_as_flexible_server_counts_days() -> None:
+    from settings import MaintenanceWindow
+
+    assert parse({**CLOSED, "maintenanceWindow": "Sun 02:00"}, "x").maintenance_window == MaintenanceWindow(0, 2, 0)
+    assert parse({**CLOSED, "maintenanceWindow": "Sat 23:30"}, "x").maintenance_window == MaintenanceWindow(6, 23, 30)
+    assert parse({**CLOSED, "maintenanceWindow": "system"}, "x").maintenance_window is None
+
+
+def test_entra_admin_object_id_needs_a_type() -> None:
+    with pytest.raises(ConfigError, match=r"'entraAdminPrincipalType'.*whenever entraAdminObjectId is set"):
+        parse(
+            {**CLOSED, "entraAdminObjectId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "entraAdminPrincipalName": "dba"},
+            "dev",
+        )
+
+
 def test_defaults_parse_to_secure_settings() -> None:
     parsed = parse(CLOSED, "dev")
     assert parsed.auth_mode == "token"
     assert parsed.deployer_networks == () and parsed.allow_azure_services is False
     assert parsed.mcp_access_mode == "restricted"
-    assert parsed.entra_admin.object_id is None and parsed.entra_admin.principal_name == "pulumi-deployer"
+    # The Entra administrator is the deployer, whoever it is: load() fills it from the deployer's token.
+    assert parsed.entra_admin == EntraAdmin(object_id=None, principal_name=None, principal_type=None)
 
 
 def test_stack_files_parse() -> None:

@@ -1,0 +1,139 @@
+"""The server keeps its data across config changes: create-only properties never follow `authMode`,
+and a change of one stops the run before anything is touched."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pulumi
+import pytest
+from harness import ProgramRun, RecordingMocks, run_program
+
+SERVER = "azure-native:dbforpostgresql:Server"
+
+# Create-only properties of Microsoft.DBforPostgreSQL/flexibleServers, REST API 2025-08-01 (the
+# version pulumi-azure-native 3.29 deploys, see the SDK's dbforpostgresql/server.py docstring).
+# Source: Azure/azure-rest-api-specs, specification/postgresql/resource-manager/Microsoft.DBforPostgreSQL/
+# PostgreSQL/stable/2025-08-01/openapi.json: `x-ms-mutability: ["read", "create"]` (or ["create"]) on
+# ServerProperties.administratorLogin, .availabilityZone, .sourceServerResourceId, .pointInTimeUTC and
+# Backup.geoRedundantBackup; ServerPropertiesForPatch marks administratorLogin and
+# BackupForPatch.geoRedundantBackup readOnly (no PATCH can change them). The name, the resource group
+# (URL path parameters) and the location of any ARM resource cannot change either.
+CREATE_ONLY = (
+    "serverName",
+    "resourceGroupName",
+    "location",
+    "administratorLogin",
+    "backup.geoRedundantBackup",
+    "availabilityZone",
+    "sourceServerResourceId",
+    "pointInTimeUTC",
+)
+
+
+@functools.cache
+def program(stack: str, mode: str) -> ProgramRun:
+    return run_program(stack, {"authMode": mode})
+
+
+def at(inputs: dict[str, Any], dotted: str) -> Any:
+    node: Any = inputs
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "<absent>"
+        node = node[part]
+    return node
+
+
+def test_the_program_knows_the_same_create_only_properties() -> None:
+    from components.database import CREATE_ONLY_PROPERTIES
+
+    assert set(CREATE_ONLY_PROPERTIES) == set(CREATE_ONLY)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_create_only_inputs_do_not_depend_on_the_auth_mode(stack: str) -> None:
+    token, password = program(stack, "token").one(SERVER), program(stack, "password").one(SERVER)
+    for prop in CREATE_ONLY:
+        assert at(token.inputs, prop) == at(password.inputs, prop), prop
+    # The login exists in both modes; only passwordAuth (updatable) follows the mode.
+    assert token.inputs["administratorLogin"] == password.inputs["administratorLogin"] == "pgadmin"
+    assert (token.inputs["authConfig"]["passwordAuth"], password.inputs["authConfig"]["passwordAuth"]) == (
+        "Disabled",
+        "Enabled",
+    )
+    assert at(token.inputs, "backup.geoRedundantBackup") == ("Enabled" if stack == "prod" else "Disabled")
+
+
+def test_each_deployment_records_its_create_only_values() -> None:
+    run = program("dev", "token")
+    assert run.exports["serverCreateOnly"] == {
+        "serverNamePrefix": "pgmcp-dev-pg-",
+        "location": "westeurope",
+        "administratorLogin": "pgadmin",
+        "backup.geoRedundantBackup": "Disabled",
+    }
+    server = run.one(SERVER).inputs
+    assert server["serverName"].startswith(run.exports["serverCreateOnly"]["serverNamePrefix"])
+    assert server["location"] == "westeurope"
+    # The record is read back from the backend: this very stack's outputs.
+    assert ("pulumi:pulumi:readStackOutputs", {"name": "organization/postgres-mcp-azure/dev"}) in run.mocks.calls
+
+
+def rerun(stack: str, previous_mode: str, overrides: dict[str, Any]) -> tuple[RecordingMocks, ProgramRun | None]:
+    """`pulumi preview` of a stack whose last update was `program(stack, previous_mode)`."""
+    recorded = program(stack, previous_mode).exports["serverCreateOnly"]
+    recording = RecordingMocks(stack_outputs={"serverCreateOnly": recorded})
+    return recording, run_program(stack, overrides, preview=True, recording=recording)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_switching_the_auth_mode_passes_the_guard(stack: str) -> None:
+    _, run = rerun(stack, "token", {"authMode": "password"})
+    assert run is not None and run.one(SERVER).inputs["authConfig"]["passwordAuth"] == "Enabled"
+    _, run = rerun(stack, "password", {"authMode": "token"})
+    assert run is not None and run.one(SERVER).inputs["authConfig"]["passwordAuth"] == "Disabled"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            {"geoRedundantBackup": True},
+            "backup.geoRedundantBackup: 'Disabled' -> 'Enabled' (config key: geoRedundantBackup)",
+        ),
+        ({"location": "northeurope"}, "location: 'westeurope' -> 'northeurope' (config key: location)"),
+        ({"namePrefix": "other"}, "serverNamePrefix: 'pgmcp-dev-pg-' -> 'other-dev-pg-'"),
+    ],
+)
+def test_a_create_only_change_stops_the_preview_before_any_resource(overrides: dict[str, Any], expected: str) -> None:
+    recording = RecordingMocks(stack_outputs={"serverCreateOnly": program("dev", "token").exports["serverCreateOnly"]})
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program("dev", overrides, preview=True, recording=recording)
+    message = str(refused.value)
+    assert "would be replaced" in message and expected in message
+    # The refusal comes before the program declares anything: not even `up --skip-preview` (as the
+    # Automation API behind pulumi/actions runs it) touches a resource.
+    assert recording.resources == []
+
+
+def test_a_stack_without_a_record_deploys() -> None:
+    # The first deployment (or one from before the record existed) has nothing to compare with.
+    run = run_program("dev", {"geoRedundantBackup": True}, preview=True)
+    assert run.one(SERVER).inputs["backup"]["geoRedundantBackup"] == "Enabled"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_azure_chooses_the_zones_without_a_diff(stack: str) -> None:
+    # The REST API defaults availabilityZone to "" (Azure picks one) and answers with the zone it chose;
+    # the program pins none and ignores both zones, so a refresh that reads them back shows no diff.
+    run = program(stack, "token")
+    server = run.one(SERVER)
+    assert server.inputs.get("availabilityZone", "") == ""
+    assert server.inputs["highAvailability"].get("standbyAvailabilityZone", "") == ""
+    assert server.outputs["availabilityZone"] == "1"
+    if stack == "prod":  # a zone-redundant standby
+        assert server.outputs["highAvailability"]["standbyAvailabilityZone"] == "2"
+    ignored = set(run.options[server.name].ignore_changes or [])
+    assert {"availabilityZone", "highAvailability.standbyAvailabilityZone"} <= ignored
