@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import socket
 import stat
@@ -646,3 +647,52 @@ def test_jwt_expiry_reads_the_exp_claim_and_nothing_else() -> None:
     assert token_refresher.jwt_expiry(jwt_like_token(1_800_000_000.0, 1_799_990_000.0, 1)) == 1_800_000_000.0
     for not_a_jwt in ("a.b.c", "abc", "eyJ0eXAiOiJKV1QifQ.eyJleHAiOiJzb29uIn0.sig", "x.eyJleHAiOnRydWV9.y"):
         assert token_refresher.jwt_expiry(not_a_jwt) is None, not_a_jwt
+
+
+def test_the_alert_queries_match_what_the_refresher_logs(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
+    # components/alerts.py searches the console log for these words; a change of wording here
+    # would silence the alert there, so the refresher's real lines are checked against them.
+    from components import alerts
+
+    def alerts_on(line: str) -> bool:  # the refresher's branch of alerts.token_failure_query()
+        failed = re.search(alerts.REFRESH_FAILED_PATTERN, line)
+        return (
+            any(marker in line for marker in alerts.REFRESHER_FAILURE_MARKERS)
+            or (failed is not None and int(failed.group(1)) >= alerts.FAILURES_IN_A_ROW_TO_ALERT)
+            or (alerts.REFRESHER_UNHEALTHY in line and not re.search(rf"\b{alerts.STARTING_REASON_WORD}\b", line))
+        )
+
+    endpoint.lifetime = 4
+    endpoint.set("http-503")  # down at start-up: unhealthy until the first token, which must not alert
+    port = free_port()
+    refresher = Refresher(
+        refresher_env(endpoint, tmp_path / "pgpass", TOKEN_REFRESHER_HEALTH_PORT=str(port)),
+        "--margin-seconds=2",
+        "--min-interval-seconds=0.1",
+        *FAST,
+    )
+    probe = HealthProbe(port, interval=3600)
+    try:
+        wait_for(lambda: probe.get()[0] == 503 and any("refresh failed" in line for line in refresher.lines))
+        probe.get()
+        endpoint.set("ok")
+        wait_for(lambda: probe.get()[0] == 200, timeout=15)
+        time.sleep(2.5)  # a refresh or two while healthy
+        probe.get()
+        endpoint.set("http-503")
+        outage_from = len(refresher.lines)
+        wait_for(lambda: probe.get()[0] == 503 and any("EXPIRED" in line for line in refresher.lines), timeout=15)
+    finally:
+        probe.stop()
+        assert refresher.stop() == 0
+    quiet = refresher.lines[:outage_from]
+    starting = [line for line in quiet if alerts.REFRESHER_UNHEALTHY in line]
+    assert starting and all(alerts.STARTING_REASON_WORD in line for line in starting)
+    # Being unhealthy while starting, refreshing and answering probes raise nothing (failed
+    # refreshes at start-up do alert once five are in a row: the endpoint really is down).
+    assert not [line for line in quiet if alerts_on(line) and "refresh failed" not in line]
+    assert any("wrote" in line for line in quiet) and any("health: healthy" in line for line in quiet)
+    outage = refresher.lines[outage_from:]
+    assert any(alerts_on(line) and "in a row" in line for line in outage)
+    assert any(alerts_on(line) and "EXPIRED" in line for line in outage)
+    assert any(alerts_on(line) and alerts.REFRESHER_UNHEALTHY in line for line in outage)
