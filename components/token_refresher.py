@@ -246,6 +246,18 @@ class HealthState:
             return self._written, self._activity, self._deadline
 
 
+def read_password_file(path: str) -> tuple[bytes, os.stat_result] | None:
+    """As libpq does (open, read, close), but never blocking on a FIFO: None if not a plain file."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        return os.read(descriptor, 65_536), status
+    finally:
+        os.close(descriptor)
+
+
 def health_verdict(
     path: str, prefix: str, state: HealthState, min_validity: float, now: float, clock: float
 ) -> tuple[bool, str]:
@@ -254,19 +266,14 @@ def health_verdict(
     if deadline is not None and clock > deadline:
         return False, f"refresh loop stalled: {activity} overdue by {clock - deadline:.0f}s"
     try:
-        # As libpq does (open, read, close), but never blocking on something that is not a file.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        try:
-            status = os.fstat(descriptor)
-            if not stat.S_ISREG(status.st_mode):
-                return False, f"password file {path} is not a plain file: libpq ignores it"
-            content = os.read(descriptor, 65_536)
-        finally:
-            os.close(descriptor)
+        read = read_password_file(path)
     except FileNotFoundError:
         return False, f"no password file at {path} yet"
     except OSError as error:
         return False, f"password file {path} unreadable: {error.strerror or error}"
+    if read is None:
+        return False, f"password file {path} is not a plain file: libpq ignores it"
+    content, status = read
     if status.st_mode & 0o077:
         mode = oct(stat.S_IMODE(status.st_mode))
         return False, f"password file {path} has mode {mode}, open to others: libpq ignores it"
@@ -343,12 +350,12 @@ class HealthServer:
 def inherit(path: str, prefix: str, state: HealthState) -> None:
     """After a restart: judge the file an earlier run wrote by its token's own expiry."""
     try:
-        with open(path, "rb") as handle:
-            content = handle.read(65_536)
+        read = read_password_file(path)
     except OSError:
         return
-    if not is_password_line(content, prefix):
+    if read is None or not is_password_line(read[0], prefix):
         return
+    content = read[0]
     expiry = jwt_expiry(content.decode()[len(prefix) : -1])
     if expiry is not None:
         state.wrote(Written(digest(content), expiry, inherited=True))
