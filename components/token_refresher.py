@@ -18,11 +18,11 @@ Environment (the Container Apps managed identity contract plus libpq's own names
   TOKEN_REFRESHER_HEALTH_PORT         serve GET /healthz on this port (or --health-port)
 
 Health endpoint (loop mode only, never with --once): `GET /healthz` answers 200 while the
-password file holds the token this refresher last wrote (or, after a restart, a token whose
-JWT says it is still valid) with more than --health-min-validity-seconds left, and the loop
-keeps to its own schedule; otherwise 503 with a one-line reason. Answers and logs never
-contain a token. The platform's startup and liveness probes call it, so that a stuck
-refresher is restarted long before the last good token expires.
+password file holds the token this refresher last wrote with more than
+--health-min-validity-seconds left (after a restart: a predecessor's token, until the exp of
+its JWT), and the loop keeps to its own schedule; otherwise 503 with a one-line reason.
+Answers and logs never contain a token. The platform's startup and liveness probes call it,
+so that a stuck refresher is restarted long before the last good token expires.
 
 Exit codes: 0 on SIGTERM/SIGINT or after a successful --once, 1 when --once fails,
 2 on a configuration error. Transient failures never end the loop.
@@ -287,7 +287,10 @@ def health_verdict(
     source = "inherited token" if written.inherited else "token"
     if remaining <= 0:
         return False, f"{source} EXPIRED at {utc(written.expires_on)}"
-    if remaining <= min_validity:
+    # A restarted refresher is the restart that could help; it keeps a predecessor's token healthy
+    # until that expires, because restarting it again and again would keep the replica (ready only
+    # when all its containers are) out of rotation while postgres-mcp can still sign in.
+    if remaining <= min_validity and not written.inherited:
         return False, (
             f"{source} expires in {remaining:.0f}s (at {utc(written.expires_on)}), "
             f"less than the {min_validity:g}s required"

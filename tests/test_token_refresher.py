@@ -541,27 +541,43 @@ def test_health_reports_a_stalled_refresh_loop(endpoint: IdentityEndpoint, tmp_p
 
 
 def test_a_restarted_refresher_judges_the_file_by_its_token_expiry(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
-    # After a liveness restart during an identity endpoint outage, the new process must not
-    # call a still-valid token unhealthy (that would restart it again and again).
+    # A liveness restart during an identity endpoint outage: the new process finds the token its
+    # predecessor wrote, judges it by the JWT's exp, and keeps it healthy until it really expires
+    # (restarting again before that would only keep the replica out of rotation).
+    endpoint.lifetime = 6
     passfile = tmp_path / "pgpass"
-    first = Refresher(refresher_env(endpoint, passfile), "--margin-seconds=900", *FAST)
+    first = Refresher(refresher_env(endpoint, passfile), "--margin-seconds=3", *FAST)
     wait_for(lambda: passfile.exists() and passfile.read_text() == expected_line(endpoint.minted[0].token))
     first.process.kill()
     first.stop()
     endpoint.set("http-503")
+    inherited = endpoint.minted[0]
     port = free_port()
-    second = Refresher(refresher_env(endpoint, passfile, TOKEN_REFRESHER_HEALTH_PORT=str(port)), *FAST)
-    probe = HealthProbe(port, interval=3600)
+    second = Refresher(
+        refresher_env(endpoint, passfile, TOKEN_REFRESHER_HEALTH_PORT=str(port)),
+        "--margin-seconds=5.5",
+        "--health-min-validity-seconds=5",  # a token of its own would already be "expiring"
+        *FAST,
+    )
+    probe = HealthProbe(port)
     try:
-        wait_for(lambda: probe.get()[0] == 200, timeout=20)
-        _, body = probe.get()
-        wait_for(lambda: any("refresh failed" in line for line in second.lines))
+        wait_for(lambda: probe.seen(200), timeout=20)
+        wait_for(lambda: time.time() > inherited.expires_on + 0.5, timeout=15)
+        endpoint.set("ok")
+        recovered_at = time.time()
+        wait_for(lambda: probe.seen(200, after=recovered_at), timeout=15)
     finally:
         probe.stop()
         assert second.stop() == 0
-    assert body.startswith("ok: inherited token valid for")
+    before = [a for a in probe.answers if a[1] != "down" and a[0] < inherited.expires_on - 0.3]
+    assert before and all(status == 200 for _, status, _ in before), before
+    assert all(body.startswith("ok: inherited token valid for") for _, _, body in before)
+    _, _, expired = probe.first(503)
+    assert expired.startswith("inherited token EXPIRED at")
+    assert probe.first(200, after=recovered_at)[2].startswith("ok: token valid for")
     assert any("found a token from an earlier run" in line for line in second.lines)
-    assert passfile.read_text() == expected_line(endpoint.minted[0].token)
+    text = second.log + first.log + "".join(body for _, _, body in probe.answers)
+    assert not any(part in text for part in secret_parts(endpoint.minted))
 
 
 def test_once_never_serves_the_health_endpoint(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
