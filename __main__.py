@@ -1,6 +1,6 @@
 """postgres-mcp on Azure Container Apps against a Flexible Server, signed in with Entra ID.
 
-config --> network --> identity + Key Vault --> database --> MCP app (+ token refresher)
+config --> network --> identity + Key Vault --> database --> MCP app (+ token refresher) --> token alerts
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, resources
 
 import settings
+from components.alerts import TokenAlerts
 from components.database import (
     ADMIN_LOGIN,
     CREATE_ONLY_OUTPUT,
@@ -171,6 +172,20 @@ mcp = McpApp(
         "depends_on": app_needs,
     },
 )
+
+if config.auth_mode == "token":  # alerts on the token path: expiry, refresher failures and restarts
+    TokenAlerts(
+        f"{name}-alerts",
+        {
+            "resource_group_name": resource_group.name,
+            "location": resource_group.location,
+            "base_name": name,
+            "workspace_id": monitoring.workspace_id,
+            "container_app_name": mcp.container_app_name,
+            "emails": config.alert_emails,
+            "tags": config.tags,
+        },
+    )
 
 pulumi.export("authMode", config.auth_mode)
 pulumi.export("mcpSseUrl", mcp.sse_url)

@@ -67,6 +67,7 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LOCATION = re.compile(r"^[a-z][a-z0-9]{2,30}$")
 NAME_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
+EMAIL = re.compile(r"^[^@\s,;<>]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 # An image reference that names a tag other than "latest", or a digest.
 IMAGE = re.compile(
     r"^(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::\d+/[a-z0-9]+(?:[._/-][a-z0-9]+)*)?)"
@@ -290,7 +291,16 @@ KEYS: tuple[Key, ...] = (
         "tokenRefreshMarginSeconds",
         "integer",
         900,
-        "Token mode: how long before a token's expiry the sidecar fetches the next one (60 to 3600).",
+        "Token mode: how long before a token's expiry the sidecar fetches the next one (300 to 3600). With half of "
+        "it left the sidecar reports unhealthy and the platform restarts it, minutes before the token expires.",
+    ),
+    Key(
+        "alertEmails",
+        "array",
+        [],
+        "Token mode: e-mail addresses of the action group that the token alerts (token expired, refresher failing, "
+        "refresher restarted) notify; empty creates the alert rules without an action group (visible in Azure "
+        "Monitor, nobody notified).",
     ),
     Key(
         "keyVaultPurgeProtection",
@@ -463,6 +473,7 @@ class Settings:
     mcp_image: str
     mcp_access_mode: str
     token_refresh_margin_seconds: int
+    alert_emails: tuple[str, ...]
     key_vault_purge_protection: bool
     key_vault_soft_delete_retention_days: int
     protect_resources: bool
@@ -795,7 +806,13 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         _image_check,
     )
     mcp_access_mode = reader.choice("mcpAccessMode", ACCESS_MODES)
-    margin = reader.integer("tokenRefreshMarginSeconds", "60 to 3600", lambda v: 60 <= v <= 3600)
+    margin = reader.integer("tokenRefreshMarginSeconds", "300 to 3600", lambda v: 300 <= v <= 3600)
+    alert_emails = reader.string_list("alertEmails", "e-mail addresses") or []
+    for address in alert_emails:
+        if not EMAIL.match(address):
+            reader.fail("alertEmails", address, "e-mail addresses such as oncall@example.com")
+    if len({address.lower() for address in alert_emails}) != len(alert_emails):
+        reader.fail("alertEmails", alert_emails, "each address once")
     purge_protection = reader.boolean("keyVaultPurgeProtection")
     soft_delete_days = reader.integer("keyVaultSoftDeleteRetentionDays", "7 to 90", lambda v: 7 <= v <= 90)
     protect = reader.boolean("protectResources")
@@ -843,6 +860,7 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         mcp_image=mcp_image,
         mcp_access_mode=mcp_access_mode,
         token_refresh_margin_seconds=margin,
+        alert_emails=tuple(alert_emails),
         key_vault_purge_protection=purge_protection,
         key_vault_soft_delete_retention_days=soft_delete_days,
         protect_resources=protect,

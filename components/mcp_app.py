@@ -31,12 +31,97 @@ from components.identity_and_secrets import IdentityAndSecrets
 from components.monitoring import Monitoring
 
 MCP_PORT = 8000
+MCP_CONTAINER = "postgres-mcp"
+REFRESHER_CONTAINER = "token-refresher"
 DATABASE_URI_SECRET = "database-uri"  # noqa: S105 (a secret name, not a secret)
 PGPASS_VOLUME = "pgpass"
 PGPASS_DIRECTORY = "/var/run/pgpass"
 PGPASS_FILE = f"{PGPASS_DIRECTORY}/pgpass"
 WORKLOAD_PROFILE = "Consumption"
 REFRESHER_SOURCE = Path(__file__).with_name("token_refresher.py")
+REFRESHER_HEALTH_PORT = 8081  # the replica's containers share one network namespace: not MCP_PORT
+REFRESHER_HEALTH_PATH = "/healthz"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float  # vCPU
+    memory_gib: float
+
+    @property
+    def memory(self) -> str:
+        return f"{self.memory_gib:g}Gi"
+
+    def __sub__(self, other: Resources) -> Resources:
+        # Container Apps takes at most two decimals per container.
+        return Resources(round(self.cpu - other.cpu, 2), round(self.memory_gib - other.memory_gib, 2))
+
+
+# What the app is billed for, in both auth modes. In the Consumption plan and profile each
+# container may ask for any amount with two decimals, but the total of all containers must be one
+# of the pairs 0.25 vCPU / 0.5 GiB, 0.5 / 1.0, ... (learn.microsoft.com/azure/container-apps/
+# containers#allocations). Token mode carves the refresher out of the same total, so it costs
+# what password mode costs.
+APP_RESOURCES = Resources(cpu=0.5, memory_gib=1.0)
+# The refresher idles: its peak RSS with the health endpoint answering is 26 MiB under Python 3.12
+# (the image's) and 24 MiB under 3.11 (`python -m drill.benchmark`), so 0.1 GiB leaves about 4x;
+# tests/test_token_refresher.py keeps the peak under half of it.
+REFRESHER_RESOURCES = Resources(cpu=0.05, memory_gib=0.1)
+
+
+def mcp_resources(token_mode: bool) -> Resources:
+    return APP_RESOURCES - REFRESHER_RESOURCES if token_mode else APP_RESOURCES
+
+
+@dataclass(frozen=True)
+class ProbeTiming:
+    period_seconds: int
+    failure_threshold: int  # the REST spec allows 1 to 10
+    timeout_seconds: int = 3
+    initial_delay_seconds: int = 1
+
+    @property
+    def window_seconds(self) -> int:
+        """At most this long after the endpoint turns unhealthy, the platform acts."""
+        return self.period_seconds * self.failure_threshold
+
+
+# The sidecar's probes. No readiness probe: the replica is ready only when every container is,
+# and a refresher that is retrying must never take postgres-mcp out of the ingress's rotation.
+# Startup: 50 s to answer 200 once, i.e. to write a first token or to find a predecessor's still
+# valid one (the restart case). Liveness: three failed calls 10 s apart restart the refresher,
+# only that container (Kubernetes liveness semantics, which Container Apps probes follow).
+REFRESHER_STARTUP = ProbeTiming(period_seconds=5, failure_threshold=10)
+REFRESHER_LIVENESS = ProbeTiming(period_seconds=10, failure_threshold=3)
+
+
+def refresher_min_validity(margin_seconds: int) -> float:
+    """The token life left below which the refresher calls itself unhealthy: half the margin.
+
+    The refresher starts fetching `margin` before expiry; the first half of the margin is for its
+    own retries (backoff capped at 60 s: about ten attempts at the default 900 s), the second half
+    for the platform to restart it and for the new process to fetch, before the token expires."""
+    return margin_seconds / 2
+
+
+def restart_lead_seconds(margin_seconds: int) -> float:
+    """Worst case: how long before the last good token expires a refresher that cannot refresh is
+    restarted (at the default margin of 900 s: 420 s, time for the new process to try again)."""
+    return refresher_min_validity(margin_seconds) - REFRESHER_LIVENESS.window_seconds
+
+
+def refresher_probes() -> list[app.ContainerAppProbeArgs]:
+    return [
+        app.ContainerAppProbeArgs(
+            type=kind,
+            http_get=app.ContainerAppProbeHttpGetArgs(path=REFRESHER_HEALTH_PATH, port=REFRESHER_HEALTH_PORT),
+            period_seconds=timing.period_seconds,
+            failure_threshold=timing.failure_threshold,
+            timeout_seconds=timing.timeout_seconds,
+            initial_delay_seconds=timing.initial_delay_seconds,
+        )
+        for kind, timing in (("Startup", REFRESHER_STARTUP), ("Liveness", REFRESHER_LIVENESS))
+    ]
 
 
 ENVIRONMENT_OUTPUT = "environmentCreateOnly"
@@ -112,8 +197,15 @@ def mcp_arguments(access_mode: str) -> list[str]:
     return ["--transport=sse", "--sse-host=0.0.0.0", f"--sse-port={MCP_PORT}", f"--access-mode={access_mode}"]
 
 
-def refresher_command(margin_seconds: int) -> list[str]:
-    return ["python", "-c", refresher_source(), f"--margin-seconds={margin_seconds}"]
+def refresher_command(margin_seconds: int, health_port: int = REFRESHER_HEALTH_PORT) -> list[str]:
+    return [
+        "python",
+        "-c",
+        refresher_source(),
+        f"--margin-seconds={margin_seconds}",
+        f"--health-port={health_port}",
+        f"--health-min-validity-seconds={refresher_min_validity(margin_seconds):g}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -173,6 +265,7 @@ class McpApp(pulumi.ComponentResource):
     sse_url: pulumi.Output[str]
     static_ip: pulumi.Output[str]
     """The environment's address: public for an external environment, in the subnet for an internal one."""
+    container_app_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
@@ -224,7 +317,7 @@ class McpApp(pulumi.ComponentResource):
             mcp_env = [uri_env, app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE), trust_store_env]
             sidecars.append(
                 app.ContainerArgs(
-                    name="token-refresher",
+                    name=REFRESHER_CONTAINER,
                     image=args["image"],  # same image, same user: the 0600 file stays readable
                     command=refresher_command(args["token_refresh_margin_seconds"]),
                     env=[
@@ -235,7 +328,10 @@ class McpApp(pulumi.ComponentResource):
                         app.EnvironmentVarArgs(name="PGDATABASE", value=args["database_name"]),
                         app.EnvironmentVarArgs(name="PGUSER", value=args["app_role_name"]),
                     ],
-                    resources=app.ContainerResourcesArgs(cpu=0.25, memory="0.5Gi"),
+                    resources=app.ContainerResourcesArgs(
+                        cpu=REFRESHER_RESOURCES.cpu, memory=REFRESHER_RESOURCES.memory
+                    ),
+                    probes=refresher_probes(),
                     volume_mounts=pgpass_mount,
                 )
             )
@@ -272,12 +368,13 @@ class McpApp(pulumi.ComponentResource):
             )
             for kind, failures, delay in (("Startup", 30, 1), ("Liveness", 3, 10), ("Readiness", 3, 1))
         ]
+        mcp_share = mcp_resources(token_mode)
         mcp_container = app.ContainerArgs(
-            name="postgres-mcp",
+            name=MCP_CONTAINER,
             image=args["image"],
             args=mcp_arguments(args["access_mode"]),
             env=mcp_env,
-            resources=app.ContainerResourcesArgs(cpu=0.5, memory="1Gi"),
+            resources=app.ContainerResourcesArgs(cpu=mcp_share.cpu, memory=mcp_share.memory),
             probes=probes,
             volume_mounts=pgpass_mount or None,
         )
@@ -368,7 +465,15 @@ class McpApp(pulumi.ComponentResource):
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
         self.static_ip = environment.static_ip
-        self.register_outputs({"fqdn": self.fqdn, "sse_url": self.sse_url, "static_ip": self.static_ip})
+        self.container_app_name = container_app.name
+        self.register_outputs(
+            {
+                "fqdn": self.fqdn,
+                "sse_url": self.sse_url,
+                "static_ip": self.static_ip,
+                "container_app_name": self.container_app_name,
+            }
+        )
 
     def _private_dns(self, name: str, environment: app.ManagedEnvironment, args: McpAppArgs) -> None:
         """Resolves the internal environment's names inside the VNet: `<app>.<default domain>` and the apex."""

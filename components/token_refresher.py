@@ -15,6 +15,14 @@ Environment (the Container Apps managed identity contract plus libpq's own names
   TOKEN_RESOURCE                      token audience, default the PostgreSQL one
   PGPASSFILE                          the password file to keep fresh (required)
   PGHOST, PGPORT, PGDATABASE, PGUSER  the line's fields; '*' where unset
+  TOKEN_REFRESHER_HEALTH_PORT         serve GET /healthz on this port (or --health-port)
+
+Health endpoint (loop mode only, never with --once): `GET /healthz` answers 200 while the
+password file holds the token this refresher last wrote with more than
+--health-min-validity-seconds left (after a restart: a predecessor's token, until the exp of
+its JWT), and the loop keeps to its own schedule; otherwise 503 with a one-line reason.
+Answers and logs never contain a token. The platform's startup and liveness probes call it,
+so that a stuck refresher is restarted long before the last good token expires.
 
 Exit codes: 0 on SIGTERM/SIGINT or after a successful --once, 1 when --once fails,
 2 on a configuration error. Transient failures never end the loop.
@@ -23,10 +31,15 @@ Exit codes: 0 on SIGTERM/SIGINT or after a successful --once, 1 when --once fail
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import hashlib
+import http.server
 import json
 import os
 import random
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -34,12 +47,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_RESOURCE = "https://ossrdbms-aad.database.windows.net"
 API_VERSION = "2019-08-01"
 # Only the characters of a JWT (base64url segments joined by dots) are written.
 TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=")
+HEALTH_PORT_VARIABLE = "TOKEN_REFRESHER_HEALTH_PORT"
+HEALTH_PATH = "/healthz"
 
 
 class ConfigurationError(Exception):
@@ -125,13 +141,47 @@ def escape_field(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def password_file_line(token: str, environ: dict[str, str] | None = None) -> str:
+def line_prefix(environ: dict[str, str] | None = None) -> str:
+    """`host:port:database:user:` of the line, each field escaped, '*' where unset."""
     environ = dict(os.environ) if environ is None else environ
     fields = [
         escape_field(environ[name]) if environ.get(name) else "*"
         for name in ("PGHOST", "PGPORT", "PGDATABASE", "PGUSER")
     ]
-    return ":".join([*fields, escape_field(token)]) + "\n"
+    return ":".join(fields) + ":"
+
+
+def password_file_line(token: str, environ: dict[str, str] | None = None) -> str:
+    return line_prefix(environ) + escape_field(token) + "\n"
+
+
+def digest(content: bytes) -> str:
+    """How the health check recognises the file it wrote without keeping the token around."""
+    return hashlib.sha256(content).hexdigest()
+
+
+def is_password_line(content: bytes, prefix: str) -> bool:
+    """One line, this refresher's fields, a non-empty token of JWT characters."""
+    text = content.decode("utf-8", "replace")
+    if not (text.startswith(prefix) and text.endswith("\n")):
+        return False
+    token = text[len(prefix) : -1]
+    return bool(token) and set(token) <= TOKEN_ALPHABET
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT, unverified: only used to judge a file a predecessor wrote."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    expiry = claims.get("exp") if isinstance(claims, dict) else None
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        return None
+    return float(expiry)
 
 
 def write_atomically(path: str, content: str) -> None:
@@ -162,6 +212,157 @@ def next_refresh_delay(token: Token, now: float, margin: float, min_interval: fl
 def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Exponential backoff with jitter, never above `cap`."""
     return float(min(cap, base * (2 ** min(failures - 1, 20)))) * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not cryptography)
+
+
+@dataclass(frozen=True)
+class Written:
+    """The line the loop last put in the file: its digest (never the token) and its expiry."""
+
+    digest: str
+    expires_on: float
+    inherited: bool = False  # found at start-up, written by an earlier run
+
+
+class HealthState:
+    """What the refresh loop has done, shared with the health endpoint's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._written: Written | None = None
+        self._activity = "starting"
+        self._deadline: float | None = None  # time.monotonic() by which the loop must move on
+
+    def wrote(self, written: Written) -> None:
+        with self._lock:
+            self._written = written
+
+    def expect_progress(self, activity: str, within: float) -> None:
+        """The loop promises to be done with `activity` within `within` seconds."""
+        with self._lock:
+            self._activity, self._deadline = activity, time.monotonic() + within
+
+    def snapshot(self) -> tuple[Written | None, str, float | None]:
+        with self._lock:
+            return self._written, self._activity, self._deadline
+
+
+def read_password_file(path: str) -> tuple[bytes, os.stat_result] | None:
+    """As libpq does (open, read, close), but never blocking on a FIFO: None if not a plain file."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            return None
+        return os.read(descriptor, 65_536), status
+    finally:
+        os.close(descriptor)
+
+
+def health_verdict(
+    path: str, prefix: str, state: HealthState, min_validity: float, now: float, clock: float
+) -> tuple[bool, str]:
+    """(healthy, one-line reason) for the file at `path` and the loop's state; never the token."""
+    written, activity, deadline = state.snapshot()
+    if deadline is not None and clock > deadline:
+        return False, f"refresh loop stalled: {activity} overdue by {clock - deadline:.0f}s"
+    try:
+        read = read_password_file(path)
+    except FileNotFoundError:
+        return False, f"no password file at {path} yet"
+    except OSError as error:
+        return False, f"password file {path} unreadable: {error.strerror or error}"
+    if read is None:
+        return False, f"password file {path} is not a plain file: libpq ignores it"
+    content, status = read
+    if status.st_mode & 0o077:
+        mode = oct(stat.S_IMODE(status.st_mode))
+        return False, f"password file {path} has mode {mode}, open to others: libpq ignores it"
+    if written is None or digest(content) != written.digest:
+        if not is_password_line(content, prefix):
+            return False, f"password file {path} does not hold the expected line ({prefix}<token>)"
+        if written is None:
+            return False, "no token written by this refresher yet"
+        return False, f"password file {path} does not hold the token this refresher last wrote"
+    remaining = written.expires_on - now
+    source = "inherited token" if written.inherited else "token"
+    if remaining <= 0:
+        return False, f"{source} EXPIRED at {utc(written.expires_on)}"
+    # A restarted refresher is the restart that could help; it keeps a predecessor's token healthy
+    # until that expires, because restarting it again and again would keep the replica (ready only
+    # when all its containers are) out of rotation while postgres-mcp can still sign in.
+    if remaining <= min_validity and not written.inherited:
+        return False, (
+            f"{source} expires in {remaining:.0f}s (at {utc(written.expires_on)}), "
+            f"less than the {min_validity:g}s required"
+        )
+    return True, f"ok: {source} valid for {remaining:.0f}s more (until {utc(written.expires_on)}); {activity}"
+
+
+class HealthServer:
+    """GET /healthz on its own threads, so that a hung refresh cannot hang the answer."""
+
+    def __init__(self, host: str, port: int, judge: Callable[[], tuple[bool, str]]) -> None:
+        self._judge = judge
+        self._lock = threading.Lock()
+        self._last_healthy: bool | None = None
+        health = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *_: object) -> None:  # one line per change of verdict instead
+                pass
+
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] != HEALTH_PATH:
+                    self._answer(404, f"not found; the health endpoint is {HEALTH_PATH}")
+                    return
+                healthy, reason = health.verdict()
+                self._answer(200 if healthy else 503, reason)
+
+            def _answer(self, status: int, text: str) -> None:
+                body = (text + "\n").encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+        try:
+            self._server = http.server.ThreadingHTTPServer((host, port), Handler)
+        except OSError as error:
+            raise ConfigurationError(f"cannot serve the health endpoint on port {port}: {error.strerror}") from None
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="health", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def verdict(self) -> tuple[bool, str]:
+        healthy, reason = self._judge()
+        with self._lock:
+            changed, self._last_healthy = healthy != self._last_healthy, healthy
+        if changed:
+            log(f"health: {'healthy' if healthy else 'UNHEALTHY'}: {reason}")
+        return healthy, reason
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def inherit(path: str, prefix: str, state: HealthState) -> None:
+    """After a restart: judge the file an earlier run wrote by its token's own expiry."""
+    try:
+        read = read_password_file(path)
+    except OSError:
+        return
+    if read is None or not is_password_line(read[0], prefix):
+        return
+    content = read[0]
+    expiry = jwt_expiry(content.decode()[len(prefix) : -1])
+    if expiry is not None:
+        state.wrote(Written(digest(content), expiry, inherited=True))
+        log(f"found a token from an earlier run in {path}; it expires {utc(expiry)}")
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -202,6 +403,27 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         default=10.0,
         help="HTTP timeout of one request to the identity endpoint (default 10)",
     )
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=None,
+        help=f"serve GET {HEALTH_PATH} on this port (default: ${HEALTH_PORT_VARIABLE}; none: no endpoint)",
+    )
+    parser.add_argument(
+        "--health-host", default="0.0.0.0", help="address the health endpoint listens on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--health-min-validity-seconds",
+        type=float,
+        default=None,
+        help="unhealthy when the token has this long left or less (default: half of --margin-seconds)",
+    )
+    parser.add_argument(
+        "--health-stall-grace-seconds",
+        type=float,
+        default=30.0,
+        help="unhealthy when the loop is this much later than its own schedule (default 30)",
+    )
     arguments = parser.parse_args(argv)
     for name in (
         "margin_seconds",
@@ -210,11 +432,24 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         "backoff_base_seconds",
         "backoff_max_seconds",
         "timeout_seconds",
+        "health_stall_grace_seconds",
     ):
         if getattr(arguments, name) < 0 or (name != "margin_seconds" and getattr(arguments, name) == 0):
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if arguments.min_interval_seconds > arguments.max_interval_seconds:
         parser.error("--min-interval-seconds must not exceed --max-interval-seconds")
+    if arguments.health_port is None and os.environ.get(HEALTH_PORT_VARIABLE):
+        try:
+            arguments.health_port = int(os.environ[HEALTH_PORT_VARIABLE])
+        except ValueError:
+            parser.error(f"{HEALTH_PORT_VARIABLE} must be a port number, not {os.environ[HEALTH_PORT_VARIABLE]!r}")
+    if arguments.health_port is not None and not 1 <= arguments.health_port <= 65535:
+        parser.error("--health-port must be between 1 and 65535")
+    if arguments.health_min_validity_seconds is None:
+        arguments.health_min_validity_seconds = arguments.margin_seconds / 2
+    if not 0 < arguments.health_min_validity_seconds < arguments.margin_seconds:
+        # At or above the margin, a healthy refresher would report unhealthy before each refresh.
+        parser.error("--health-min-validity-seconds must be positive and less than --margin-seconds")
     return arguments
 
 
@@ -231,38 +466,65 @@ def run(arguments: argparse.Namespace, stop: threading.Event) -> int:
     path = os.environ.get("PGPASSFILE", "")
     if not path:
         raise ConfigurationError("PGPASSFILE must name the password file to write")
-    if arguments.once:
+    if arguments.once:  # a one-shot run never serves the health endpoint
         token = refresh(path, arguments.resource, arguments.timeout_seconds)
         log(f"wrote {path}; token expires {utc(token.expires_on)}")
         return 0
 
+    state = HealthState()
+    health: HealthServer | None = None
+    if arguments.health_port is not None:
+        prefix = line_prefix()
+        inherit(path, prefix, state)
+        min_validity = arguments.health_min_validity_seconds
+        health = HealthServer(
+            arguments.health_host,
+            arguments.health_port,
+            lambda: health_verdict(path, prefix, state, min_validity, time.time(), time.monotonic()),
+        )
+        health.start()
+        log(
+            f"health endpoint on port {arguments.health_port}{HEALTH_PATH}: unhealthy when the token has "
+            f"{min_validity:g}s left or less, or the loop is {arguments.health_stall_grace_seconds:g}s late"
+        )
+    grace = arguments.health_stall_grace_seconds
     last_good: Token | None = None
     failures = 0
-    while not stop.is_set():
-        try:
-            token = refresh(path, arguments.resource, arguments.timeout_seconds)
-        except RefreshError as error:
-            failures += 1
-            delay = backoff_delay(failures, arguments.backoff_base_seconds, arguments.backoff_max_seconds)
-            if last_good is None:
-                kept = "no token written yet"
-            elif last_good.expires_on > time.time():
-                kept = f"keeping last good token (expires {utc(last_good.expires_on)})"
+    try:
+        while not stop.is_set():
+            # One attempt: a connect and a read, each bounded by the timeout, then a local write.
+            state.expect_progress("refreshing", 2 * arguments.timeout_seconds + grace)
+            try:
+                token = refresh(path, arguments.resource, arguments.timeout_seconds)
+            except RefreshError as error:
+                failures += 1
+                delay = backoff_delay(failures, arguments.backoff_base_seconds, arguments.backoff_max_seconds)
+                if last_good is None:
+                    kept = "no token written yet"
+                elif last_good.expires_on > time.time():
+                    kept = f"keeping last good token (expires {utc(last_good.expires_on)})"
+                else:
+                    kept = f"last good token EXPIRED at {utc(last_good.expires_on)}; new connections fail"
+                log(f"refresh failed ({failures} in a row): {error}; {kept}; retry in {delay:.1f}s")
+                activity = f"retry {failures + 1} due {utc(time.time() + delay)}"
             else:
-                kept = f"last good token EXPIRED at {utc(last_good.expires_on)}; new connections fail"
-            log(f"refresh failed ({failures} in a row): {error}; {kept}; retry in {delay:.1f}s")
-        else:
-            now = time.time()
-            delay = next_refresh_delay(
-                token, now, arguments.margin_seconds, arguments.min_interval_seconds, arguments.max_interval_seconds
-            )
-            recovered = f" after {failures} failure(s)" if failures else ""
-            log(
-                f"wrote {path}{recovered}; token expires {utc(token.expires_on)} "
-                f"(in {token.expires_on - now:.0f}s); next refresh in {delay:.1f}s"
-            )
-            last_good, failures = token, 0
-        stop.wait(delay)
+                now = time.time()
+                delay = next_refresh_delay(
+                    token, now, arguments.margin_seconds, arguments.min_interval_seconds, arguments.max_interval_seconds
+                )
+                state.wrote(Written(digest(password_file_line(token.value).encode()), token.expires_on))
+                recovered = f" after {failures} failure(s)" if failures else ""
+                log(
+                    f"wrote {path}{recovered}; token expires {utc(token.expires_on)} "
+                    f"(in {token.expires_on - now:.0f}s); next refresh in {delay:.1f}s"
+                )
+                last_good, failures = token, 0
+                activity = f"next refresh due {utc(now + delay)}"
+            state.expect_progress(activity, delay + grace)
+            stop.wait(delay)
+    finally:
+        if health is not None:
+            health.stop()
     log("stopping")
     return 0
 

@@ -5,7 +5,8 @@
    fetched in-process from the identity endpoint for each connection (the workaround
    found in the field), with a new credential each time and with a shared (caching) one.
 2. Identity endpoint calls per token lifetime made by the refresher.
-3. The refresher's resident memory and CPU while it waits for the next refresh.
+3. The refresher's resident memory and CPU while it waits for the next refresh, with its health
+   endpoint on and probed, against the 0.1 GiB / 0.05 vCPU the sidecar gets.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,8 +28,9 @@ import psycopg
 import psycopg.conninfo
 from psycopg import sql
 
+from components.mcp_app import REFRESHER_LIVENESS, REFRESHER_RESOURCES
 from drill.identity_endpoint import IdentityEndpoint
-from drill.postgres_server import PostgresServer, running_postgres
+from drill.postgres_server import PostgresServer, free_port, running_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 REFRESHER = ROOT / "components" / "token_refresher.py"
@@ -160,27 +163,41 @@ def calls_per_lifetime(lifetime: int, margin: float, lifetimes: int) -> None:
     print("   asks once an hour: 24 calls per token lifetime, answered from the platform's token cache.")
 
 
-def idle_footprint(seconds: float) -> None:
+def idle_footprint(seconds: float, probes: int) -> None:
     ticks = os.sysconf("SC_CLK_TCK")
-    with running_refresher(3600) as (_, process):
+    port = free_port()
+    with running_refresher(3600, f"--health-port={port}") as (_, process):
         time.sleep(2)  # first refresh done, now waiting
 
         def cpu_seconds() -> float:
             fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / ticks
 
+        def memory_kib(field: str) -> int:
+            status = Path(f"/proc/{process.pid}/status").read_text().splitlines()
+            return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:"))
+
         print(f"\n   sampling the idle refresher's CPU time and memory for {seconds:.0f}s ...", flush=True)
         before = cpu_seconds()
         time.sleep(seconds)
-        used = cpu_seconds() - before
-        rss_kib = next(
-            int(line.split()[1])
-            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines()
-            if line.startswith("VmRSS:")
-        )
+        idle_cpu = cpu_seconds() - before
+        idle_rss = memory_kib("VmRSS")
+        before, started = cpu_seconds(), time.perf_counter()
+        for _ in range(probes):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                answer.read()
+        elapsed, probe_cpu = time.perf_counter() - started, cpu_seconds() - before
+        peak = memory_kib("VmHWM")
+    allowance = REFRESHER_RESOURCES.memory_gib * 1024
+    per_probe = probe_cpu / probes
     print(
-        f"\n3. Refresher while idle: RSS {rss_kib / 1024:.1f} MiB; CPU {used * 1000:.0f} ms over {seconds:.0f}s "
-        f"({used / seconds * 100:.3f}% of one core); Python {sys.version.split()[0]}"
+        f"\n3. Refresher, health endpoint on (Python {sys.version.split()[0]}): idle RSS {idle_rss / 1024:.1f} MiB; "
+        f"peak RSS after {probes} probes {peak / 1024:.1f} MiB = {peak / 1024 / allowance:.0%} of its "
+        f"{allowance:.0f} MiB\n   CPU {idle_cpu * 1000:.0f} ms over {seconds:.0f}s idle; "
+        f"{per_probe * 1000:.2f} ms per probe ({elapsed / probes * 1000:.2f} ms wall); at one liveness probe "
+        f"every {REFRESHER_LIVENESS.period_seconds}s that is "
+        f"{per_probe / REFRESHER_LIVENESS.period_seconds / REFRESHER_RESOURCES.cpu:.3%} of its "
+        f"{REFRESHER_RESOURCES.cpu} vCPU"
     )
 
 
@@ -188,12 +205,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m drill.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=20)
+    parser.add_argument("--probes", type=int, default=500)
     arguments = parser.parse_args()
     print("starting a local PostgreSQL (TLS) ...", flush=True)
     with running_postgres() as server:
         connection_latency(server, arguments.connections)
     calls_per_lifetime(lifetime=6, margin=3, lifetimes=5)
-    idle_footprint(arguments.idle_seconds)
+    idle_footprint(arguments.idle_seconds, arguments.probes)
 
 
 if __name__ == "__main__":

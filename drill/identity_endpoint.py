@@ -11,6 +11,7 @@ making it the role's password in a local PostgreSQL until it expires.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -48,6 +49,33 @@ MALFORMED_BODIES: dict[str, Callable[[float], bytes]] = {
 }
 
 
+def _base64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def jwt_like_token(expires_on: float, issued_at: float, serial: int) -> str:
+    """Shaped like an Entra access token: a JWT whose `exp` is the answer's expires_on, 1.5-2.5 KB.
+
+    The signature is random bytes: nothing here verifies it, as nothing in the refresher does."""
+    header = {"typ": "JWT", "alg": "RS256", "kid": "stand-in"}
+    claims = {
+        "aud": RESOURCE,
+        "iss": "https://sts.windows.net/00000000-0000-0000-0000-000000000000/",
+        "iat": int(issued_at),
+        "exp": int(expires_on),
+        "oid": "22222222-2222-2222-2222-222222222222",
+        "serial": serial,
+        "nonce": secrets.token_urlsafe(600),
+    }
+    return ".".join(
+        (
+            _base64url(json.dumps(header).encode()),
+            _base64url(json.dumps(claims).encode()),
+            _base64url(secrets.token_bytes(256)),
+        )
+    )
+
+
 @dataclass
 class Minted:
     token: str
@@ -66,7 +94,7 @@ class Request:
 class IdentityEndpoint:
     header: str = "rotating-header-value"
     lifetime: float = 3600.0
-    behaviour: str = "ok"
+    behaviour: str = "ok"  # or "drop", "http-<code>", "stall", or one of MALFORMED_BODIES
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
     upcoming: list[str] = field(default_factory=list)  # see answer_next()
@@ -126,9 +154,9 @@ class IdentityEndpoint:
             self._answer(handler, 200, MALFORMED_BODIES[behaviour](now))
             return
         # Azure sends whole epoch seconds; the stand-in's record uses the same instant.
-        # Entra access tokens are JWTs of 1.5-2.5 KB; the stand-in's are as long.
-        token = self.fixed_token or f"eyJ0eXAiOiJKV1QifQ.{secrets.token_urlsafe(1200)}.{len(self.minted)}"
-        minted = Minted(token, now, float(int(now + self.lifetime)))
+        expires_on = float(int(now + self.lifetime))
+        token = self.fixed_token or jwt_like_token(expires_on, now, len(self.minted))
+        minted = Minted(token, now, expires_on)
         if self.on_mint is not None:
             self.on_mint(minted)
         with self._lock:
@@ -140,7 +168,30 @@ class IdentityEndpoint:
             "token_type": "Bearer",
             "client_id": (query.get("client_id") or [""])[0],
         }
+        if behaviour == "stall":
+            self._drip(handler, json.dumps(body).encode())
+            return
         self._answer(handler, 200, json.dumps(body).encode())
+
+    def _drip(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        """A hung endpoint: a good answer, one byte at a time, while the behaviour stays "stall".
+
+        Each byte arrives well within a client's socket timeout, so only a deadline on the
+        whole exchange (or a watchdog) notices."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        sent = 0
+        try:
+            while sent < len(body) - 1 and self.behaviour == "stall":
+                handler.wfile.write(body[sent : sent + 1])
+                handler.wfile.flush()
+                sent += 1
+                time.sleep(0.2)
+            handler.wfile.write(body[sent:])
+        except OSError:  # the client gave up
+            pass
 
     @staticmethod
     def _answer(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:

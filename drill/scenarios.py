@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ POOL_MAX_LIFETIME = 2.0  # seconds (psycopg_pool default: 3600)
 POOL_TIMEOUT = 3.0  # seconds a call waits for a connection (psycopg_pool default: 30)
 CALL_INTERVAL = 0.5
 PROGRESS_EVERY = 10.0  # seconds between progress lines while the calls run
+HEALTH_INTERVAL = 0.25  # how often the drill calls the refresher's /healthz, as a probe would
 SERVER_OPTIONS = "-c log_connections=on -c log_line_prefix='%m [%p] '"
 
 
@@ -92,6 +94,8 @@ class Result:
     minted: list[Minted] = field(default_factory=list)
     refresher_log: list[str] = field(default_factory=list)
     mcp_log: str = ""
+    health: list[tuple[float, str, str]] = field(default_factory=list)
+    """(time, "200" / "503" / "down", reason): every answer of the refresher's /healthz."""
 
     @property
     def failed(self) -> list[Call]:
@@ -102,6 +106,14 @@ class Result:
 
     def reconnections(self) -> int:
         return sum(1 for _, source, text in self.events if source == "postgres" and text.startswith("pool connected"))
+
+    def health_changes(self) -> list[tuple[float, str, str]]:
+        """The health answers where the status changed: what a probe's owner would notice."""
+        changes: list[tuple[float, str, str]] = []
+        for answer in self.health:
+            if not changes or answer[1] != changes[-1][1]:
+                changes.append(answer)
+        return changes
 
 
 SCENARIOS = {
@@ -190,14 +202,16 @@ class RefresherProcess:
         self.env = env
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
+        self.health_port = free_port()
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
-                # The sidecar's own command (`python -c <token_refresher.py> --margin-seconds=N`), with
-                # the drill's compressed margin and a shorter retry backoff.
+                # The sidecar's own command (`python -c <token_refresher.py> --margin-seconds=N
+                # --health-port=P --health-min-validity-seconds=N/2`), with the drill's compressed
+                # margin, a free port and a shorter retry backoff.
                 sys.executable,
-                *refresher_command(REFRESH_MARGIN)[1:],
+                *refresher_command(REFRESH_MARGIN, self.health_port)[1:],
                 "--min-interval-seconds=0.5",
                 "--backoff-base-seconds=0.2",
                 "--backoff-max-seconds=1",
@@ -223,6 +237,34 @@ class RefresherProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=10)
+
+
+class HealthWatch:
+    """Calls the refresher's GET /healthz every HEALTH_INTERVAL seconds and keeps every answer."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/healthz"
+        self.answers: list[tuple[float, str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as response:
+                    answer = (str(response.status), response.read().decode().strip())
+            except urllib.error.HTTPError as error:
+                answer = (str(error.code), error.read().decode().strip())
+            except OSError as error:
+                answer = ("down", str(getattr(error, "reason", error)))
+            self.answers.append((time.time(), *answer))
+            self._stop.wait(HEALTH_INTERVAL)
+
+    def stop(self) -> list[tuple[float, str, str]]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return self.answers
 
 
 def _fetch_token_once(endpoint: IdentityEndpoint) -> str:
@@ -287,6 +329,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
         _prepare(server)
         endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=server.token_becomes_password(ROLE)).start()
         refresher: RefresherProcess | None = None
+        health: HealthWatch | None = None
         try:
             passfile = workdir / "pgpass" / "pgpass"
             mcp_env = {key: value for key, value in os.environ.items() if not key.startswith(("PG", "PYTHON"))}
@@ -319,6 +362,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 deadline = time.monotonic() + 30
                 while not passfile.exists() and time.monotonic() < deadline:
                     time.sleep(0.05)
+                health = HealthWatch(refresher.health_port)
             port = free_port()
             command = [
                 str(venv / "bin" / "postgres-mcp"),
@@ -352,6 +396,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 if client.returncode != 0:
                     raise RuntimeError(f"MCP client failed: {stderr.strip()[-2000:]}")
             calls = [Call(**json.loads(line)) for line in stdout.splitlines() if line.startswith("{")]
+            health_answers = health.stop() if health is not None else []
             if refresher is not None:
                 refresher.stop()
             events = _server_events(server.log_file) + fault_events
@@ -362,17 +407,25 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
             if refresher is not None:
                 for line in refresher.lines:
                     stamp, text = line.split(" ", 1)
-                    events.append((float(stamp), "refresher", text.split("token-refresher: ", 1)[-1]))
-            return Result(
+                    text = text.split("token-refresher: ", 1)[-1]
+                    if not text.startswith("health: "):  # the health answers have their own lines
+                        events.append((float(stamp), "refresher", text))
+            result = Result(
                 scenario,
                 calls[0].t if calls else start,
                 calls,
-                sorted(events),
+                [],
                 list(endpoint.minted),
                 refresher.lines if refresher else [],
                 mcp_log.read_text(errors="replace"),
+                health_answers,
             )
+            events += [(when, "health", f"{status} {reason}") for when, status, reason in result.health_changes()]
+            result.events = sorted(events)
+            return result
         finally:
+            if health is not None:
+                health.stop()
             if refresher is not None:
                 refresher.kill()
             endpoint.stop()
@@ -483,6 +536,18 @@ def judge(result: Result) -> list[str]:
         tail = [c for c in calls if c.t - result.start > back + RECOVERY_ALLOWANCE]
         if len(tail) < 3 or not all(c.ok for c in tail):
             problems.append("calls did not recover by themselves after the endpoint came back")
+        if result.failed:
+            warned = [when for when, status, _ in result.health if status == "503"]
+            if not warned or warned[0] >= result.failed[0].t:
+                problems.append("the health endpoint did not turn unhealthy before the first failed call")
+        if not any(status == "200" and when - result.start > back for when, status, _ in result.health):
+            problems.append("the health endpoint did not turn healthy again after the endpoint came back")
+    if scenario.setup == "refresher" and not scenario.faults:
+        first_ok = next((when for when, status, _ in result.health if status == "200"), None)
+        if first_ok is None:
+            problems.append("the health endpoint never answered 200")
+        elif any(status != "200" for when, status, _ in result.health if when >= first_ok):
+            problems.append("the health endpoint reported a healthy refresher unhealthy")
     return problems
 
 

@@ -155,7 +155,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             vnet = dict(args.inputs.get("vnetConfiguration", {}))
             if vnet.get("internal"):
                 # In a first preview the subnet's ID is unknown, and so is the address Azure will pick.
-                prefix = self._subnet_prefixes.get(vnet.get("infrastructureSubnetId"))
+                subnet_id = vnet.get("infrastructureSubnetId")
+                prefix = self._subnet_prefixes.get(subnet_id) if isinstance(subnet_id, str) else None
                 if prefix is not None:
                     outputs["staticIp"] = str(ipaddress.ip_network(prefix).network_address + 100)
             else:
@@ -187,7 +188,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
             configuration = dict(outputs.get("configuration", {}))
             ingress = dict(configuration.get("ingress", {}))
             # In a first preview the environment's ID is unknown, and so is the app's FQDN.
-            domain = self._environment_domains.get(args.inputs.get("managedEnvironmentId"), "unknown.invalid")
+            environment_id = args.inputs.get("managedEnvironmentId")
+            domain = (
+                self._environment_domains.get(environment_id, "unknown.invalid")
+                if isinstance(environment_id, str)
+                else "unknown.invalid"
+            )
             ingress["fqdn"] = f"{args.inputs.get('containerAppName', args.name)}.{domain}"
             configuration["ingress"] = ingress
             configuration.pop("secrets", None)  # Azure never answers with secret values

@@ -54,6 +54,10 @@ def test_refresher_keeps_every_call_working_across_many_expiries(venv: Path) -> 
     assert result.failed == []
     assert len(result.minted) >= 6  # 30 s of 6 s tokens
     assert result.reconnections() >= 8  # the pool really logged in again and again, each time from the file
+    # Probed all along, the healthy refresher never says otherwise.
+    first_ok = next(when for when, status, _ in result.health if status == "200")
+    assert {status for when, status, _ in result.health if when >= first_ok} == {"200"}
+    assert len(result.health) >= 60
 
 
 @pytest.mark.parametrize("name", ["short-outage", "garbage", "refresher-restart"])
@@ -68,3 +72,14 @@ def test_long_outage_fails_while_down_then_recovers_without_restart(venv: Path) 
     assert scenarios.judge(result) == [], scenarios.timeline(result)
     assert result.failed
     assert any("wrote" in line and "failure(s)" in line for line in result.refresher_log)  # it recovered itself
+    # The health endpoint (what the sidecar's liveness probe calls) turned unhealthy before the
+    # first call failed, naming the expiring token, and healthy again once the endpoint was back.
+    first_failure = result.failed[0].t
+    unhealthy = [(when, reason) for when, status, reason in result.health if status == "503"]
+    assert unhealthy and unhealthy[0][0] < first_failure, scenarios.timeline(result)
+    assert "expires in" in unhealthy[0][1]
+    back = result.start + next(fault.at for fault in result.scenario.faults if fault.action == "ok")
+    assert any(status == "200" and when > back for when, status, _ in result.health)
+    assert result.health[-1][1] == "200"
+    assert [status for _, status, _ in result.health_changes()][-2:] == ["503", "200"]
+    print(f"health 503 {first_failure - unhealthy[0][0]:.1f}s before the first failed call")

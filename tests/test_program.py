@@ -237,8 +237,6 @@ def test_app_container_shape(deployed: tuple[str, str, ProgramRun]) -> None:
     assert app["configuration"]["ingress"]["allowInsecure"] is False
     assert {p["type"] for p in mcp["probes"]} == {"Startup", "Liveness", "Readiness"}
     assert all(p["tcpSocket"]["port"] == 8000 for p in mcp["probes"])
-    total_cpu = sum(c["resources"]["cpu"] for c in containers(run).values())
-    assert total_cpu in (0.5, 0.75)  # a valid Consumption size in both modes
     environment = run.one("azure-native:app:ManagedEnvironment").inputs
     assert environment["appLogsConfiguration"]["destination"] == "log-analytics"
     assert environment["vnetConfiguration"]["infrastructureSubnetId"].endswith(
@@ -325,7 +323,7 @@ def test_overrides_reach_the_resources() -> None:
             "entraAdminPrincipalName": "dba-team",
             "entraAdminPrincipalType": "Group",
             "mcpAccessMode": "unrestricted",
-            "tokenRefreshMarginSeconds": 120,
+            "tokenRefreshMarginSeconds": 600,
             "appRoleName": "mcp_reader",
             "databaseName": "sales",
         },
@@ -348,7 +346,7 @@ def test_overrides_reach_the_resources() -> None:
     )
     by_name = containers(run)
     assert "--access-mode=unrestricted" in by_name["postgres-mcp"]["args"]
-    assert by_name["token-refresher"]["command"][3] == "--margin-seconds=120"
+    assert by_name["token-refresher"]["command"][3::2] == ["--margin-seconds=600", "--health-min-validity-seconds=300"]
     assert env_of(by_name["postgres-mcp"])["DATABASE_URI"]["value"].endswith(
         "postgres.database.azure.com:5432/sales?sslmode=verify-full&sslrootcert=system"
     )
@@ -541,3 +539,126 @@ def test_ci_runner_is_admitted_for_one_run_and_the_access_step_waits_for_it() ->
     assert not [
         r for r in program("dev", "token").of_type(FIREWALL_RULE) if r.inputs["firewallRuleName"] == "ci-runner"
     ]
+
+
+# --- the refresher's health, the app's size, the token alerts --------------------------------
+
+SCHEDULED_QUERY_RULE = "azure-native:monitor:ScheduledQueryRule"
+ACTION_GROUP = "azure-native:monitor:ActionGroup"
+# learn.microsoft.com/azure/container-apps/containers#allocations: in the Consumption plan and
+# profile the app's containers must add up to one of these (vCPU, GiB) pairs.
+CONSUMPTION_PAIRS = {(0.25 * n, 0.5 * n) for n in range(1, 17)}
+
+
+def gib(memory: str) -> float:
+    assert memory.endswith("Gi"), memory
+    return float(memory.removesuffix("Gi"))
+
+
+def test_sidecar_is_probed_on_its_health_endpoint_and_postgres_mcp_keeps_its_own(token_mode: ProgramRun) -> None:
+    by_name = containers(token_mode)
+    refresher, mcp = by_name["token-refresher"], by_name["postgres-mcp"]
+    probes = {probe["type"]: probe for probe in refresher["probes"]}
+    # No readiness probe on the sidecar: the replica is ready only when all its containers are,
+    # and a refresher that is retrying must not take postgres-mcp out of the ingress's rotation.
+    assert set(probes) == {"Startup", "Liveness"}
+    for probe in probes.values():
+        assert probe["httpGet"] == {"path": "/healthz", "port": 8081}
+        assert 1 <= probe["failureThreshold"] <= 10 and probe["timeoutSeconds"] >= 1
+    assert refresher["command"][3:] == [
+        "--margin-seconds=900",
+        "--health-port=8081",
+        "--health-min-validity-seconds=450",
+    ]
+    # postgres-mcp's probes, readiness included, stay on its own port.
+    assert {p["type"] for p in mcp["probes"]} == {"Startup", "Liveness", "Readiness"}
+    assert all(p["tcpSocket"] == {"port": 8000} and "httpGet" not in p for p in mcp["probes"])
+
+
+def test_a_stuck_refresher_is_restarted_well_before_its_last_token_expires() -> None:
+    from components import mcp_app
+
+    for margin in range(300, 3601):  # every value tokenRefreshMarginSeconds accepts
+        validity = mcp_app.refresher_min_validity(margin)
+        assert 0 < validity < margin  # a healthy refresher never reports unhealthy before a refresh
+        lead = mcp_app.restart_lead_seconds(margin)
+        # The restarted process gets its whole startup window before the token expires, with room left.
+        assert lead - mcp_app.REFRESHER_STARTUP.window_seconds >= 60, margin
+    assert mcp_app.restart_lead_seconds(900) >= 5 * 60  # the default: minutes, not seconds
+
+
+def test_token_mode_costs_what_password_mode_costs(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, mode, run = deployed
+    shares = {
+        name: (container["resources"]["cpu"], gib(container["resources"]["memory"]))
+        for name, container in containers(run).items()
+    }
+    total = (round(sum(cpu for cpu, _ in shares.values()), 2), round(sum(mem for _, mem in shares.values()), 2))
+    assert total == (0.5, 1.0) and total in CONSUMPTION_PAIRS
+    if mode == "token":
+        assert shares == {"postgres-mcp": (0.45, 0.9), "token-refresher": (0.05, 0.1)}
+    else:
+        assert shares == {"postgres-mcp": (0.5, 1.0)}
+    for cpu, memory in shares.values():  # each container: two decimals at most
+        assert round(cpu, 2) == cpu and round(memory, 2) == memory
+
+
+def rules_of(run: ProgramRun) -> dict[str, dict[str, Any]]:
+    """The token alert rules by kind: `<base name>-token-failures` -> `token-failures`."""
+    rules = run.of_type(SCHEDULED_QUERY_RULE)
+    return {"-".join(rule.inputs["ruleName"].split("-")[-2:]): rule.inputs for rule in rules}
+
+
+def test_token_alerts_watch_the_apps_logs_in_each_stack(token_mode: ProgramRun) -> None:
+    run = token_mode
+    workspace = run.one("azure-native:operationalinsights:Workspace").name
+    app_name = run.one(CONTAINER_APP).inputs["containerAppName"]
+    rules = rules_of(run)
+    assert set(rules) == {"token-failures", "refresher-restarts"}
+    for rule in rules.values():
+        assert rule["enabled"] is True and rule["kind"] == "LogAlert"
+        assert rule["scopes"] == [
+            f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/"
+            f"azure-native:operationalinsights:Workspace/{workspace}"
+        ]
+        assert (rule["evaluationFrequency"], rule["windowSize"]) == ("PT5M", "PT5M")
+        (condition,) = rule["criteria"]["allOf"]
+        assert (condition["timeAggregation"], condition["operator"], condition["threshold"]) == (
+            "Count",
+            "GreaterThan",
+            0,
+        )
+        assert f'ContainerAppName_s == "{app_name}"' in condition["query"]
+        assert rule["autoMitigate"] is True
+    failures = rules["token-failures"]["criteria"]["allOf"][0]["query"]
+    assert failures.startswith("ContainerAppConsoleLogs_CL\n")
+    assert 'ContainerName_s == "postgres-mcp" and Log_s contains "The access token has expired"' in failures
+    assert 'ContainerName_s == "token-refresher"' in failures and "failed_in_a_row >= 5" in failures
+    restarts = rules["refresher-restarts"]["criteria"]["allOf"][0]["query"]
+    assert restarts.startswith("ContainerAppSystemLogs_CL\n")
+    assert 'Log_s contains "token-refresher"' in restarts and 'Log_s contains "will be restarted"' in restarts
+    assert rules["token-failures"]["severity"] < rules["refresher-restarts"]["severity"]
+
+
+def test_alert_e_mails_come_from_config() -> None:
+    dev, prod = program("dev", "token"), program("prod", "token")
+    # dev ships quiet: the rules exist, nobody is e-mailed.
+    assert dev.of_type(ACTION_GROUP) == []
+    assert all("actions" not in rule for rule in rules_of(dev).values())
+    # prod ships with an on-call placeholder address to replace.
+    group = prod.one(ACTION_GROUP)
+    assert [r["emailAddress"] for r in group.inputs["emailReceivers"]] == ["platform-oncall@example.com"]
+    group_id = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/{ACTION_GROUP}/{group.name}"
+    assert all(rule["actions"]["actionGroups"] == [group_id] for rule in rules_of(prod).values())
+    run = run_program("dev", {"alertEmails": ["dba@example.com", "ops@example.org"]})
+    inputs = run.one(ACTION_GROUP).inputs
+    assert inputs["enabled"] is True and inputs["location"] == "Global" and len(inputs["groupShortName"]) <= 12
+    assert [(r["name"], r["emailAddress"], r["useCommonAlertSchema"]) for r in inputs["emailReceivers"]] == [
+        ("email-0", "dba@example.com", True),
+        ("email-1", "ops@example.org", True),
+    ]
+    assert run_program("prod", {"alertEmails": []}).of_type(ACTION_GROUP) == []
+
+
+def test_password_mode_has_no_token_alerts(password_mode: ProgramRun) -> None:
+    assert password_mode.of_type(SCHEDULED_QUERY_RULE) == [] and password_mode.of_type(ACTION_GROUP) == []
