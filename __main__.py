@@ -15,8 +15,11 @@ from components.database import (
     ADMIN_LOGIN,
     CREATE_ONLY_OUTPUT,
     Database,
+    administrator_login,
     create_only_values,
+    recorded_create_only_values,
     refuse_create_only_changes,
+    refuse_password_mode_without_login,
     server_name_prefix,
 )
 from components.database_access import DatabaseAccess
@@ -41,8 +44,11 @@ client = authorization.get_client_config_output()
 # A change that Azure can only make by replacement (the server, and its data; the environment, on the
 # subnet it still holds) stops the run here, before any resource is declared.
 recorded = own_stack_outputs()  # the last update's outputs
+server_record = recorded_create_only_values(recorded)
+admin_login = administrator_login(server_record)
+refuse_password_mode_without_login(admin_login, config.auth_mode)
 create_only = refuse_create_only_changes(
-    recorded.get(CREATE_ONLY_OUTPUT), create_only_values(name, config.location, config.geo_redundant_backup)
+    server_record, create_only_values(name, config.location, config.geo_redundant_backup, admin_login)
 )
 environment_create_only = refuse_environment_replacement_in_place(
     recorded.get(ENVIRONMENT_OUTPUT),
@@ -102,6 +108,7 @@ database = Database(
         "tenant_id": client.tenant_id,
         "entra_admin": config.entra_admin,
         "password_auth": config.auth_mode == "password",
+        "administrator_login": admin_login,
         "administrator_password": secrets.admin_password,
         "version": config.postgres_version,
         "sku_name": config.sku_name,

@@ -57,7 +57,7 @@ AZURE_CHOSEN_PROPERTIES = ("availabilityZone", "highAvailability.standbyAvailabi
 GUARDED_PROPERTIES: dict[str, str] = {
     "serverNamePrefix": "namePrefix (and the stack name)",
     "location": "location",
-    "administratorLogin": "none (a constant of the program)",
+    "administratorLogin": "none (the program's constant; absent on servers an earlier version made in token mode)",
     "backup.geoRedundantBackup": "geoRedundantBackup",
 }
 CREATE_ONLY_OUTPUT = "serverCreateOnly"
@@ -71,12 +71,61 @@ def server_name_prefix(base_name: str) -> str:
     return f"{base_name}-pg-"
 
 
-def create_only_values(base_name: str, location: str, geo_redundant_backup: bool) -> dict[str, str]:
+# What versions of this program from before the record exported: a deployed server, and the mode it
+# was deployed in. Those versions gave the server a password administrator in password mode only.
+LEGACY_SERVER_OUTPUT = "serverFqdn"
+LEGACY_MODE_OUTPUT = "authMode"
+NO_LOGIN = ""
+
+
+def recorded_create_only_values(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The create-only values the server was created with, from the last update's outputs: the record,
+    or, for a stack last deployed by a version from before the record, what its outputs tell (whether
+    the server has a password administrator). None before the first deployment."""
+    record = outputs.get(CREATE_ONLY_OUTPUT)
+    if isinstance(record, Mapping):
+        return record
+    if LEGACY_SERVER_OUTPUT not in outputs:
+        return None
+    mode = outputs.get(LEGACY_MODE_OUTPUT)
+    if mode not in ("token", "password"):
+        raise CreateOnlyChangeError(
+            f"this stack's server ({outputs[LEGACY_SERVER_OUTPUT]}) was deployed by an earlier version of this "
+            f"program, and its output '{LEGACY_MODE_OUTPUT}' ({mode!r}) does not say whether the server has a "
+            "password administrator, which Azure sets only when a server is created. Nothing was changed: run "
+            "`pulumi up` once with the version that deployed it, then this one."
+        )
+    return {"administratorLogin": ADMIN_LOGIN if mode == "password" else NO_LOGIN}
+
+
+def administrator_login(recorded: Mapping[str, Any] | None) -> str:
+    """The password administrator to declare: the program's, unless the server was created without one
+    (token mode, before the login existed in both modes). Azure sets the login only at creation, so
+    such a server keeps having none: declaring one would replace it."""
+    if recorded is not None and recorded.get("administratorLogin") == NO_LOGIN:
+        return NO_LOGIN
+    return ADMIN_LOGIN
+
+
+def refuse_password_mode_without_login(login: str, auth_mode: str) -> None:
+    if auth_mode == "password" and login == NO_LOGIN:
+        raise CreateOnlyChangeError(
+            "config key 'authMode': 'password' needs the server's password administrator, and this server was "
+            "created without one (in token mode, by an earlier version of this program). Azure sets the "
+            "administrator login only when a server is created, so adding it would replace the server, and a "
+            "new server starts empty. Nothing was changed. Keep authMode 'token'; to move to password mode on "
+            "purpose, dump the data, deploy a new stack and restore it there."
+        )
+
+
+def create_only_values(
+    base_name: str, location: str, geo_redundant_backup: bool, login: str = ADMIN_LOGIN
+) -> dict[str, str]:
     """The guarded create-only values this program declares for the server."""
     return {
         "serverNamePrefix": server_name_prefix(base_name),
         "location": location,
-        "administratorLogin": ADMIN_LOGIN,
+        "administratorLogin": login,
         "backup.geoRedundantBackup": "Enabled" if geo_redundant_backup else "Disabled",
     }
 
@@ -141,6 +190,8 @@ class DatabaseArgs(TypedDict):
     entra_admin: EntraAdmin
     """Complete: settings.load() fills what config left empty from the deploying principal."""
     password_auth: bool
+    administrator_login: str
+    """ADMIN_LOGIN, or NO_LOGIN for a server created without one (see administrator_login)."""
     administrator_password: pulumi.Input[str]
     """The password of ADMIN_LOGIN, kept in Key Vault; usable only while password auth is on."""
     version: str
@@ -200,8 +251,11 @@ class Database(pulumi.ComponentResource):
                 tenant_id=args["tenant_id"],
             ),
             # Both modes: switching authMode flips passwordAuth (updatable), never the login (create-only).
-            administrator_login=ADMIN_LOGIN,
-            administrator_login_password=pulumi.Output.secret(args["administrator_password"]),
+            # A server that an earlier version created in token mode has none and keeps none.
+            administrator_login=args["administrator_login"] or None,
+            administrator_login_password=(
+                pulumi.Output.secret(args["administrator_password"]) if args["administrator_login"] else None
+            ),
             network=postgresql.NetworkArgs(public_network_access="Enabled"),
             tags=args["tags"],
             opts=pulumi.ResourceOptions(

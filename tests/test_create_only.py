@@ -137,3 +137,49 @@ def test_azure_chooses_the_zones_without_a_diff(stack: str) -> None:
         assert server.outputs["highAvailability"]["standbyAvailabilityZone"] == "2"
     ignored = set(run.options[server.name].ignore_changes or [])
     assert {"availabilityZone", "highAvailability.standbyAvailabilityZone"} <= ignored
+
+
+# --- stacks deployed before the record existed -------------------------------------------------
+
+LEGACY_FQDN = "pgmcp-dev-pg-a1b2c3.postgres.database.azure.com"
+
+
+def legacy(mode: str | None) -> RecordingMocks:
+    """The outputs an earlier version of this program left: no record, but the server and its mode."""
+    outputs: dict[str, Any] = {"serverFqdn": LEGACY_FQDN, "appRoleName": "postgres_mcp"}
+    if mode is not None:
+        outputs["authMode"] = mode
+    return RecordingMocks(stack_outputs=outputs)
+
+
+def test_a_token_mode_server_from_an_earlier_version_keeps_having_no_login() -> None:
+    # Earlier versions set administratorLogin in password mode only; adding it now would replace the server.
+    run = run_program("dev", {"authMode": "token"}, preview=True, recording=legacy("token"))
+    server = run.one(SERVER).inputs
+    assert "administratorLogin" not in server and "administratorLoginPassword" not in server
+    assert run.exports["serverCreateOnly"]["administratorLogin"] == ""
+    # The next run reads that record and still declares no login.
+    again = RecordingMocks(stack_outputs={"serverCreateOnly": run.exports["serverCreateOnly"]})
+    assert "administratorLogin" not in run_program("dev", {}, preview=True, recording=again).one(SERVER).inputs
+
+
+def test_a_password_mode_server_from_an_earlier_version_keeps_its_login() -> None:
+    run = run_program("dev", {"authMode": "password"}, preview=True, recording=legacy("password"))
+    assert run.one(SERVER).inputs["administratorLogin"] == "pgadmin"
+    assert run.exports["serverCreateOnly"]["administratorLogin"] == "pgadmin"
+
+
+def test_password_mode_on_a_server_made_without_a_login_is_refused_before_any_resource() -> None:
+    recording = legacy("token")
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program("dev", {"authMode": "password"}, preview=True, recording=recording)
+    message = str(refused.value)
+    assert "'authMode'" in message and "created without one" in message and "replace the server" in message
+    assert recording.resources == []
+
+
+def test_an_earlier_stack_that_does_not_say_its_mode_is_refused() -> None:
+    recording = legacy(None)
+    with pytest.raises(pulumi.RunError, match=f"{LEGACY_FQDN}.*'authMode'"):
+        run_program("dev", {}, preview=True, recording=recording)
+    assert recording.resources == []
