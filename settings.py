@@ -870,8 +870,13 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     )
 
 
-def load() -> Settings:
-    """Reads this stack's project config through the Pulumi SDK and validates it."""
+def load(earlier_admin_name: str | None = None) -> Settings:
+    """Reads this stack's project config through the Pulumi SDK and validates it.
+
+    `earlier_admin_name`: the Entra administrator a stack last deployed by an earlier version of this
+    program has (its `entraAdminPrincipalName` output). Those versions filled empty keys with the name
+    `pulumi-deployer` and the type ServicePrincipal; such a stack keeps them, so that upgrading never
+    renames the administrator the role/grant step signs in as."""
     import pulumi
     from pulumi.runtime import config as runtime_config
 
@@ -890,4 +895,10 @@ def load() -> Settings:
     from pulumi_azure_native import authorization
 
     deployer = deployer_from_claims(token_claims(authorization.get_client_token().token))
-    return dataclasses.replace(parsed, entra_admin=with_deployer_defaults(parsed.entra_admin, deployer))
+    admin = parsed.entra_admin
+    if earlier_admin_name and admin.object_id is None:
+        kept = EntraAdmin(
+            deployer.object_id, admin.principal_name or earlier_admin_name, admin.principal_type or "ServicePrincipal"
+        )
+        return dataclasses.replace(parsed, entra_admin=kept)
+    return dataclasses.replace(parsed, entra_admin=with_deployer_defaults(admin, deployer))

@@ -78,6 +78,11 @@ LEGACY_MODE_OUTPUT = "authMode"
 NO_LOGIN = ""
 
 
+def deployed_by_an_earlier_version(outputs: Mapping[str, Any]) -> bool:
+    """The stack's last update came from a version of this program from before the record."""
+    return CREATE_ONLY_OUTPUT not in outputs and LEGACY_SERVER_OUTPUT in outputs
+
+
 def recorded_create_only_values(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The create-only values the server was created with, from the last update's outputs: the record,
     or, for a stack last deployed by a version from before the record, what its outputs tell (whether

@@ -146,7 +146,11 @@ LEGACY_FQDN = "pgmcp-dev-pg-a1b2c3.postgres.database.azure.com"
 
 def legacy(mode: str | None) -> RecordingMocks:
     """The outputs an earlier version of this program left: no record, but the server and its mode."""
-    outputs: dict[str, Any] = {"serverFqdn": LEGACY_FQDN, "appRoleName": "postgres_mcp"}
+    outputs: dict[str, Any] = {
+        "serverFqdn": LEGACY_FQDN,
+        "appRoleName": "postgres_mcp",
+        "entraAdminPrincipalName": "pulumi-deployer",
+    }
     if mode is not None:
         outputs["authMode"] = mode
     return RecordingMocks(stack_outputs=outputs)
@@ -183,3 +187,22 @@ def test_an_earlier_stack_that_does_not_say_its_mode_is_refused() -> None:
     with pytest.raises(pulumi.RunError, match=f"{LEGACY_FQDN}.*'authMode'"):
         run_program("dev", {}, preview=True, recording=recording)
     assert recording.resources == []
+
+
+ENTRA_ADMIN = "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"
+DYNAMIC = "pulumi-python:dynamic:Resource"
+
+
+def test_an_earlier_stack_keeps_its_entra_administrator_when_the_keys_are_empty() -> None:
+    # Earlier versions named the default administrator `pulumi-deployer`, a ServicePrincipal; deriving it
+    # from the deployer's token now would rename the role the role/grant step signs in as.
+    run = run_program("dev", {"authMode": "token"}, preview=True, recording=legacy("token"))
+    admin = run.one(ENTRA_ADMIN).inputs
+    assert (admin["principalName"], admin["principalType"]) == ("pulumi-deployer", "ServicePrincipal")
+    assert run.one(DYNAMIC).inputs["admin_user"] == "pulumi-deployer"
+    fresh = run_program("dev", {"authMode": "token"}, preview=True).one(ENTRA_ADMIN).inputs
+    assert fresh["principalName"] != "pulumi-deployer"  # a new stack takes the deployer's own name
+    named = run_program("dev", {"entraAdminPrincipalName": "ops-admin"}, preview=True, recording=legacy("token")).one(
+        ENTRA_ADMIN
+    )
+    assert named.inputs["principalName"] == "ops-admin"  # the keys still win
