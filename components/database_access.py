@@ -136,7 +136,8 @@ class AccessSpec:
     schemas: tuple[str, ...]
     level: str
     principal_id: str = ""
-    sslmode: str = "require"
+    sslmode: str = "verify-full"
+    sslrootcert: str = "certifi"
     connect_timeout: int = 10
     connect_attempts: int = 6
     retry_base_seconds: float = 2.0
@@ -153,7 +154,8 @@ class AccessSpec:
             schemas=tuple(props.get("schemas") or ("public",)),
             level=str(props.get("privilege_level") or "read_only"),
             principal_id=str(props.get("principal_id") or ""),
-            sslmode=str(props.get("sslmode") or "require"),
+            sslmode=str(props.get("sslmode") or "verify-full"),
+            sslrootcert=str(props.get("sslrootcert") or "certifi"),
             connect_timeout=int(props.get("connect_timeout") or 10),
             connect_attempts=int(props.get("connect_attempts") or 6),
             retry_base_seconds=float(props.get("retry_base_seconds") or 2.0),
@@ -467,6 +469,25 @@ def entra_token() -> str:
         raise DatabaseAccessError(str(error)) from None
 
 
+# The trust store for verify-full. psycopg's binary wheels bundle their own OpenSSL, whose default
+# store is a directory of their build machine (OPENSSLDIR "/usr/lib/psycopg-openssl" in psycopg-binary
+# 3.3), so `sslrootcert=system` finds nothing on a laptop or a CI runner unless SSL_CERT_FILE is set.
+# "certifi" names the Mozilla bundle that azure-identity's HTTP stack already ships (requests ->
+# certifi): it holds the roots Azure Database for PostgreSQL certificates chain to, DigiCert Global
+# Root G2 and Microsoft RSA Root Certificate Authority 2017 (Microsoft Learn, "Connect with TLS",
+# security-tls-how-to-connect: intermediates rotate in 2025-2026, roots stay). Resolved in the provider's
+# process, so that the state holds the same value wherever pulumi runs.
+CERTIFI = "certifi"
+
+
+def trust_store(sslrootcert: str) -> str:
+    if sslrootcert == CERTIFI:
+        import certifi
+
+        return str(certifi.where())
+    return sslrootcert
+
+
 class Connector:
     """Opens admin connections with retries for transient errors; never logs a credential."""
 
@@ -497,6 +518,8 @@ class Connector:
                     user=spec.admin_user,
                     password=password,
                     sslmode=spec.sslmode,
+                    # psycopg leaves out parameters that are None.
+                    sslrootcert=trust_store(spec.sslrootcert) if spec.sslmode.startswith("verify") else None,
                     connect_timeout=spec.connect_timeout,
                     application_name="pulumi-database-access",
                     autocommit=True,  # transactions are explicit
@@ -818,7 +841,9 @@ class DatabaseAccess(pulumi.dynamic.Resource):
             "schemas": args["schemas"],
             "privilege_level": args["privilege_level"],
             "principal_id": args["principal_id"] or "",
-            "sslmode": "require",
+            # Verify the server: the administrator's token or password goes to it and nowhere else.
+            "sslmode": "verify-full",
+            "sslrootcert": CERTIFI,
             "connect_timeout": 10,
             "connect_attempts": 6,
             "retry_base_seconds": 2.0,

@@ -392,7 +392,7 @@ def test_role_and_grants_are_declared_after_the_server_and_before_the_app(
     assert (inputs["role"], inputs["database"], inputs["auth_mode"]) == ("postgres_mcp", "app", mode)
     assert inputs["host"] == run.exports["serverFqdn"]
     assert inputs["schemas"] == ["public"] and inputs["privilege_level"] == "read_only"
-    assert inputs["sslmode"] == "require"
+    assert (inputs["sslmode"], inputs["sslrootcert"]) == ("verify-full", "certifi")  # the server is verified
     if mode == "token":
         assert inputs["admin_user"] == "pgmcp-deploy"
         assert inputs["principal_id"] == run.exports["appIdentityPrincipalId"]
