@@ -358,15 +358,21 @@ class McpApp(pulumi.ComponentResource):
             pgpass_mount = []
             mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET), trust_store_env]
 
+        # The REST spec bounds failureThreshold to 1-10 and periodSeconds to 1-240: the startup window is
+        # 15 s x 10 = 150 s, room for a first connect that times out (postgres-mcp logs it and goes on).
         probes = [
             app.ContainerAppProbeArgs(
                 type=kind,
                 tcp_socket=app.ContainerAppProbeTcpSocketArgs(port=MCP_PORT),
-                period_seconds=10,
+                period_seconds=period,
                 failure_threshold=failures,
                 initial_delay_seconds=delay,
             )
-            for kind, failures, delay in (("Startup", 30, 1), ("Liveness", 3, 10), ("Readiness", 3, 1))
+            for kind, period, failures, delay in (
+                ("Startup", 15, 10, 1),
+                ("Liveness", 10, 3, 10),
+                ("Readiness", 10, 3, 1),
+            )
         ]
         mcp_share = mcp_resources(token_mode)
         mcp_container = app.ContainerArgs(

@@ -227,6 +227,22 @@ def test_stack_shapes(deployed: tuple[str, str, ProgramRun]) -> None:
     assert server.inputs["version"] == "17"
 
 
+# REST API (Microsoft.App ContainerAppProbe, as the azure-native SDK documents it in app/_inputs.py):
+# failureThreshold 1-10, periodSeconds 1-240, initialDelaySeconds 1-60. ARM refuses a revision outside them.
+PROBE_BOUNDS = {"failureThreshold": (1, 10), "periodSeconds": (1, 240), "initialDelaySeconds": (1, 60)}
+
+
+def test_every_probe_stays_within_what_the_api_accepts(deployed: tuple[str, str, ProgramRun]) -> None:
+    _, _, run = deployed
+    probes = [(name, probe) for name, container in containers(run).items() for probe in container["probes"]]
+    assert probes
+    for name, probe in probes:
+        for field, (low, high) in PROBE_BOUNDS.items():
+            assert low <= probe.get(field, low) <= high, (name, probe["type"], field, probe.get(field))
+    startup = next(p for n, p in probes if n == "postgres-mcp" and p["type"] == "Startup")
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # room for a slow first connect
+
+
 def test_app_container_shape(deployed: tuple[str, str, ProgramRun]) -> None:
     _, _, run = deployed
     app = run.one(CONTAINER_APP).inputs
