@@ -17,7 +17,7 @@ from components.database import (
     Database,
     administrator_login,
     create_only_values,
-    deployed_by_an_earlier_version,
+    earlier_entra_admin,
     recorded_create_only_values,
     refuse_create_only_changes,
     refuse_password_mode_without_login,
@@ -38,14 +38,14 @@ from components.monitoring import Monitoring
 from components.network import AppNetwork
 from components.stack_record import own_stack_outputs
 
-recorded = own_stack_outputs()  # the last update's outputs
-earlier_admin = recorded.get("entraAdminPrincipalName") if deployed_by_an_earlier_version(recorded) else None
-config = settings.load(earlier_admin)  # refuses bad values before any resource is declared
+# Refuses bad values before anything is read or declared.
+config = settings.load(lambda: earlier_entra_admin(own_stack_outputs()))
 name = config.base_name
 client = authorization.get_client_config_output()
 
 # A change that Azure can only make by replacement (the server, and its data; the environment, on the
 # subnet it still holds) stops the run here, before any resource is declared.
+recorded = own_stack_outputs()  # the last update's outputs
 server_record = recorded_create_only_values(recorded)
 admin_login = administrator_login(server_record)
 refuse_password_mode_without_login(admin_login, config.auth_mode)

@@ -870,11 +870,12 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     )
 
 
-def load(earlier_admin_name: str | None = None) -> Settings:
+def load(earlier_admin_name: Callable[[], str | None] = lambda: None) -> Settings:
     """Reads this stack's project config through the Pulumi SDK and validates it.
 
-    `earlier_admin_name`: the Entra administrator a stack last deployed by an earlier version of this
-    program has (its `entraAdminPrincipalName` output). Those versions filled empty keys with the name
+    `earlier_admin_name`, asked only once the config is valid and the administrator keys are empty:
+    the Entra administrator of a stack last deployed by an earlier version of this program (its
+    `entraAdminPrincipalName` output), else None. Those versions filled empty keys with the name
     `pulumi-deployer` and the type ServicePrincipal; such a stack keeps them, so that upgrading never
     renames the administrator the role/grant step signs in as."""
     import pulumi
@@ -896,9 +897,10 @@ def load(earlier_admin_name: str | None = None) -> Settings:
 
     deployer = deployer_from_claims(token_claims(authorization.get_client_token().token))
     admin = parsed.entra_admin
-    if earlier_admin_name and admin.object_id is None:
+    earlier = earlier_admin_name() if admin.object_id is None else None
+    if earlier:
         kept = EntraAdmin(
-            deployer.object_id, admin.principal_name or earlier_admin_name, admin.principal_type or "ServicePrincipal"
+            deployer.object_id, admin.principal_name or earlier, admin.principal_type or "ServicePrincipal"
         )
         return dataclasses.replace(parsed, entra_admin=kept)
     return dataclasses.replace(parsed, entra_admin=with_deployer_defaults(admin, deployer))

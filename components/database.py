@@ -83,6 +83,12 @@ def deployed_by_an_earlier_version(outputs: Mapping[str, Any]) -> bool:
     return CREATE_ONLY_OUTPUT not in outputs and LEGACY_SERVER_OUTPUT in outputs
 
 
+def earlier_entra_admin(outputs: Mapping[str, Any]) -> str | None:
+    """The Entra administrator's name a stack last deployed by an earlier version has, else None."""
+    name = outputs.get("entraAdminPrincipalName")
+    return str(name) if deployed_by_an_earlier_version(outputs) and name else None
+
+
 def recorded_create_only_values(outputs: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The create-only values the server was created with, from the last update's outputs: the record,
     or, for a stack last deployed by a version from before the record, what its outputs tell (whether
