@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from drill.identity_endpoint import IdentityEndpoint
 from drill.postgres_server import PostgresServer, running_postgres
 
 ENTRA_ADMIN = "pulumi-deployer"
@@ -96,6 +97,17 @@ def flexible_server(flavour: str) -> Iterator[PostgresServer]:
     with running_postgres(flavour=flavour) as server:
         make_flexible(server)
         yield server
+
+
+@contextmanager
+def entra_sign_in(server: PostgresServer) -> Iterator[IdentityEndpoint]:
+    """The managed identity endpoint azure-identity finds through IDENTITY_ENDPOINT; each token it mints
+    becomes the Entra administrator's password until the token expires, as Entra tokens do."""
+    endpoint = IdentityEndpoint(on_mint=server.token_becomes_password(ENTRA_ADMIN)).start()
+    try:
+        yield endpoint
+    finally:
+        endpoint.stop()
 
 
 def admin_of(mode: str) -> str:

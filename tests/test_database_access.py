@@ -25,6 +25,7 @@ from flexible_server import (
     as_admin,
     can,
     entra_mapping,
+    entra_sign_in,
     flexible_server,
     login_as_app,
     new_database,
@@ -47,12 +48,8 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def identity(postgres: PostgresServer) -> Iterator[IdentityEndpoint]:
-    """The managed identity endpoint azure-identity finds through IDENTITY_ENDPOINT; each token it mints
-    becomes the Entra administrator's password until the token expires, as Entra tokens do."""
-
-    endpoint = IdentityEndpoint(on_mint=postgres.token_becomes_password(ENTRA_ADMIN)).start()
-    yield endpoint
-    endpoint.stop()
+    with entra_sign_in(postgres) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(autouse=True)

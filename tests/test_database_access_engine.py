@@ -25,6 +25,7 @@ from flexible_server import (
     as_admin,
     can,
     entra_mapping,
+    entra_sign_in,
     flexible_server,
     login_as_app,
     new_database,
@@ -37,7 +38,6 @@ from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2
 
 from components.database_access import AccessSpec, expected_grants
-from drill.identity_endpoint import IdentityEndpoint
 from drill.postgres_server import PostgresServer
 
 
@@ -49,13 +49,11 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def host(postgres: PostgresServer) -> Iterator[ProviderHost]:
-    """The provider process, signed in to Entra through the local managed identity endpoint, whose
-    tokens become the Entra administrator's password until they expire."""
-    endpoint = IdentityEndpoint(on_mint=postgres.token_becomes_password(ENTRA_ADMIN)).start()
-    provider_host = ProviderHost({"IDENTITY_ENDPOINT": endpoint.url, "IDENTITY_HEADER": endpoint.header})
-    yield provider_host
-    provider_host.close()
-    endpoint.stop()
+    """The provider process, signed in to Entra through the local managed identity endpoint."""
+    with entra_sign_in(postgres) as endpoint:
+        provider_host = ProviderHost({"IDENTITY_ENDPOINT": endpoint.url, "IDENTITY_HEADER": endpoint.header})
+        yield provider_host
+        provider_host.close()
 
 
 @pytest.fixture
