@@ -12,6 +12,8 @@ from harness import RecordingMocks, layered_config, run_program
 import settings
 from settings import ConfigError, EntraAdmin, parse
 
+SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
+FLEXIBLE_SERVERS = "Microsoft.DBforPostgreSQL/flexibleServers"
 # key -> values that must be refused, each with a fragment the message must contain.
 BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "authMode": [("tokens", "one of token, password"), ("", "one of token, password"), ("Token", "one of token")],
@@ -110,6 +112,34 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "keyVaultSoftDeleteRetentionDays": [(5, "7 to 90"), (91, "7 to 90")],
     "protectResources": [("1", "true or false")],
     "logRetentionDays": [(7, "30 to 730"), (731, "30 to 730")],
+    "existingServerId": [
+        ("pgmcp-dev-pg-a1b2c3", "a Flexible Server's resource ID"),
+        (f"/subscriptions/not-a-guid/resourceGroups/data/providers/{FLEXIBLE_SERVERS}/legacy-pg", "resource ID"),
+        (
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/data/providers/Microsoft.Sql/servers/legacy",
+            "flexibleServers",
+        ),
+        (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/data/providers/{FLEXIBLE_SERVERS}/Legacy_PG", "resource ID"),
+    ],
+    "existingServerAdminPassword": [("Adm1n-Pw-not-echoed", "empty unless existingServerId is set")],
+    "existingDatabase": [("yes", "true or false"), (True, "false unless existingServerId")],
+    "entraAdminExists": [("y", "true or false"), (True, "false unless existingServerId")],
+    "existingEnvironmentId": [
+        ("shared-env", "a Container Apps environment's resource ID"),
+        (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/apps/providers/{FLEXIBLE_SERVERS}/legacy-pg", "managedEnv"),
+    ],
+    "appEgressIps": [
+        (["20.1.2.3"], "unless existingEnvironmentId is set"),
+        ("20.1.2.3", "a list of"),
+    ],
+    "containerAppName": [
+        ("Postgres-MCP", "lowercase letters"),
+        ("m", "2-32"),
+        ("mcp-", "not ending with a hyphen"),
+        ("postgres--mcp", "single hyphens"),
+        ("x" * 33, "2-32"),
+        ("1mcp", "starting with a letter"),
+    ],
 }
 
 # Parsing with no config at all is refused (anonymous public endpoint): close it for unit tests.
