@@ -95,8 +95,8 @@ def server_refusals(
         refusals.append(
             f"{key}: Microsoft Entra authentication is {entra_auth or 'off'} on the server; expected Enabled. "
             "Turning it on restarts the server, so this program never does it: turn it on in a maintenance "
-            "window (Azure portal: Security > Authentication, or az postgres flexible-server update "
-            "--microsoft-entra-auth Enabled), then run pulumi again."
+            "window (the server's Security > Authentication page in the Azure portal; authConfig."
+            "activeDirectoryAuth in the REST API), then run pulumi again."
         )
     if (secure_transport or "").lower() != "on":
         refusals.append(

@@ -276,3 +276,57 @@ def test_an_anonymous_public_endpoint_needs_the_explicit_opt_in() -> None:
         ).admission
         == "entra+allow-list"
     )
+
+
+# --- adopting what exists ----------------------------------------------------------------------
+
+LEGACY_SERVER_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/Data.RG(1)/providers/{FLEXIBLE_SERVERS}/legacy-pg"
+SHARED_ENV_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/apps-rg/providers/Microsoft.App/managedEnvironments/env"
+
+
+def test_resource_ids_are_split_into_what_the_children_target() -> None:
+    parsed = parse({**CLOSED, "existingServerId": LEGACY_SERVER_ID.replace("DBforPostgreSQL", "dbforpostgresql")}, "x")
+    assert parsed.existing_server is not None
+    assert (parsed.existing_server.resource_group, parsed.existing_server.name) == ("Data.RG(1)", "legacy-pg")
+    assert parsed.existing_server.subscription_id == SUBSCRIPTION
+    assert parse(CLOSED, "x").existing_server is None and parse(CLOSED, "x").existing_environment is None
+    with pytest.raises(ConfigError, match=r"config key 'existingServerId'.*expected empty or a Flexible Server"):
+        parse({**CLOSED, "existingServerId": LEGACY_SERVER_ID + "/databases/app"}, "x")
+
+
+def test_an_existing_environment_needs_its_egress_addresses_or_the_explicit_opt_in() -> None:
+    with pytest.raises(ConfigError, match=r"config key 'appEgressIps'.*change without notice.*allowAzureServices"):
+        parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID}, "x")
+    with pytest.raises(ConfigError, match=r"config key 'appEgressIps': '10.1.2.3'.*public IPv4 addresses"):
+        parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "appEgressIps": '["10.1.2.3"]'}, "x")
+    with pytest.raises(ConfigError, match=r"config key 'appEgressIps'.*each address once"):
+        parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "appEgressIps": '["20.1.2.3", "20.1.2.3"]'}, "x")
+    given = parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "appEgressIps": '["20.1.2.3"]'}, "x")
+    assert given.app_egress_ips == (ipaddress.IPv4Address("20.1.2.3"),)
+    opted_in = parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "allowAzureServices": "true"}, "x")
+    assert opted_in.existing_environment is not None and opted_in.existing_environment.name == "env"
+
+
+def test_password_mode_on_an_adopted_server_needs_its_password_and_never_shows_it() -> None:
+    with pytest.raises(ConfigError, match=r"config key 'existingServerAdminPassword'.*--secret"):
+        parse({**CLOSED, "existingServerId": LEGACY_SERVER_ID, "authMode": "password"}, "x")
+    password = " Adm1n pw with spaces "
+    parsed = parse(
+        {
+            **CLOSED,
+            "existingServerId": LEGACY_SERVER_ID,
+            "authMode": "password",
+            "existingServerAdminPassword": password,
+        },
+        "x",
+    )
+    assert parsed.existing_server_admin_password == password  # verbatim
+    assert password not in repr(parsed)
+    with pytest.raises(ConfigError) as refused:
+        parse({**CLOSED, "existingServerAdminPassword": password}, "x")
+    assert password not in str(refused.value) and "'<secret>'" in str(refused.value)
+
+
+def test_the_container_app_name_defaults_to_the_one_before() -> None:
+    assert parse(CLOSED, "dev").app_name == "pgmcp-dev-mcp"
+    assert parse({**CLOSED, "containerAppName": "postgres-mcp-v2"}, "dev").app_name == "postgres-mcp-v2"
