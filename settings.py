@@ -354,7 +354,9 @@ KEYS: tuple[Key, ...] = (
         "",
         "Deploy the app into an existing Container Apps environment (full resource ID) instead of creating the "
         "network and an environment: only a workload profiles environment on a VNet, with a Consumption profile, "
-        "in `location`, whose internal/external kind matches `ingressInternal`. The program never changes it.",
+        "in `location`, whose internal/external kind matches `ingressInternal`. The program never changes it; "
+        "`vnetCidr`, `appSubnetCidr` and `zoneRedundant` are then ignored, and no token alerts are created (the "
+        "app's logs go to the environment's workspace).",
     ),
     Key(
         "appEgressIps",

@@ -33,7 +33,7 @@ ADOPTED_RECORD_KEY = "existingServerId"
 ENVIRONMENT_RECORD_KEY = "existingEnvironmentId"
 # What an ARM 404 looks like in an invoke's error ("invoke of <token> failed: ... Status=404 Code=
 # "ResourceNotFound" ..."); any other failure (no access, throttling) is not taken for an absence.
-NOT_FOUND = re.compile(r"\b404\b|NotFound|was not found|does not exist", re.IGNORECASE)
+NOT_FOUND = re.compile(r"\b404\b|NotFound|DoesNotExist|was not found|does not exist", re.IGNORECASE)
 
 T = TypeVar("T")
 

@@ -133,6 +133,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.azure: dict[str, dict[str, Any]] = {}
         """What already exists in Azure, by lowercased ARM ID: each resource as the provider's invoke answers a
         GET (azure-native flattens `properties` into the result, camelCase). See `add_existing`."""
+        self.azure_errors: dict[str, str] = {}
+        """ARM errors other than a 404, by lowercased ARM ID (e.g. a 403 for what the deployer may not read)."""
 
     def add_existing(self, resource_id: str, answer: Mapping[str, Any]) -> None:
         self.azure[resource_id.lower()] = {"id": resource_id, "name": resource_id.rsplit("/", 1)[-1], **answer}
@@ -242,6 +244,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"primarySharedKey": LOG_ANALYTICS_SHARED_KEY, "secondarySharedKey": "unused"}
         if args.token in LOOKUPS:
             resource_id = LOOKUPS[args.token](args.args)
+            if resource_id.lower() in self.azure_errors:
+                return {}, [("", self.azure_errors[resource_id.lower()])]
             found = self.azure.get(resource_id.lower())
             if found is None:
                 # ARM's answer to a GET of something that does not exist, as the provider relays it; the SDK

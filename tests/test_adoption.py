@@ -333,6 +333,21 @@ def test_an_adopted_server_that_cannot_be_served_is_refused_before_any_resource(
     assert recording.resources == []
 
 
+def test_a_lookup_that_fails_for_another_reason_than_absence_is_never_taken_for_absence() -> None:
+    # Read as "no database", a 403 would make the program create-or-update the database, i.e. take it over.
+    recording = azure_estate()
+    database_id = f"{LEGACY_ID}/databases/app"
+    recording.azure_errors[database_id.lower()] = (
+        'Status=403 Code="AuthorizationFailed" Message="The client does not have authorization to perform action '
+        f"'Microsoft.DBforPostgreSQL/flexibleServers/databases/read' over scope '{database_id}'.\""
+    )
+    with pytest.raises(pulumi.RunError) as refused:
+        adopt({**ADOPT_ALL, "existingDatabase": False}, recording)
+    message = str(refused.value)
+    assert "config key 'existingDatabase': cannot read database 'app'" in message and "AuthorizationFailed" in message
+    assert recording.resources == []
+
+
 def test_every_problem_of_an_adopted_server_is_reported_at_once() -> None:
     recording = azure_estate(entra_auth="Disabled", secure_transport="OFF", version="12")
     with pytest.raises(pulumi.RunError, match=r"3 problem\(s\)"):
