@@ -17,6 +17,7 @@ from components.adoption import (
     AdoptedServer,
     adopt_environment,
     adopt_server,
+    adoption_record,
     owned_prefix,
     recorded_adoption,
     refuse_adopting_over_an_owned_server,
@@ -66,7 +67,7 @@ if config.existing_server is not None or config.existing_environment is not None
     subscription_id = authorization.get_client_config().subscription_id
     if config.existing_server is not None:
         refuse_adopting_over_an_owned_server(server_record, config)
-        adopted_server = adopt_server(config, subscription_id)
+        adopted_server = adopt_server(config, subscription_id, server_record)
     if config.existing_environment is not None:
         adopted_environment = adopt_environment(config, subscription_id)
 if adopted_server is None:
@@ -78,7 +79,7 @@ if adopted_server is None:
     )
 else:
     admin_login = adopted_server.administrator_login  # the server's own (adopt_server refused none in password mode)
-    create_only = {ADOPTED_RECORD_KEY: adopted_server.id}
+    create_only = adoption_record(adopted_server, config)
 if adopted_environment is None:
     environment_create_only = refuse_environment_replacement_in_place(
         recorded.get(ENVIRONMENT_OUTPUT),

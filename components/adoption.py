@@ -30,6 +30,10 @@ SECURE_TRANSPORT = "require_secure_transport"
 # A firewall rule or diagnostic setting the program adds to an adopted server is named after the stack:
 # `<namePrefix>-<stack>-<rule>`. The server's own rules never carry that prefix, so they stay untouched.
 ADOPTED_RECORD_KEY = "existingServerId"
+# In the adoption record: the children this stack created on the adopted server (a database, an Entra
+# administrator). Their existence on the next run is the stack's own doing, not something to take over.
+CREATED_DATABASE_KEY = "createdDatabase"
+CREATED_ADMIN_KEY = "createdEntraAdminObjectId"
 ENVIRONMENT_RECORD_KEY = "existingEnvironmentId"
 # What an ARM 404 looks like in an invoke's error ("invoke of <token> failed: ... Status=404 Code=
 # "ResourceNotFound" ..."); any other failure (no access, throttling) is not taken for an absence.
@@ -124,11 +128,22 @@ def server_refusals(
     return refusals
 
 
-def presence_refusal(key: str, declared_existing: bool, exists: bool, what: str, server: str) -> str | None:
-    """A child that the config says exists but does not, or that exists but would be taken over.
+def presence_refusal(
+    key: str, declared_existing: bool, exists: bool, what: str, server: str, created_by_the_stack: bool = False
+) -> str | None:
+    """A child that the config says exists but does not, that exists but would be taken over, or that this
+    stack created and would delete.
 
     Taking one over is what a create-or-update PUT does silently; then `pulumi destroy` deletes it
-    (a database with its data, an administrator others rely on)."""
+    (a database with its data, an administrator others rely on). Saying that one the stack created
+    exists makes the stack stop declaring it, and pulumi deletes what a program stops declaring."""
+    if created_by_the_stack:
+        if declared_existing:
+            return (
+                f"config key '{key}' is true, but this stack created {what} on server {server} (recorded in its "
+                "output 'serverCreateOnly'): pulumi would delete it now; expected false"
+            )
+        return None
     if declared_existing and not exists:
         return (
             f"config key '{key}' is true, but {what} does not exist on server {server}; expected false (the "
@@ -140,6 +155,25 @@ def presence_refusal(key: str, declared_existing: bool, exists: bool, what: str,
             "the program references it and `pulumi destroy` never deletes it"
         )
     return None
+
+
+def adoption_record(server: AdoptedServer, config: Settings) -> dict[str, str]:
+    """What this update adopts and what it creates on it, for the next run to read back."""
+    record = {ADOPTED_RECORD_KEY: server.id}
+    if not config.existing_database:
+        record[CREATED_DATABASE_KEY] = config.database_name
+    if not config.entra_admin_exists and config.entra_admin.object_id:
+        record[CREATED_ADMIN_KEY] = config.entra_admin.object_id
+    return record
+
+
+def created_on(record: Mapping[str, Any] | None, server_id: str, key: str) -> str | None:
+    """What the last update recorded as created (CREATED_*_KEY) on this very server, else None."""
+    adopted = recorded_adoption(record, ADOPTED_RECORD_KEY)
+    if record is None or adopted is None or adopted.lower() != server_id.lower():
+        return None
+    value = record.get(key)
+    return str(value) if isinstance(value, str) and value else None
 
 
 def environment_refusals(
@@ -215,8 +249,10 @@ def _get(value: Any, key: str) -> Any:
     return getattr(value, key, None) if value is not None else None
 
 
-def adopt_server(config: Settings, subscription_id: str) -> AdoptedServer:
-    """Reads the adopted server, its TLS parameter, database and Entra administrator; refuses what cannot be served."""
+def adopt_server(config: Settings, subscription_id: str, record: Mapping[str, Any] | None = None) -> AdoptedServer:
+    """Reads the adopted server, its TLS parameter, database and Entra administrator; refuses what cannot be served.
+
+    `record`: the last update's `serverCreateOnly`, which says what the stack itself created on the server."""
     adopted = config.existing_server
     assert adopted is not None
     _refuse(_subscription_refusal("existingServerId", adopted, subscription_id))
@@ -253,7 +289,12 @@ def adopt_server(config: Settings, subscription_id: str) -> AdoptedServer:
         f"database {config.database_name!r} of {adopted.id}",
     )
     refusal = presence_refusal(
-        "existingDatabase", config.existing_database, database is not None, f"database {config.database_name!r}", name
+        "existingDatabase",
+        config.existing_database,
+        database is not None,
+        f"database {config.database_name!r}",
+        name,
+        created_by_the_stack=created_on(record, adopted.id, CREATED_DATABASE_KEY) == config.database_name,
     )
     refusals += [refusal] if refusal else []
     admin = config.entra_admin
@@ -272,6 +313,7 @@ def adopt_server(config: Settings, subscription_id: str) -> AdoptedServer:
             present is not None,
             f"the Entra administrator {admin.principal_name!r} (object ID {object_id})",
             name,
+            created_by_the_stack=created_on(record, adopted.id, CREATED_ADMIN_KEY) == object_id,
         )
         refusals += [refusal] if refusal else []
         if present is not None and present.principal_name and present.principal_name != admin.principal_name:

@@ -235,6 +235,32 @@ def test_what_does_not_exist_yet_is_created_on_the_adopted_server() -> None:
     assert run.of_type(SERVER) == [] and run.of_type(CONFIGURATION) == []
 
 
+def test_the_next_update_keeps_what_the_stack_created_on_the_adopted_server() -> None:
+    first = adopt({"existingServerId": LEGACY_ID}, azure_estate(database=False, admin_name=None))
+    record = first.exports["serverCreateOnly"]
+    assert record == {
+        "existingServerId": LEGACY_ID,
+        "createdDatabase": "app",
+        "createdEntraAdminObjectId": DEPLOYER_OBJECT_ID,
+    }
+    # Now they exist, because the stack created them: that is no take-over, and the same config deploys again.
+    recording = azure_estate()
+    recording.stack_outputs = {"serverCreateOnly": record}
+    again = adopt({"existingServerId": LEGACY_ID}, recording)
+    assert again.urns == first.urns
+    assert again.exports["serverCreateOnly"] == record
+
+
+@pytest.mark.parametrize("key", ["existingDatabase", "entraAdminExists"])
+def test_saying_that_what_the_stack_created_exists_is_refused_since_pulumi_would_delete_it(key: str) -> None:
+    record = adopt({"existingServerId": LEGACY_ID}, azure_estate(database=False, admin_name=None)).exports
+    recording = azure_estate()
+    recording.stack_outputs = {"serverCreateOnly": record["serverCreateOnly"]}
+    with pytest.raises(pulumi.RunError, match=rf"config key '{key}' is true, but this stack created .*would delete"):
+        adopt({"existingServerId": LEGACY_ID, key: True}, recording)
+    assert recording.resources == []
+
+
 def test_password_mode_signs_in_as_the_adopted_servers_administrator_with_the_secret_password() -> None:
     run = adopt(
         {**ADOPT_ALL, "authMode": "password", "existingServerAdminPassword": LEGACY_PASSWORD},
