@@ -313,7 +313,8 @@ KEYS: tuple[Key, ...] = (
         "protectResources",
         "boolean",
         False,
-        "Set Pulumi `protect` on the server and the vault so that no `pulumi up` or `pulumi destroy` deletes them.",
+        "Set Pulumi `protect` on the server and the vault (on an adopted server: on the database the stack created "
+        "there) so that no `pulumi up` or `pulumi destroy` deletes them.",
     ),
     Key("logRetentionDays", "integer", 30, "Log Analytics retention in days: 30 to 730."),
     Key(

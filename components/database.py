@@ -312,7 +312,11 @@ class Database(pulumi.ComponentResource):
                 database_name=args["database_name"],
                 charset="UTF8",
                 collation="en_US.utf8",
-                opts=serialized(),
+                # On an adopted server the database is the most valuable thing the stack owns: protectResources
+                # covers it there (on the stack's own server, the protected server stands for it).
+                opts=pulumi.ResourceOptions.merge(
+                    serialized(), pulumi.ResourceOptions(protect=True if adopted and args["protect"] else None)
+                ),
             )
             previous = database
             ready.append(database)

@@ -251,6 +251,14 @@ def test_the_next_update_keeps_what_the_stack_created_on_the_adopted_server() ->
     assert again.exports["serverCreateOnly"] == record
 
 
+def test_protect_resources_covers_the_database_the_stack_created_on_an_adopted_server() -> None:
+    estate = {"existingServerId": LEGACY_ID}
+    protected = adopt({**estate, "protectResources": True}, azure_estate(database=False, admin_name=None))
+    assert protected.options[protected.one(DATABASE).name].protect is True
+    unprotected = adopt(estate, azure_estate(database=False, admin_name=None))
+    assert not unprotected.options[unprotected.one(DATABASE).name].protect
+
+
 @pytest.mark.parametrize("key", ["existingDatabase", "entraAdminExists"])
 def test_saying_that_what_the_stack_created_exists_is_refused_since_pulumi_would_delete_it(key: str) -> None:
     record = adopt({"existingServerId": LEGACY_ID}, azure_estate(database=False, admin_name=None)).exports
