@@ -1,6 +1,9 @@
 """postgres-mcp on Azure Container Apps against a Flexible Server, signed in with Entra ID.
 
 config --> network --> identity + Key Vault --> database --> MCP app (+ token refresher) --> token alerts
+
+An existing server or environment (existingServerId, existingEnvironmentId) is looked up before anything
+is declared and never declared itself: the program adds only its own children to it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from components.adoption import (
 )
 from components.alerts import TokenAlerts
 from components.database import (
-    ADMIN_LOGIN,
     CREATE_ONLY_OUTPUT,
     Database,
     administrator_login,
@@ -184,11 +186,8 @@ if config.manage_database_access:
         f"{name}-access",
         {
             "host": database.fqdn,
-            "admin_user": (
-                database.entra_admin_principal_name
-                if config.auth_mode == "token"
-                else (ADMIN_LOGIN if adopted_server is None else admin_login)
-            ),
+            # Password mode: the program's login (ADMIN_LOGIN), or an adopted server's own.
+            "admin_user": database.entra_admin_principal_name if config.auth_mode == "token" else admin_login,
             "auth_mode": config.auth_mode,
             "database": database.database_name,
             "role": config.app_role_name,
