@@ -1,6 +1,9 @@
 """postgres-mcp on Azure Container Apps against a Flexible Server, signed in with Entra ID.
 
 config --> network --> identity + Key Vault --> database --> MCP app (+ token refresher) --> token alerts
+
+An existing server or environment (existingServerId, existingEnvironmentId) is looked up before anything
+is declared and never declared itself: the program adds only its own children to it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,20 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, resources
 
 import settings
+from components.adoption import (
+    ADOPTED_RECORD_KEY,
+    ENVIRONMENT_RECORD_KEY,
+    AdoptedEnvironment,
+    AdoptedServer,
+    adopt_environment,
+    adopt_server,
+    adoption_record,
+    owned_prefix,
+    recorded_adoption,
+    refuse_adopting_over_an_owned_server,
+)
 from components.alerts import TokenAlerts
 from components.database import (
-    ADMIN_LOGIN,
     CREATE_ONLY_OUTPUT,
     Database,
     administrator_login,
@@ -47,15 +61,34 @@ client = authorization.get_client_config_output()
 # subnet it still holds) stops the run here, before any resource is declared.
 recorded = own_stack_outputs()  # the last update's outputs
 server_record = recorded_create_only_values(recorded)
-admin_login = administrator_login(server_record)
-refuse_password_mode_without_login(admin_login, config.auth_mode)
-create_only = refuse_create_only_changes(
-    server_record, create_only_values(name, config.location, config.geo_redundant_backup, admin_login)
-)
-environment_create_only = refuse_environment_replacement_in_place(
-    recorded.get(ENVIRONMENT_OUTPUT),
-    environment_create_only_values(config.ingress_internal, config.zone_redundant, str(config.app_subnet_cidr)),
-)
+# What the stack adopts (existingServerId, existingEnvironmentId) is read, and refused if it cannot be served
+# as it is, here too: before any resource is declared. The program never declares an adopted resource.
+adopted_server: AdoptedServer | None = None
+adopted_environment: AdoptedEnvironment | None = None
+if config.existing_server is not None or config.existing_environment is not None:
+    subscription_id = authorization.get_client_config().subscription_id
+    if config.existing_server is not None:
+        refuse_adopting_over_an_owned_server(server_record, config)
+        adopted_server = adopt_server(config, subscription_id, server_record)
+    if config.existing_environment is not None:
+        adopted_environment = adopt_environment(config, subscription_id)
+if adopted_server is None:
+    # The create-only guard protects the server this stack creates; an adopted one is not the stack's.
+    admin_login = administrator_login(None if recorded_adoption(server_record, ADOPTED_RECORD_KEY) else server_record)
+    refuse_password_mode_without_login(admin_login, config.auth_mode)
+    create_only = refuse_create_only_changes(
+        server_record, create_only_values(name, config.location, config.geo_redundant_backup, admin_login)
+    )
+else:
+    admin_login = adopted_server.administrator_login  # the server's own (adopt_server refused none in password mode)
+    create_only = adoption_record(adopted_server, config)
+if adopted_environment is None:
+    environment_create_only = refuse_environment_replacement_in_place(
+        recorded.get(ENVIRONMENT_OUTPUT),
+        environment_create_only_values(config.ingress_internal, config.zone_redundant, str(config.app_subnet_cidr)),
+    )
+else:
+    environment_create_only = {ENVIRONMENT_RECORD_KEY: adopted_environment.id}
 resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
 # Server and vault names are global: a stable random suffix keeps stacks apart.
 suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False).result
@@ -70,17 +103,22 @@ monitoring = Monitoring(
     },
 )
 
-network = AppNetwork(
-    f"{name}-network",
-    {
-        "resource_group_name": resource_group.name,
-        "location": resource_group.location,
-        "vnet_cidr": str(config.vnet_cidr),
-        "app_subnet_cidr": str(config.app_subnet_cidr),
-        "client_sources": config.mcp_client_sources,
-        "zone_redundant": config.zone_redundant,
-        "tags": config.tags,
-    },
+# An existing environment brings its own network; its egress addresses come from appEgressIps.
+network = (
+    AppNetwork(
+        f"{name}-network",
+        {
+            "resource_group_name": resource_group.name,
+            "location": resource_group.location,
+            "vnet_cidr": str(config.vnet_cidr),
+            "app_subnet_cidr": str(config.app_subnet_cidr),
+            "client_sources": config.mcp_client_sources,
+            "zone_redundant": config.zone_redundant,
+            "tags": config.tags,
+        },
+    )
+    if adopted_environment is None
+    else None
 )
 
 secrets = IdentityAndSecrets(
@@ -98,6 +136,10 @@ secrets = IdentityAndSecrets(
         "protect": config.protect_resources,
         "tags": config.tags,
         "workspace_id": monitoring.workspace_id,
+        # An adopted server's administrator password is the owner's (secret config); none is generated.
+        "adopted_admin_password": (
+            pulumi.Output.secret(config.existing_server_admin_password) if adopted_server is not None else None
+        ),
     },
 )
 
@@ -122,12 +164,18 @@ database = Database(
         "maintenance_window": config.maintenance_window,
         "database_name": config.database_name,
         "deployer_networks": config.deployer_networks,
-        "app_egress_ip": network.egress_ip_address,
+        "app_egress_ip": (
+            network.egress_ip_address if network is not None else tuple(str(ip) for ip in config.app_egress_ips)
+        ),
         "allow_azure_services": config.allow_azure_services,
         "ci_runner_ip": config.ci_runner_ip,
         "protect": config.protect_resources,
         "tags": config.tags,
         "workspace_id": monitoring.workspace_id,
+        "adopted": adopted_server,
+        "owned_prefix": owned_prefix(name),
+        "existing_database": config.existing_database,
+        "entra_admin_exists": config.entra_admin_exists,
     },
 )
 
@@ -138,7 +186,8 @@ if config.manage_database_access:
         f"{name}-access",
         {
             "host": database.fqdn,
-            "admin_user": database.entra_admin_principal_name if config.auth_mode == "token" else ADMIN_LOGIN,
+            # Password mode: the program's login (ADMIN_LOGIN), or an adopted server's own.
+            "admin_user": database.entra_admin_principal_name if config.auth_mode == "token" else admin_login,
             "auth_mode": config.auth_mode,
             "database": database.database_name,
             "role": config.app_role_name,
@@ -162,8 +211,8 @@ mcp = McpApp(
         "image": config.mcp_image,
         "access_mode": config.mcp_access_mode,
         "token_refresh_margin_seconds": config.token_refresh_margin_seconds,
-        "vnet_id": network.vnet_id,
-        "subnet_id": network.subnet_id,
+        "vnet_id": network.vnet_id if network is not None else "",
+        "subnet_id": network.subnet_id if network is not None else "",
         "identity": secrets,
         "database_host": database.fqdn,
         "database_name": database.database_name,
@@ -179,10 +228,18 @@ mcp = McpApp(
             tenant_id=client.tenant_id,
         ),
         "depends_on": app_needs,
+        "container_app_name": config.app_name,
+        "existing_environment": adopted_environment,
     },
 )
 
-if config.auth_mode == "token":  # alerts on the token path: expiry, refresher failures and restarts
+if config.auth_mode == "token" and adopted_environment is not None:
+    # The app's logs go to the existing environment's workspace, which the program does not know by ID.
+    pulumi.log.warn(
+        "existingEnvironmentId: the token alerts are not created (the app's logs go to the existing "
+        "environment's Log Analytics workspace); see the README, 'Fix an existing deployment'"
+    )
+elif config.auth_mode == "token":  # alerts on the token path: expiry, refresher failures and restarts
     TokenAlerts(
         f"{name}-alerts",
         {
@@ -204,7 +261,10 @@ pulumi.export("appRoleName", config.app_role_name)
 pulumi.export("appIdentityClientId", secrets.identity_client_id)
 pulumi.export("appIdentityPrincipalId", secrets.identity_principal_id)
 pulumi.export("entraAdminPrincipalName", database.entra_admin_principal_name)
-pulumi.export("appEgressIp", network.egress_ip_address)
+if network is not None:
+    pulumi.export("appEgressIp", network.egress_ip_address)
+else:
+    pulumi.export("appEgressIps", [str(ip) for ip in config.app_egress_ips])
 pulumi.export("keyVaultUri", secrets.vault_uri)
 # Read back by the next run: a change of a create-only server property stops it (see components/database.py).
 pulumi.export(CREATE_ONLY_OUTPUT, create_only)

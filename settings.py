@@ -313,9 +313,67 @@ KEYS: tuple[Key, ...] = (
         "protectResources",
         "boolean",
         False,
-        "Set Pulumi `protect` on the server and the vault so that no `pulumi up` or `pulumi destroy` deletes them.",
+        "Set Pulumi `protect` on the server and the vault (on an adopted server: on the database the stack created "
+        "there) so that no `pulumi up` or `pulumi destroy` deletes them.",
     ),
     Key("logRetentionDays", "integer", 30, "Log Analytics retention in days: 30 to 730."),
+    Key(
+        "existingServerId",
+        "string",
+        "",
+        "Adopt an existing Flexible Server by its full resource ID instead of creating one: the program reads it "
+        "before declaring anything, declares no server and never changes its server-wide settings; it adds only "
+        "its own children (Entra administrator unless `entraAdminExists`, firewall rules named `<namePrefix>-"
+        "<stack>-*`, a diagnostic setting, the app's role and grants). The server must have Entra authentication "
+        "on, `require_secure_transport` on and PostgreSQL 14 to 17. The server-shaping keys (`postgresVersion`, "
+        "`sku*`, `storageSizeGb`, backups, `highAvailability`, `maintenanceWindow`) are then ignored.",
+    ),
+    Key(
+        "existingServerAdminPassword",
+        "string",
+        "",
+        "Password mode on an adopted server: the password of that server's administrator login (read from the "
+        "server), set with `pulumi config set --secret`; never stored in Key Vault or exported.",
+    ),
+    Key(
+        "existingDatabase",
+        "boolean",
+        False,
+        "With `existingServerId`: `databaseName` already exists on the server; it is referenced, never created or "
+        "dropped.",
+    ),
+    Key(
+        "entraAdminExists",
+        "boolean",
+        False,
+        "With `existingServerId`: the Entra administrator named by the `entraAdmin*` keys is already set on the "
+        "server; the program does not declare it, so `pulumi destroy` cannot remove a shared administrator.",
+    ),
+    Key(
+        "existingEnvironmentId",
+        "string",
+        "",
+        "Deploy the app into an existing Container Apps environment (full resource ID) instead of creating the "
+        "network and an environment: only a workload profiles environment on a VNet, with a Consumption profile, "
+        "in `location`, whose internal/external kind matches `ingressInternal`. The program never changes it; "
+        "`vnetCidr`, `appSubnetCidr` and `zoneRedundant` are then ignored, and no token alerts are created (the "
+        "app's logs go to the environment's workspace).",
+    ),
+    Key(
+        "appEgressIps",
+        "array",
+        [],
+        "With `existingEnvironmentId`: the public IPv4 addresses the environment's traffic leaves from (its NAT "
+        "gateway or firewall), admitted by the server firewall; required unless `allowAzureServices` is the "
+        "explicit opt-in. Empty otherwise: the program's own NAT gateway gives the address.",
+    ),
+    Key(
+        "containerAppName",
+        "string",
+        "",
+        "Name of the Container App: 2-32 lowercase letters, digits and single hyphens, starting with a letter; "
+        "empty means `<namePrefix>-<stack>-mcp`.",
+    ),
 )
 DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
 
@@ -441,6 +499,40 @@ def with_deployer_defaults(admin: EntraAdmin, deployer: Deployer) -> EntraAdmin:
 
 
 @dataclass(frozen=True)
+class ResourceId:
+    """An Azure resource ID, split into the parts the program targets."""
+
+    id: str
+    subscription_id: str
+    resource_group: str
+    name: str
+
+
+# ARM resource IDs: resource group names are 1-90 characters (letters, digits, _ ( ) - . and Unicode
+# letters) and never end with a period; provider namespaces and types are case-insensitive.
+_RESOURCE_ID = (
+    r"^/subscriptions/(?P<subscription>[0-9a-fA-F-]{{36}})/resourceGroups/(?P<group>[^/]{{1,89}}[^/.])"
+    r"/providers/{provider}/(?P<name>{name})$"
+)
+FLEXIBLE_SERVER_ID = re.compile(
+    _RESOURCE_ID.format(provider="Microsoft.DBforPostgreSQL/flexibleServers", name=r"[a-z0-9](?:-?[a-z0-9]){2,62}"),
+    re.IGNORECASE,
+)
+ENVIRONMENT_ID = re.compile(
+    _RESOURCE_ID.format(provider="Microsoft.App/managedEnvironments", name=r"[a-z][a-z0-9-]{0,58}[a-z0-9]"),
+    re.IGNORECASE,
+)
+CONTAINER_APP_NAME = re.compile(r"^[a-z](?:-?[a-z0-9]){1,31}$")
+
+
+def resource_id(pattern: re.Pattern[str], text: str) -> ResourceId | None:
+    match = pattern.match(text)
+    if match is None or not GUID.match(match.group("subscription")):
+        return None
+    return ResourceId(text, match.group("subscription").lower(), match.group("group"), match.group("name"))
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     auth_mode: AuthMode
@@ -481,6 +573,20 @@ class Settings:
     maintenance_window: MaintenanceWindow | None
     """None: Azure's system-managed window."""
     zone_redundant: bool
+    existing_server: ResourceId | None = None
+    """An adopted Flexible Server (existingServerId), else None: the program creates its own."""
+    existing_server_admin_password: str = dataclasses.field(default="", repr=False)
+    existing_database: bool = False
+    entra_admin_exists: bool = False
+    existing_environment: ResourceId | None = None
+    """An existing Container Apps environment (existingEnvironmentId), else None: the program creates one."""
+    app_egress_ips: tuple[ipaddress.IPv4Address, ...] = ()
+    container_app_name: str = ""
+    """Empty: `<base_name>-mcp` (see `app_name`)."""
+
+    @property
+    def app_name(self) -> str:
+        return self.container_app_name or f"{self.base_name}-mcp"[:32].rstrip("-")
 
     @property
     def base_name(self) -> str:
@@ -818,6 +924,65 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     protect = reader.boolean("protectResources")
     log_retention_days = reader.integer("logRetentionDays", "30 to 730", lambda v: 30 <= v <= 730)
 
+    server_text = reader.string(
+        "existingServerId",
+        "empty or a Flexible Server's resource ID: /subscriptions/<GUID>/resourceGroups/<group>/providers/"
+        "Microsoft.DBforPostgreSQL/flexibleServers/<name>",
+        lambda v: v == "" or resource_id(FLEXIBLE_SERVER_ID, v) is not None,
+    )
+    existing_server = resource_id(FLEXIBLE_SERVER_ID, server_text) if server_text else None
+    adopted_password = raw.get("existingServerAdminPassword") or ""  # verbatim: never stripped, never echoed
+    if adopted_password and not server_text:
+        reader.fail("existingServerAdminPassword", "<secret>", "empty unless existingServerId is set")
+    elif server_text and auth_mode == "password" and not adopted_password:
+        reader.fail(
+            "existingServerAdminPassword",
+            "",
+            "the adopted server's administrator password with authMode 'password' (the role/grant step signs in "
+            "with it): pulumi config set --secret existingServerAdminPassword",
+        )
+    existing_database = reader.boolean("existingDatabase")
+    if existing_database and not server_text:
+        reader.fail("existingDatabase", True, "false unless existingServerId is set (a new server has no database)")
+    entra_admin_exists = reader.boolean("entraAdminExists")
+    if entra_admin_exists and not server_text:
+        reader.fail("entraAdminExists", True, "false unless existingServerId is set (a new server has no admin)")
+    environment_text = reader.string(
+        "existingEnvironmentId",
+        "empty or a Container Apps environment's resource ID: /subscriptions/<GUID>/resourceGroups/<group>/"
+        "providers/Microsoft.App/managedEnvironments/<name>",
+        lambda v: v == "" or resource_id(ENVIRONMENT_ID, v) is not None,
+    )
+    existing_environment = resource_id(ENVIRONMENT_ID, environment_text) if environment_text else None
+    egress_texts = reader.string_list("appEgressIps", "public IPv4 addresses") or []
+    app_egress_ips: list[ipaddress.IPv4Address] = []
+    for text in egress_texts:
+        if text and _public_ipv4_or_empty(text):
+            app_egress_ips.append(ipaddress.IPv4Address(text))
+        else:
+            reader.fail("appEgressIps", text, "public IPv4 addresses (one address each, no ranges)")
+    if len(set(app_egress_ips)) != len(app_egress_ips):
+        reader.fail("appEgressIps", egress_texts, "each address once")
+    if egress_texts and not environment_text:
+        reader.fail(
+            "appEgressIps",
+            egress_texts,
+            "an empty list unless existingEnvironmentId is set (the program's NAT gateway gives the app's address)",
+        )
+    elif environment_text and not egress_texts and not allow_azure_services:
+        reader.fail(
+            "appEgressIps",
+            [],
+            "the public addresses the existing environment's traffic leaves from, for the server firewall (a "
+            "Consumption environment's outbound addresses change without notice), or the explicit opt-in "
+            "allowAzureServices: true",
+        )
+    container_app_name = reader.string(
+        "containerAppName",
+        "empty or 2-32 lowercase letters, digits and single hyphens, starting with a letter, not ending with a hyphen",
+        lambda v: v == "" or bool(CONTAINER_APP_NAME.match(v)),
+    )
+
     if reader.errors:
         raise ConfigError(
             f"stack '{stack}' has {len(reader.errors)} invalid config value(s); nothing was deployed:\n  - "
@@ -867,6 +1032,13 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
         log_retention_days=log_retention_days,
         maintenance_window=maintenance_window,
         zone_redundant=zone_redundant,
+        existing_server=existing_server,
+        existing_server_admin_password=adopted_password,
+        existing_database=existing_database,
+        entra_admin_exists=entra_admin_exists,
+        existing_environment=existing_environment,
+        app_egress_ips=tuple(app_egress_ips),
+        container_app_name=container_app_name,
     )
 
 
@@ -889,6 +1061,13 @@ def load(earlier_admin_name: Callable[[], str | None] = lambda: None) -> Setting
     # Config.get() also resolves keys that were set as secrets.
     raw = {name: config.get(name) for name in sorted(names)}
     parsed = parse({name: value for name, value in raw.items() if value is not None}, pulumi.get_stack())
+    password_key = f"{prefix}existingServerAdminPassword"
+    if parsed.existing_server_admin_password and not runtime_config.is_config_secret(password_key):
+        raise ConfigError(
+            f"stack '{parsed.stack}': config key 'existingServerAdminPassword' is set in plain text; expected a "
+            "secret: pulumi config set --secret existingServerAdminPassword (then the stack file holds it "
+            "encrypted). Nothing was deployed."
+        )
     if parsed.entra_admin.complete:
         return parsed
     # Who runs pulumi (a user on a laptop, a service principal in CI): the claims of the token the

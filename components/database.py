@@ -19,12 +19,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import dbforpostgresql as postgresql
 
-from components.monitoring import send_diagnostics
+from components.adoption import AdoptedServer
+from components.monitoring import DIAGNOSTIC_SETTING_NAME, send_diagnostics
 from settings import EntraAdmin, MaintenanceWindow
 
 POSTGRES_PORT = 5432
@@ -193,6 +194,12 @@ def deployer_firewall_ranges(networks: tuple[ipaddress.IPv4Network, ...]) -> lis
     ]
 
 
+def adopted_rule_name(prefix: str, rule_name: str) -> str:
+    """The name of one of the program's firewall rules on an adopted server: its stack's prefix, so that
+    the server's own rules (the owner's AllowAllAzureServices... among them) are never overwritten."""
+    return prefix + ("azure-services" if rule_name == AZURE_SERVICES_RULE else rule_name)
+
+
 class DatabaseArgs(TypedDict):
     resource_group_name: pulumi.Input[str]
     location: pulumi.Input[str]
@@ -216,13 +223,20 @@ class DatabaseArgs(TypedDict):
     """A custom one-hour window (UTC), or None for Azure's system-managed one."""
     database_name: str
     deployer_networks: tuple[ipaddress.IPv4Network, ...]
-    app_egress_ip: pulumi.Input[str]
+    app_egress_ip: pulumi.Input[str] | tuple[str, ...]
+    """The NAT gateway's address, or the addresses an existing environment's traffic leaves from."""
     allow_azure_services: bool
     ci_runner_ip: str
     """The deploy pipeline's runner, admitted for one run (the pipeline removes the rule after)."""
     protect: bool
     tags: dict[str, str]
     workspace_id: pulumi.Input[str]
+    adopted: NotRequired[AdoptedServer | None]
+    """An existing server (existingServerId): no Server, no server parameters; only the program's own children,
+    named with `owned_prefix` so that the server's own firewall rules and settings stay untouched."""
+    owned_prefix: NotRequired[str]
+    existing_database: NotRequired[bool]
+    entra_admin_exists: NotRequired[bool]
 
 
 class Database(pulumi.ComponentResource):
@@ -241,9 +255,121 @@ class Database(pulumi.ComponentResource):
         admin = args["entra_admin"]
         if admin.object_id is None or admin.principal_name is None or admin.principal_type is None:
             raise ValueError(f"the Entra administrator must be complete, not {admin}")
-        geo_redundant_backup = "Enabled" if args["geo_redundant_backup"] else "Disabled"
+        adopted = args.get("adopted")
+        previous: pulumi.Resource | None = None
+        if adopted is None:
+            server = self._server(name, args)
+            previous = server
+            server_id: pulumi.Output[str] = server.id
+            server_name: pulumi.Output[str] = server.name
+            fqdn = server.fully_qualified_domain_name.apply(lambda fqdn: fqdn or "")
+            resource_group_name: pulumi.Input[str] = args["resource_group_name"]
+            prefix = ""
+        else:
+            server_id = pulumi.Output.from_input(adopted.id)
+            server_name = pulumi.Output.from_input(adopted.name)
+            fqdn = pulumi.Output.from_input(adopted.fqdn)
+            resource_group_name = adopted.resource_group
+            prefix = args.get("owned_prefix", "")
+            if not prefix:
+                raise ValueError("an adopted server's children need the stack's prefix (owned_prefix)")
 
-        server = postgresql.Server(
+        def serialized() -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=[previous] if previous is not None else None)
+
+        ready: list[pulumi.Resource] = []
+        if not args.get("entra_admin_exists", False):
+            entra_admin = postgresql.AdministratorsMicrosoftEntra(
+                f"{name}-entra-admin",
+                resource_group_name=resource_group_name,
+                server_name=server_name,
+                object_id=admin.object_id,
+                principal_name=admin.principal_name,
+                principal_type=admin.principal_type,
+                tenant_id=args["tenant_id"],
+                opts=serialized(),
+            )
+            previous = entra_admin
+            ready.append(entra_admin)
+        if adopted is None:  # an adopted server's parameters are its owner's (adopt_server checked TLS)
+            for setting, value in TLS_SETTINGS:
+                previous = postgresql.Configuration(
+                    f"{name}-{setting.replace('_', '-')}",
+                    resource_group_name=resource_group_name,
+                    server_name=server_name,
+                    configuration_name=setting,
+                    value=value,
+                    source="user-override",
+                    opts=serialized(),
+                )
+        if args.get("existing_database", False):
+            database_name: pulumi.Output[str] = pulumi.Output.from_input(args["database_name"])
+        else:
+            database = postgresql.Database(
+                f"{name}-db",
+                resource_group_name=resource_group_name,
+                server_name=server_name,
+                database_name=args["database_name"],
+                charset="UTF8",
+                collation="en_US.utf8",
+                # On an adopted server the database is the most valuable thing the stack owns: protectResources
+                # covers it there (on the stack's own server, the protected server stands for it).
+                opts=pulumi.ResourceOptions.merge(
+                    serialized(), pulumi.ResourceOptions(protect=True if adopted and args["protect"] else None)
+                ),
+            )
+            previous = database
+            ready.append(database)
+            database_name = database.name
+
+        ranges: list[tuple[str, pulumi.Input[str], pulumi.Input[str]]] = [
+            (rule.name, rule.start, rule.end) for rule in deployer_firewall_ranges(args["deployer_networks"])
+        ]
+        egress = args["app_egress_ip"]
+        if isinstance(egress, (list, tuple)):  # an existing environment's addresses (appEgressIps)
+            ranges += [(f"app-egress-{index}", address, address) for index, address in enumerate(egress)]
+        else:
+            ranges.append(("app-egress", egress, egress))
+        if args["allow_azure_services"]:
+            ranges.append((AZURE_SERVICES_RULE, "0.0.0.0", "0.0.0.0"))
+        if args["ci_runner_ip"]:
+            ranges.append((CI_RUNNER_RULE, args["ci_runner_ip"], args["ci_runner_ip"]))
+        for rule_name, start, end in ranges:
+            previous = postgresql.FirewallRule(
+                f"{name}-fw-{rule_name}",
+                firewall_rule_name=adopted_rule_name(prefix, rule_name) if prefix else rule_name,
+                resource_group_name=resource_group_name,
+                server_name=server_name,
+                start_ip_address=start,
+                end_ip_address=end,
+                opts=serialized(),
+            )
+            ready.append(previous)
+        self.ready = ready
+        send_diagnostics(
+            f"{name}-diagnostics", server_id, args["workspace_id"], self, setting_name=prefix + DIAGNOSTIC_SETTING_NAME
+        )
+
+        self.server_id = server_id
+        self.server_name = server_name
+        self.fqdn = fqdn
+        self.database_name = database_name
+        self.entra_admin_object_id = pulumi.Output.from_input(admin.object_id)
+        self.entra_admin_principal_name = pulumi.Output.from_input(admin.principal_name)
+        self.entra_admin_principal_type = pulumi.Output.from_input(admin.principal_type)
+        self.register_outputs(
+            {
+                "server_id": self.server_id,
+                "fqdn": self.fqdn,
+                "database_name": self.database_name,
+                "entra_admin_object_id": self.entra_admin_object_id,
+                "entra_admin_principal_name": self.entra_admin_principal_name,
+            }
+        )
+
+    def _server(self, name: str, args: DatabaseArgs) -> postgresql.Server:
+        geo_redundant_backup = "Enabled" if args["geo_redundant_backup"] else "Disabled"
+        return postgresql.Server(
             f"{name}-server",
             server_name=args["server_name"],
             resource_group_name=args["resource_group_name"],
@@ -277,81 +403,4 @@ class Database(pulumi.ComponentResource):
                 # are Azure's choice (see AZURE_CHOSEN_PROPERTIES); a refresh must not turn them into a diff.
                 ignore_changes=["administratorLoginPassword", *AZURE_CHOSEN_PROPERTIES],
             ),
-        )
-
-        previous: pulumi.Resource = server
-
-        def serialized() -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, depends_on=[previous])
-
-        entra_admin = postgresql.AdministratorsMicrosoftEntra(
-            f"{name}-entra-admin",
-            resource_group_name=args["resource_group_name"],
-            server_name=server.name,
-            object_id=admin.object_id,
-            principal_name=admin.principal_name,
-            principal_type=admin.principal_type,
-            tenant_id=args["tenant_id"],
-            opts=serialized(),
-        )
-        previous = entra_admin
-        for setting, value in TLS_SETTINGS:
-            previous = postgresql.Configuration(
-                f"{name}-{setting.replace('_', '-')}",
-                resource_group_name=args["resource_group_name"],
-                server_name=server.name,
-                configuration_name=setting,
-                value=value,
-                source="user-override",
-                opts=serialized(),
-            )
-        database = postgresql.Database(
-            f"{name}-db",
-            resource_group_name=args["resource_group_name"],
-            server_name=server.name,
-            database_name=args["database_name"],
-            charset="UTF8",
-            collation="en_US.utf8",
-            opts=serialized(),
-        )
-        previous = database
-
-        ready: list[pulumi.Resource] = [entra_admin, database]
-        ranges: list[tuple[str, pulumi.Input[str], pulumi.Input[str]]] = [
-            (rule.name, rule.start, rule.end) for rule in deployer_firewall_ranges(args["deployer_networks"])
-        ]
-        ranges.append(("app-egress", args["app_egress_ip"], args["app_egress_ip"]))
-        if args["allow_azure_services"]:
-            ranges.append((AZURE_SERVICES_RULE, "0.0.0.0", "0.0.0.0"))
-        if args["ci_runner_ip"]:
-            ranges.append((CI_RUNNER_RULE, args["ci_runner_ip"], args["ci_runner_ip"]))
-        for rule_name, start, end in ranges:
-            previous = postgresql.FirewallRule(
-                f"{name}-fw-{rule_name}",
-                firewall_rule_name=rule_name,
-                resource_group_name=args["resource_group_name"],
-                server_name=server.name,
-                start_ip_address=start,
-                end_ip_address=end,
-                opts=serialized(),
-            )
-            ready.append(previous)
-        self.ready = ready
-        send_diagnostics(f"{name}-diagnostics", server.id, args["workspace_id"], self)
-
-        self.server_id = server.id
-        self.server_name = server.name
-        self.fqdn = server.fully_qualified_domain_name.apply(lambda fqdn: fqdn or "")
-        self.database_name = database.name
-        self.entra_admin_object_id = pulumi.Output.from_input(admin.object_id)
-        self.entra_admin_principal_name = pulumi.Output.from_input(admin.principal_name)
-        self.entra_admin_principal_type = pulumi.Output.from_input(admin.principal_type)
-        self.register_outputs(
-            {
-                "server_id": self.server_id,
-                "fqdn": self.fqdn,
-                "database_name": self.database_name,
-                "entra_admin_object_id": self.entra_admin_object_id,
-                "entra_admin_principal_name": self.entra_admin_principal_name,
-            }
         )

@@ -11,7 +11,7 @@ can store the generated passwords without ever being able to read them back.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_random as random
@@ -58,6 +58,9 @@ class IdentityAndSecretsArgs(TypedDict):
     protect: bool
     tags: dict[str, str]
     workspace_id: pulumi.Input[str]
+    adopted_admin_password: NotRequired[pulumi.Input[str] | None]
+    """An adopted server's administrator password (secret config, "" in token mode): used as it is, neither
+    generated nor copied into the vault, since the server's owner keeps it."""
 
 
 class IdentityAndSecrets(pulumi.ComponentResource):
@@ -121,9 +124,13 @@ class IdentityAndSecrets(pulumi.ComponentResource):
         # The server's password administrator exists in both modes: `administratorLogin` can only be set
         # when the server is created, so a login that came and went with `authMode` would replace the server.
         # In token mode password authentication is off and the login cannot sign in; its password waits here.
-        admin = generated_password(f"{name}-admin-password", child)
-        self.admin_password = pulumi.Output.secret(admin.result)
-        self.add_secret(f"{name}-{ADMIN_PASSWORD_SECRET}", ADMIN_PASSWORD_SECRET, self.admin_password)
+        adopted_password = args.get("adopted_admin_password")
+        if adopted_password is not None:
+            self.admin_password = pulumi.Output.secret(adopted_password)
+        else:
+            admin = generated_password(f"{name}-admin-password", child)
+            self.admin_password = pulumi.Output.secret(admin.result)
+            self.add_secret(f"{name}-{ADMIN_PASSWORD_SECRET}", ADMIN_PASSWORD_SECRET, self.admin_password)
         self.app_password = None
         if args["with_passwords"]:
             app = generated_password(f"{name}-app-password", child)

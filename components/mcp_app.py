@@ -21,11 +21,12 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import app, privatedns
 
+from components.adoption import AdoptedEnvironment
 from components.database import POSTGRES_PORT
 from components.identity_and_secrets import IdentityAndSecrets
 from components.monitoring import Monitoring
@@ -258,6 +259,10 @@ class McpAppArgs(TypedDict):
     admission: Admission
     depends_on: list[pulumi.Resource]
     """Resources the first revision needs in place (the database, its firewall rule)."""
+    container_app_name: NotRequired[str]
+    """Default: `<base_name>-mcp`, cut to Azure's 32 characters."""
+    existing_environment: NotRequired[AdoptedEnvironment | None]
+    """An existing environment (existingEnvironmentId): the app joins it; no environment, no private DNS."""
 
 
 class McpApp(pulumi.ComponentResource):
@@ -273,32 +278,45 @@ class McpApp(pulumi.ComponentResource):
         identity = args["identity"]
         admission = args["admission"]
 
-        monitoring = args["monitoring"]
-        environment = app.ManagedEnvironment(
-            f"{name}-env",
-            app_logs_configuration=app.AppLogsConfigurationArgs(
-                destination="log-analytics",
-                log_analytics_configuration=app.LogAnalyticsConfigurationArgs(
-                    customer_id=monitoring.customer_id, shared_key=monitoring.shared_key
+        existing = args.get("existing_environment")
+        environment_id: pulumi.Input[str]
+        static_ip: pulumi.Input[str]
+        if existing is not None:
+            environment_id, static_ip, workload_profile = (
+                existing.id,
+                existing.static_ip,
+                existing.workload_profile_name,
+            )
+        else:
+            monitoring = args["monitoring"]
+            environment = app.ManagedEnvironment(
+                f"{name}-env",
+                app_logs_configuration=app.AppLogsConfigurationArgs(
+                    destination="log-analytics",
+                    log_analytics_configuration=app.LogAnalyticsConfigurationArgs(
+                        customer_id=monitoring.customer_id, shared_key=monitoring.shared_key
+                    ),
                 ),
-            ),
-            vnet_configuration=app.VnetConfigurationArgs(
-                infrastructure_subnet_id=args["subnet_id"], internal=admission.internal
-            ),
-            workload_profiles=[app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)],
-            zone_redundant=args["zone_redundant"],
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # Create-only in Azure: say so, so that a change replaces the environment (a new one, on
-                # the new subnet, before the old one goes) instead of failing as an update.
-                replace_on_changes=["vnetConfiguration", "zoneRedundant"],
-            ),
-            resource_group_name=args["resource_group_name"],
-            location=args["location"],
-            tags=args["tags"],
-        )
-        if admission.internal:
-            self._private_dns(name, environment, args)
+                vnet_configuration=app.VnetConfigurationArgs(
+                    infrastructure_subnet_id=args["subnet_id"], internal=admission.internal
+                ),
+                workload_profiles=[
+                    app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)
+                ],
+                zone_redundant=args["zone_redundant"],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # Create-only in Azure: say so, so that a change replaces the environment (a new one, on
+                    # the new subnet, before the old one goes) instead of failing as an update.
+                    replace_on_changes=["vnetConfiguration", "zoneRedundant"],
+                ),
+                resource_group_name=args["resource_group_name"],
+                location=args["location"],
+                tags=args["tags"],
+            )
+            if admission.internal:
+                self._private_dns(name, environment, args)
+            environment_id, static_ip, workload_profile = environment.id, environment.static_ip, WORKLOAD_PROFILE
 
         token_mode = args["auth_mode"] == "token"
         trust_store_env = app.EnvironmentVarArgs(name="SSL_CERT_FILE", value=SYSTEM_TRUST_STORE)
@@ -387,9 +405,9 @@ class McpApp(pulumi.ComponentResource):
 
         container_app = app.ContainerApp(
             f"{name}-app",
-            container_app_name=f"{args['base_name']}-mcp"[:32].rstrip("-"),
-            managed_environment_id=environment.id,
-            workload_profile_name=WORKLOAD_PROFILE,
+            container_app_name=args.get("container_app_name") or f"{args['base_name']}-mcp"[:32].rstrip("-"),
+            managed_environment_id=environment_id,
+            workload_profile_name=workload_profile,
             identity=app.ManagedServiceIdentityArgs(
                 type="UserAssigned", user_assigned_identities=[identity.identity_id]
             ),
@@ -470,7 +488,7 @@ class McpApp(pulumi.ComponentResource):
 
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
-        self.static_ip = environment.static_ip
+        self.static_ip = pulumi.Output.from_input(static_ip)
         self.container_app_name = container_app.name
         self.register_outputs(
             {

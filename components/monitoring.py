@@ -44,13 +44,20 @@ class Monitoring(pulumi.ComponentResource):
         self.register_outputs({"workspace_id": self.workspace_id, "customer_id": self.customer_id})
 
 
+DIAGNOSTIC_SETTING_NAME = "to-log-analytics"
+
+
 def send_diagnostics(
-    name: str, resource_id: pulumi.Input[str], workspace_id: pulumi.Input[str], parent: pulumi.Resource
+    name: str,
+    resource_id: pulumi.Input[str],
+    workspace_id: pulumi.Input[str],
+    parent: pulumi.Resource,
+    setting_name: str = DIAGNOSTIC_SETTING_NAME,
 ) -> monitor.DiagnosticSetting:
     """Every log category and every metric of `resource_id` to the workspace."""
     return monitor.DiagnosticSetting(
         name,
-        name="to-log-analytics",
+        name=setting_name,
         resource_uri=resource_id,
         workspace_id=workspace_id,
         logs=[monitor.DiagnosticsLogSettingsArgs(category_group="allLogs", enabled=True)],

@@ -130,6 +130,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self._subnet_prefixes: dict[str, str] = {}
         self._environment_domains: dict[str, str] = {}
         self.generated_secrets: list[str] = []
+        self.azure: dict[str, dict[str, Any]] = {}
+        """What already exists in Azure, by lowercased ARM ID: each resource as the provider's invoke answers a
+        GET (azure-native flattens `properties` into the result, camelCase). See `add_existing`."""
+        self.azure_errors: dict[str, str] = {}
+        """ARM errors other than a 404, by lowercased ARM ID (e.g. a 403 for what the deployer may not read)."""
+
+    def add_existing(self, resource_id: str, answer: Mapping[str, Any]) -> None:
+        self.azure[resource_id.lower()] = {"id": resource_id, "name": resource_id.rsplit("/", 1)[-1], **answer}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         outputs = unwrap_secrets(dict(args.inputs))
@@ -214,7 +222,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.append(Declared(typ, args.name, unwrap_secrets(dict(args.inputs)), outputs, dict(args.inputs)))
         return resource_id, outputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]  # the SDK takes a bare dict too
+    def call(  # type: ignore[override]  # the SDK takes a bare dict too
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> dict[str, Any] | tuple[dict[str, Any], list[tuple[str, str]]]:
         self.calls.append((args.token, dict(args.args)))
         if args.token == "azure-native:authorization:getClientConfig":
             return {
@@ -232,7 +242,50 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"name": args.args["name"], "outputs": self.stack_outputs, "secretOutputNames": []}
         if args.token == "azure-native:operationalinsights:getSharedKeys":
             return {"primarySharedKey": LOG_ANALYTICS_SHARED_KEY, "secondarySharedKey": "unused"}
+        if args.token in LOOKUPS:
+            resource_id = LOOKUPS[args.token](args.args)
+            if resource_id.lower() in self.azure_errors:
+                return {}, [("", self.azure_errors[resource_id.lower()])]
+            found = self.azure.get(resource_id.lower())
+            if found is None:
+                # ARM's answer to a GET of something that does not exist, as the provider relays it; the SDK
+                # raises it as "invoke of <token> failed: <reason> (<property>)".
+                reason = f'Status=404 Code="ResourceNotFound" Message="The Resource \'{resource_id}\' was not found."'
+                return {}, [("", reason)]
+            if args.token == "azure-native:app:getManagedEnvironment":
+                self._environment_domains[found["id"]] = found.get("defaultDomain", "unknown.invalid")
+            return dict(found)
         return {}
+
+
+def server_id(resource_group: str, server: str, subscription: str = SUBSCRIPTION_ID) -> str:
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+        f"Microsoft.DBforPostgreSQL/flexibleServers/{server}"
+    )
+
+
+def environment_id(resource_group: str, environment: str, subscription: str = SUBSCRIPTION_ID) -> str:
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+        f"Microsoft.App/managedEnvironments/{environment}"
+    )
+
+
+# The lookups the program makes of what it adopts: invoke token -> the ARM ID its arguments name.
+LOOKUPS: dict[str, Any] = {
+    "azure-native:dbforpostgresql:getServer": lambda a: server_id(a["resourceGroupName"], a["serverName"]),
+    "azure-native:dbforpostgresql:getConfiguration": lambda a: (
+        server_id(a["resourceGroupName"], a["serverName"]) + f"/configurations/{a['configurationName']}"
+    ),
+    "azure-native:dbforpostgresql:getDatabase": lambda a: (
+        server_id(a["resourceGroupName"], a["serverName"]) + f"/databases/{a['databaseName']}"
+    ),
+    "azure-native:dbforpostgresql:getAdministratorsMicrosoftEntra": lambda a: (
+        server_id(a["resourceGroupName"], a["serverName"]) + f"/administrators/{a['objectId']}"
+    ),
+    "azure-native:app:getManagedEnvironment": lambda a: environment_id(a["resourceGroupName"], a["environmentName"]),
+}
 
 
 def unwrap_secrets(value: Any) -> Any:
@@ -311,11 +364,16 @@ def run_program(
     *,
     preview: bool = False,
     recording: RecordingMocks | None = None,
+    secret_keys: tuple[str, ...] = (),
 ) -> ProgramRun:
-    """Runs __main__.py under mocks and returns what it declared and exported (resolved)."""
+    """Runs __main__.py under mocks and returns what it declared and exported (resolved).
+
+    `secret_keys`: the keys set with `pulumi config set --secret` (the CLI tells the program which)."""
     recording = recording or RecordingMocks()
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview, organization="organization")
-    pulumi.runtime.set_all_config(layered_config(stack, overrides))
+    pulumi.runtime.set_all_config(
+        layered_config(stack, overrides), [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
+    )
     exported: dict[str, Any] = {}
     options: dict[str, pulumi.ResourceOptions] = {}
     original_init = pulumi.CustomResource.__init__

@@ -12,6 +12,8 @@ from harness import RecordingMocks, layered_config, run_program
 import settings
 from settings import ConfigError, EntraAdmin, parse
 
+SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
+FLEXIBLE_SERVERS = "Microsoft.DBforPostgreSQL/flexibleServers"
 # key -> values that must be refused, each with a fragment the message must contain.
 BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "authMode": [("tokens", "one of token, password"), ("", "one of token, password"), ("Token", "one of token")],
@@ -110,6 +112,34 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "keyVaultSoftDeleteRetentionDays": [(5, "7 to 90"), (91, "7 to 90")],
     "protectResources": [("1", "true or false")],
     "logRetentionDays": [(7, "30 to 730"), (731, "30 to 730")],
+    "existingServerId": [
+        ("pgmcp-dev-pg-a1b2c3", "a Flexible Server's resource ID"),
+        (f"/subscriptions/not-a-guid/resourceGroups/data/providers/{FLEXIBLE_SERVERS}/legacy-pg", "resource ID"),
+        (
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/data/providers/Microsoft.Sql/servers/legacy",
+            "flexibleServers",
+        ),
+        (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/data/providers/{FLEXIBLE_SERVERS}/Legacy_PG", "resource ID"),
+    ],
+    "existingServerAdminPassword": [("Adm1n-Pw-not-echoed", "empty unless existingServerId is set")],
+    "existingDatabase": [("yes", "true or false"), (True, "false unless existingServerId")],
+    "entraAdminExists": [("y", "true or false"), (True, "false unless existingServerId")],
+    "existingEnvironmentId": [
+        ("shared-env", "a Container Apps environment's resource ID"),
+        (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/apps/providers/{FLEXIBLE_SERVERS}/legacy-pg", "managedEnv"),
+    ],
+    "appEgressIps": [
+        (["20.1.2.3"], "unless existingEnvironmentId is set"),
+        ("20.1.2.3", "a list of"),
+    ],
+    "containerAppName": [
+        ("Postgres-MCP", "lowercase letters"),
+        ("m", "2-32"),
+        ("mcp-", "not ending with a hyphen"),
+        ("postgres--mcp", "single hyphens"),
+        ("x" * 33, "2-32"),
+        ("1mcp", "starting with a letter"),
+    ],
 }
 
 # Parsing with no config at all is refused (anonymous public endpoint): close it for unit tests.
@@ -246,3 +276,57 @@ def test_an_anonymous_public_endpoint_needs_the_explicit_opt_in() -> None:
         ).admission
         == "entra+allow-list"
     )
+
+
+# --- adopting what exists ----------------------------------------------------------------------
+
+LEGACY_SERVER_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/Data.RG(1)/providers/{FLEXIBLE_SERVERS}/legacy-pg"
+SHARED_ENV_ID = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/apps-rg/providers/Microsoft.App/managedEnvironments/env"
+
+
+def test_resource_ids_are_split_into_what_the_children_target() -> None:
+    parsed = parse({**CLOSED, "existingServerId": LEGACY_SERVER_ID.replace("DBforPostgreSQL", "dbforpostgresql")}, "x")
+    assert parsed.existing_server is not None
+    assert (parsed.existing_server.resource_group, parsed.existing_server.name) == ("Data.RG(1)", "legacy-pg")
+    assert parsed.existing_server.subscription_id == SUBSCRIPTION
+    assert parse(CLOSED, "x").existing_server is None and parse(CLOSED, "x").existing_environment is None
+    with pytest.raises(ConfigError, match=r"config key 'existingServerId'.*expected empty or a Flexible Server"):
+        parse({**CLOSED, "existingServerId": LEGACY_SERVER_ID + "/databases/app"}, "x")
+
+
+def test_an_existing_environment_needs_its_egress_addresses_or_the_explicit_opt_in() -> None:
+    with pytest.raises(ConfigError, match=r"config key 'appEgressIps'.*change without notice.*allowAzureServices"):
+        parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID}, "x")
+    with pytest.raises(ConfigError, match=r"config key 'appEgressIps': '10.1.2.3'.*public IPv4 addresses"):
+        parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "appEgressIps": '["10.1.2.3"]'}, "x")
+    with pytest.raises(ConfigError, match=r"config key 'appEgressIps'.*each address once"):
+        parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "appEgressIps": '["20.1.2.3", "20.1.2.3"]'}, "x")
+    given = parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "appEgressIps": '["20.1.2.3"]'}, "x")
+    assert given.app_egress_ips == (ipaddress.IPv4Address("20.1.2.3"),)
+    opted_in = parse({**CLOSED, "existingEnvironmentId": SHARED_ENV_ID, "allowAzureServices": "true"}, "x")
+    assert opted_in.existing_environment is not None and opted_in.existing_environment.name == "env"
+
+
+def test_password_mode_on_an_adopted_server_needs_its_password_and_never_shows_it() -> None:
+    with pytest.raises(ConfigError, match=r"config key 'existingServerAdminPassword'.*--secret"):
+        parse({**CLOSED, "existingServerId": LEGACY_SERVER_ID, "authMode": "password"}, "x")
+    password = " Adm1n pw with spaces "
+    parsed = parse(
+        {
+            **CLOSED,
+            "existingServerId": LEGACY_SERVER_ID,
+            "authMode": "password",
+            "existingServerAdminPassword": password,
+        },
+        "x",
+    )
+    assert parsed.existing_server_admin_password == password  # verbatim
+    assert password not in repr(parsed)
+    with pytest.raises(ConfigError) as refused:
+        parse({**CLOSED, "existingServerAdminPassword": password}, "x")
+    assert password not in str(refused.value) and "'<secret>'" in str(refused.value)
+
+
+def test_the_container_app_name_defaults_to_the_one_before() -> None:
+    assert parse(CLOSED, "dev").app_name == "pgmcp-dev-mcp"
+    assert parse({**CLOSED, "containerAppName": "postgres-mcp-v2"}, "dev").app_name == "postgres-mcp-v2"
