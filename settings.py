@@ -649,6 +649,13 @@ class _Reader:
     def choice(self, name: str, choices: tuple[str, ...]) -> str:
         return self.string(name, "one of " + ", ".join(choices), lambda value: value in choices)
 
+    def resource_id(self, name: str, pattern: re.Pattern[str], kind: str, shape: str) -> ResourceId | None:
+        """An optional Azure resource ID of one kind: None when empty or refused."""
+        text = self.string(
+            name, f"empty or {kind}'s resource ID: {shape}", lambda v: v == "" or resource_id(pattern, v) is not None
+        )
+        return resource_id(pattern, text) if text else None
+
     def integer(self, name: str, accepted: str, check: Callable[[int], bool]) -> int:
         text = self._text(name)
         if text is None:
@@ -924,17 +931,17 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     protect = reader.boolean("protectResources")
     log_retention_days = reader.integer("logRetentionDays", "30 to 730", lambda v: 30 <= v <= 730)
 
-    server_text = reader.string(
+    existing_server = reader.resource_id(
         "existingServerId",
-        "empty or a Flexible Server's resource ID: /subscriptions/<GUID>/resourceGroups/<group>/providers/"
-        "Microsoft.DBforPostgreSQL/flexibleServers/<name>",
-        lambda v: v == "" or resource_id(FLEXIBLE_SERVER_ID, v) is not None,
+        FLEXIBLE_SERVER_ID,
+        "a Flexible Server",
+        "/subscriptions/<GUID>/resourceGroups/<group>/providers/Microsoft.DBforPostgreSQL/flexibleServers/<name>",
     )
-    existing_server = resource_id(FLEXIBLE_SERVER_ID, server_text) if server_text else None
+    server_given = bool(str(raw.get("existingServerId") or "").strip())
     adopted_password = raw.get("existingServerAdminPassword") or ""  # verbatim: never stripped, never echoed
-    if adopted_password and not server_text:
+    if adopted_password and not server_given:
         reader.fail("existingServerAdminPassword", "<secret>", "empty unless existingServerId is set")
-    elif server_text and auth_mode == "password" and not adopted_password:
+    elif server_given and auth_mode == "password" and not adopted_password:
         reader.fail(
             "existingServerAdminPassword",
             "",
@@ -942,18 +949,18 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
             "with it): pulumi config set --secret existingServerAdminPassword",
         )
     existing_database = reader.boolean("existingDatabase")
-    if existing_database and not server_text:
+    if existing_database and not server_given:
         reader.fail("existingDatabase", True, "false unless existingServerId is set (a new server has no database)")
     entra_admin_exists = reader.boolean("entraAdminExists")
-    if entra_admin_exists and not server_text:
+    if entra_admin_exists and not server_given:
         reader.fail("entraAdminExists", True, "false unless existingServerId is set (a new server has no admin)")
-    environment_text = reader.string(
+    existing_environment = reader.resource_id(
         "existingEnvironmentId",
-        "empty or a Container Apps environment's resource ID: /subscriptions/<GUID>/resourceGroups/<group>/"
-        "providers/Microsoft.App/managedEnvironments/<name>",
-        lambda v: v == "" or resource_id(ENVIRONMENT_ID, v) is not None,
+        ENVIRONMENT_ID,
+        "a Container Apps environment",
+        "/subscriptions/<GUID>/resourceGroups/<group>/providers/Microsoft.App/managedEnvironments/<name>",
     )
-    existing_environment = resource_id(ENVIRONMENT_ID, environment_text) if environment_text else None
+    environment_given = bool(str(raw.get("existingEnvironmentId") or "").strip())
     egress_texts = reader.string_list("appEgressIps", "public IPv4 addresses") or []
     app_egress_ips: list[ipaddress.IPv4Address] = []
     for text in egress_texts:
@@ -963,13 +970,13 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
             reader.fail("appEgressIps", text, "public IPv4 addresses (one address each, no ranges)")
     if len(set(app_egress_ips)) != len(app_egress_ips):
         reader.fail("appEgressIps", egress_texts, "each address once")
-    if egress_texts and not environment_text:
+    if egress_texts and not environment_given:
         reader.fail(
             "appEgressIps",
             egress_texts,
             "an empty list unless existingEnvironmentId is set (the program's NAT gateway gives the app's address)",
         )
-    elif environment_text and not egress_texts and not allow_azure_services:
+    elif environment_given and not egress_texts and not allow_azure_services:
         reader.fail(
             "appEgressIps",
             [],
