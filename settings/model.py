@@ -5,8 +5,9 @@ Pulumi config; the `config:` block of Pulumi.yaml and docs/configuration.md are 
 (`python tools/sync_config_docs.py`; a test holds them equal). Defaults are validated like any value.
 
 A rule across keys is a validator on the key it reports, reading keys declared before it from `info.data`,
-where only the keys that validated appear: one run reports every bad key, and a rule that reads an
-invalid key stays silent rather than report a consequence of it.
+where only the keys that validated appear: one run reports every bad key. A rule that reads another key's
+value stays silent when that value is refused (its own error says enough); one that asks only whether a key
+is set asks its text (`_is_set`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,18 @@ class EntraAdmin:
     @property
     def complete(self) -> bool:
         return None not in (self.object_id, self.principal_name, self.principal_type)
+
+
+GIVEN = "given"
+"""The validation context's names of the keys given a non-empty text (see `_is_set`)."""
+
+
+def _is_set(info: ValidationInfo, name: str) -> bool:
+    """Whether a key declared earlier is set: by its value or, when that is refused, by its text. A rule that
+    asks whether another key is set then speaks in the same run as that key's own error."""
+    if name in info.data:
+        return bool(info.data[name])
+    return name in (info.context or {}).get(GIVEN, ())
 
 
 class Settings(BaseModel):
@@ -392,14 +405,14 @@ class Settings(BaseModel):
     @field_validator("entra_admin_principal_name")
     @classmethod
     def _admin_named_with_its_object_id(cls, name: str, info: ValidationInfo) -> str:
-        if info.data.get("entra_admin_object_id") and not name:
+        if _is_set(info, "entra_admin_object_id") and not name:
             raise not_accepted("the administrator's UPN or display name whenever entraAdminObjectId is set")
         return name
 
     @field_validator("entra_admin_principal_type")
     @classmethod
     def _admin_typed_with_its_object_id(cls, principal_type: str, info: ValidationInfo) -> str:
-        if info.data.get("entra_admin_object_id") and not principal_type:
+        if _is_set(info, "entra_admin_object_id") and not principal_type:
             raise not_accepted("User, Group or ServicePrincipal whenever entraAdminObjectId is set")
         return principal_type
 
@@ -430,7 +443,7 @@ class Settings(BaseModel):
     @field_validator("entra_auth_allowed_client_ids")
     @classmethod
     def _client_ids_need_sign_in(cls, client_ids: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        if client_ids and info.data.get("entra_auth_client_id") == "":
+        if client_ids and not _is_set(info, "entra_auth_client_id"):
             raise not_accepted("an empty list unless entraAuthClientId is set", list(client_ids))
         return client_ids
 
@@ -452,9 +465,7 @@ class Settings(BaseModel):
     @field_validator("adopted_server_password")
     @classmethod
     def _password_of_an_adopted_server(cls, password: SecretStr, info: ValidationInfo) -> SecretStr:
-        if "existing_server" not in info.data:
-            return password
-        adopting = info.data["existing_server"] is not None
+        adopting = _is_set(info, "existing_server")
         if password.get_secret_value() and not adopting:
             raise not_accepted("empty unless existingServerId is set")
         if adopting and info.data.get("auth_mode") == "password" and not password.get_secret_value():
@@ -467,15 +478,15 @@ class Settings(BaseModel):
     @field_validator("existing_database")
     @classmethod
     def _existing_database_on_an_adopted_server(cls, existing: bool, info: ValidationInfo) -> bool:
-        if existing and info.data.get("existing_server", False) is None:
-            raise not_accepted("false unless existingServerId is set (a new server has no database)")
+        if existing and not _is_set(info, "existing_server"):
+            raise not_accepted("false unless existingServerId is set (a new server has no database)", existing)
         return existing
 
     @field_validator("entra_admin_exists")
     @classmethod
     def _existing_admin_on_an_adopted_server(cls, existing: bool, info: ValidationInfo) -> bool:
-        if existing and info.data.get("existing_server", False) is None:
-            raise not_accepted("false unless existingServerId is set (a new server has no admin)")
+        if existing and not _is_set(info, "existing_server"):
+            raise not_accepted("false unless existingServerId is set (a new server has no admin)", existing)
         return existing
 
     @field_validator("app_egress_ips")
@@ -483,19 +494,14 @@ class Settings(BaseModel):
     def _egress_of_an_existing_environment(
         cls, addresses: tuple[ipaddress.IPv4Address, ...], info: ValidationInfo
     ) -> tuple[ipaddress.IPv4Address, ...]:
-        if "existing_environment" not in info.data:
-            return addresses
         given = [str(a) for a in addresses]
-        if addresses and info.data["existing_environment"] is None:
+        environment_set = _is_set(info, "existing_environment")
+        if addresses and not environment_set:
             raise not_accepted(
                 "an empty list unless existingEnvironmentId is set (the program's NAT gateway gives the app's address)",
                 given,
             )
-        if (
-            info.data["existing_environment"] is not None
-            and not addresses
-            and info.data.get("allow_azure_services") is False
-        ):
+        if environment_set and not addresses and info.data.get("allow_azure_services") is False:
             raise not_accepted(
                 "the public addresses the existing environment's traffic leaves from, for the server firewall (a "
                 "Consumption environment's outbound addresses change without notice), or the explicit opt-in "

@@ -16,10 +16,11 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from settings.keys import DEFAULTS, FIELDS_BY_KEY, accepted
-from settings.model import PROJECT, ConfigError, Settings
+from settings.model import GIVEN, PROJECT, ConfigError, Settings
 from settings.types import NOT_ACCEPTED, RULE
 
 KEY_OF_FIELD = {name: field.alias or name for name, field in Settings.model_fields.items()}
+FIELD_OF_KEY = {key: name for name, key in KEY_OF_FIELD.items()}
 SECRET_KEYS = frozenset(key for key, field in FIELDS_BY_KEY.items() if field.annotation is SecretStr)
 
 
@@ -74,7 +75,9 @@ def parse(raw: Mapping[str, str | None], stack: str) -> Settings:
     Missing keys take their defaults. Raises ConfigError listing every invalid key.
     """
     try:
-        settings = Settings.model_validate(_strip(raw))
+        given = _strip(raw)
+        context = {GIVEN: {FIELD_OF_KEY[key] for key, text in given.items() if key in FIELD_OF_KEY and text}}
+        settings = Settings.model_validate(given, context=context)
     except ValidationError as invalid:
         problems = [problem(error) for error in invalid.errors()]
         raise ConfigError(

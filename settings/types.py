@@ -66,7 +66,7 @@ class Accepts:
     def _check(self, value: Any) -> Any:
         assert self.check is not None
         if not self.check(value):
-            raise not_accepted(self.text)
+            raise not_accepted(self.text, value)
         return value
 
 

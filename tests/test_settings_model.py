@@ -91,6 +91,17 @@ def test_a_rule_that_reads_an_invalid_key_stays_silent() -> None:
     assert "narrower than the whole internet" in problem
 
 
+def test_a_rule_that_asks_whether_a_key_is_set_speaks_beside_that_keys_own_error() -> None:
+    found = problems({**CLOSED, "entraAdminObjectId": "not-a-guid", "existingEnvironmentId": "shared-env"})
+    assert [problem.split(":")[0] for problem in found] == [
+        "config key 'entraAdminObjectId'",
+        "config key 'entraAdminPrincipalName'",
+        "config key 'entraAdminPrincipalType'",
+        "config key 'existingEnvironmentId'",
+        "config key 'appEgressIps'",
+    ]
+
+
 def test_a_secret_is_never_echoed_even_beside_other_errors() -> None:
     password = "Adm1n-Pw-not-echoed"
     with pytest.raises(ConfigError) as refused:
