@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from settings.model import Settings
-from settings.types import Accepts, MaintenanceWindow
+from settings.types import Accepts, MaintenanceWindow, whole_number
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,8 @@ def accepted(field: FieldInfo) -> str:
     high = next((m.le for m in metadata if isinstance(m, annotated_types.Le)), None)
     if low is not None and high is not None:
         words.append(f"{low} to {high}")
-    words += [m.text for m in metadata if isinstance(m, Accepts) and m.text != "a whole number"]
+    # "a whole number" goes without saying beside the bounds or choices of an integer.
+    words += [m.text for m in metadata if isinstance(m, Accepts) and m is not whole_number]
     words = list(dict.fromkeys(words))
     return "; ".join(w for w in words if not any(w != other and w in other for other in words))
 

@@ -54,8 +54,8 @@ def _default(value: object) -> str:
 
 
 def _cell(text: str) -> str:
-    """Plain text in a Markdown table cell: no HTML tags, backslashes and pipes kept."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+    """Plain text in a Markdown table cell: no HTML tags or emphasis; backslashes and pipes kept."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*")
 
 
 def reference() -> str:
