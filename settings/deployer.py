@@ -56,7 +56,7 @@ def deployer_from_claims(claims: Mapping[str, Any]) -> Deployer:
     name is `app_displayname` when present. `oid` is the object ID in both cases.
     """
     object_id = str(claims.get("oid") or "")
-    if not GUID.match(object_id):
+    if not GUID.fullmatch(object_id):
         raise ConfigError(
             f"config key 'entraAdminObjectId' is empty, but the deployer's Azure token carries no object ID "
             f"(oid: {claims.get('oid')!r}); expected a token of a user or a service principal, or set "
