@@ -99,9 +99,12 @@ def as_written(value: Any) -> Any:
     return value
 
 
+KEY_OF_FIELD: dict[str, str] = {name: field.alias or name for name, field in Settings.model_fields.items()}
+FIELD_OF_KEY: dict[str, str] = {key: name for name, key in KEY_OF_FIELD.items()}
+FIELDS_BY_KEY: dict[str, FieldInfo] = {KEY_OF_FIELD[name]: field for name, field in Settings.model_fields.items()}
 KEYS: tuple[Key, ...] = tuple(
     Key(
-        name=field.alias or name,
+        name=KEY_OF_FIELD[name],
         type=_pulumi_type(field),
         default=as_written(field.default),
         accepted=accepted(field),
@@ -110,4 +113,3 @@ KEYS: tuple[Key, ...] = tuple(
     for name, field in Settings.model_fields.items()
 )
 DEFAULTS: dict[str, Any] = {key.name: key.default for key in KEYS}
-FIELDS_BY_KEY: dict[str, FieldInfo] = {field.alias or name: field for name, field in Settings.model_fields.items()}

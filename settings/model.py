@@ -176,7 +176,7 @@ class Settings(BaseModel):
     maintenance_window: MaintenanceWindowSpec = Field(
         MaintenanceWindow(day_of_week=0, start_hour=2, start_minute=0),
         description="When Azure may patch the server (a restart, and a failover with a standby): the start of a "
-        "one-hour custom window, as `<Mon..Sun> <HH:MM>` UTC, or `system` for a window Azure picks.",
+        "one-hour custom window, or a window Azure picks.",
     )
     database_name: PostgresIdentifier = Field("app", description="The application database postgres-mcp connects to.")
     app_role_name: PostgresIdentifier = Field("postgres_mcp", description="The database role postgres-mcp signs in as.")
@@ -342,11 +342,11 @@ class Settings(BaseModel):
         "`require_secure_transport` on and PostgreSQL 14 to 17. The server-shaping keys (`postgresVersion`, `sku*`, "
         "`storageSizeGb`, backups, `highAvailability`, `maintenanceWindow`) are then ignored.",
     )
-    adopted_server_password: Annotated[SecretStr, Accepts("a secret: pulumi config set --secret")] = Field(
+    adopted_server_password: Annotated[SecretStr, Accepts("empty, or a secret (pulumi config set --secret)")] = Field(
         SecretStr(""),
         alias="existingServerAdminPassword",
         description="Password mode on an adopted server: the password of that server's administrator login (read "
-        "from the server), set with `pulumi config set --secret`; never stored in Key Vault or exported.",
+        "from the server); never stored in Key Vault or exported.",
     )
     existing_database: Boolean = Field(
         False,

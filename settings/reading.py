@@ -15,12 +15,10 @@ import pulumi
 from pydantic import SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
-from settings.keys import DEFAULTS, FIELDS_BY_KEY, accepted
+from settings.keys import DEFAULTS, FIELD_OF_KEY, FIELDS_BY_KEY, KEY_OF_FIELD, accepted
 from settings.model import GIVEN, PROJECT, ConfigError, Settings
 from settings.types import NOT_ACCEPTED, RULE
 
-KEY_OF_FIELD = {name: field.alias or name for name, field in Settings.model_fields.items()}
-FIELD_OF_KEY = {key: name for name, key in KEY_OF_FIELD.items()}
 SECRET_KEYS = frozenset(key for key, field in FIELDS_BY_KEY.items() if field.annotation is SecretStr)
 
 
