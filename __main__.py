@@ -51,9 +51,10 @@ from components.mcp_app import (
 from components.monitoring import Monitoring
 from components.network import AppNetwork
 from components.stack_record import own_stack_outputs
+from settings.deployer import complete_entra_admin
 
 # Refuses bad values before anything is read or declared.
-config = settings.load(lambda: earlier_entra_admin(own_stack_outputs()))
+config = complete_entra_admin(settings.load(), lambda: earlier_entra_admin(own_stack_outputs()))
 name = config.base_name
 client = authorization.get_client_config_output()
 

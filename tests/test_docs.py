@@ -8,20 +8,9 @@ from pathlib import Path
 import yaml
 
 import settings
-from tools.sync_config_docs import readme_default
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-
-
-def test_pulumi_yaml_declares_every_key_with_type_default_and_description() -> None:
-    declared = PROJECT["config"]
-    assert list(declared) == [key.name for key in settings.KEYS]
-    for key in settings.KEYS:
-        spec = declared[key.name]
-        assert spec["type"] == key.type, key.name
-        assert spec["default"] == key.default, key.name
-        assert spec["description"] == key.description, key.name
 
 
 def test_pulumi_yaml_builds_its_own_virtualenv() -> None:
@@ -29,12 +18,6 @@ def test_pulumi_yaml_builds_its_own_virtualenv() -> None:
     assert runtime["name"] == "python"
     assert runtime["options"]["virtualenv"] == ".venv"
     assert PROJECT["name"] == settings.PROJECT
-
-
-def test_readme_lists_every_key_with_its_default() -> None:
-    readme = (ROOT / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `(\w+)` \| \w+ \| `([^`]*)` \|", readme, flags=re.MULTILINE))
-    assert rows == {key.name: readme_default(key.default) for key in settings.KEYS}
 
 
 def test_stack_files_only_set_known_keys() -> None:

@@ -1,7 +1,7 @@
-"""Rewrites the `config:` block of Pulumi.yaml and the README's config table from settings.KEYS.
+"""Writes the `config:` block of Pulumi.yaml and docs/configuration.md from the settings model.
 
-Run after adding or changing a key: `python tools/sync_config_docs.py`. tests/test_docs.py
-fails when the three disagree.
+Run after adding or changing a key: `python tools/sync_config_docs.py`. tests/test_config_reference.py
+fails when either file differs from what this writes.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import settings  # noqa: E402 (after the path is set)
+from settings import KEYS, PROJECT  # noqa: E402 (after the path is set)
 
-TABLE_HEADER = "| Key | Type | Default | Meaning |"
+PULUMI_YAML = ROOT / "Pulumi.yaml"
+REFERENCE = ROOT / "docs" / "configuration.md"
 
 
 def yaml_scalar(value: object) -> str:
@@ -26,41 +27,64 @@ def yaml_scalar(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a valid YAML double-quoted scalar
 
 
-def readme_default(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return json.dumps(value)
-    return '""' if value == "" else str(value)
-
-
 def config_block() -> str:
     lines = ["config:"]
-    for key in settings.KEYS:
+    for key in KEYS:
         lines.append(f"  {key.name}:")
         lines.append(f"    type: {key.type}")
         if key.type == "array":
             lines += ["    items:", "      type: string"]
-        lines.append(f"    description: {yaml_scalar(key.description)}")
+        description = f"{key.description} Accepted: {key.accepted}." if key.accepted else key.description
+        lines.append(f"    description: {yaml_scalar(description)}")
         lines.append(f"    default: {yaml_scalar(key.default)}")
     return "\n".join(lines) + "\n"
 
 
-def config_table() -> str:
-    rows = [TABLE_HEADER, "| --- | --- | --- | --- |"]
-    rows += [f"| `{k.name}` | {k.type} | `{readme_default(k.default)}` | {k.description} |" for k in settings.KEYS]
+def pulumi_yaml(current: str) -> str:
+    """Pulumi.yaml with its `config:` block (the file's last section) written anew."""
+    return current[: current.index("config:\n")] + config_block()
+
+
+def _default(value: object) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, list):
+        return f"`{json.dumps(value)}`"
+    return '`""`' if value == "" else f"`{value}`"
+
+
+def _cell(text: str) -> str:
+    """Plain text in a Markdown table cell: no HTML tags or emphasis; backslashes and pipes kept."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace("*", "\\*")
+
+
+def reference() -> str:
+    rows = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from settings/model.py by `python tools/sync_config_docs.py`: edit the model, not this",
+        "file. tests/test_config_reference.py holds the two equal. -->",
+        "",
+        f"Every key of the `{PROJECT}` project, with its type, its default, the values it accepts and what it",
+        "means. Pulumi.yaml declares the same keys with the same defaults. A stack sets a key in its",
+        "`Pulumi.<stack>.yaml` (or with `pulumi config set`); an array is a YAML list there, a boolean is",
+        "`true` or `false`. The program validates every key before it declares anything and reports every bad",
+        "value at once, each by its key.",
+        "",
+        "| Key | Type | Default | Accepted | Description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    rows += [
+        f"| `{key.name}` | {key.type} | {_default(key.default)} | {_cell(key.accepted)} | {key.description} |"
+        for key in KEYS
+    ]
     return "\n".join(rows) + "\n"
 
 
 def main() -> None:
-    project = ROOT / "Pulumi.yaml"
-    text = project.read_text()
-    project.write_text(text[: text.index("config:\n")] + config_block())
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start = text.index(TABLE_HEADER)
-    end = text.find("\n\n", start)
-    readme.write_text(text[:start] + config_table() + (text[end + 1 :] if end != -1 else ""))
+    PULUMI_YAML.write_text(pulumi_yaml(PULUMI_YAML.read_text()))
+    REFERENCE.parent.mkdir(exist_ok=True)
+    REFERENCE.write_text(reference())
 
 
 if __name__ == "__main__":
