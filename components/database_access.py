@@ -262,7 +262,12 @@ def with_owner_scope(props: dict[str, Any]) -> dict[str, Any]:
 def plan_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> DiffResult:
     """What a change of inputs means, decided offline; an unknown new value counts as a change."""
     keys = (set(olds) | set(news)) - {"__provider", "grants"}
-    changed = sorted(key for key in keys if has_unknown(news.get(key)) or olds.get(key) != news.get(key))
+
+    def value(props: Mapping[str, Any], key: str) -> Any:
+        # No owner roles, absent or empty, is one and the same declaration.
+        return props.get(key) or None if key in ("owner_roles", "owner_scope") else props.get(key)
+
+    changed = sorted(key for key in keys if has_unknown(news.get(key)) or value(olds, key) != value(news, key))
     replaces = [key for key in changed if key in REPLACE_ON]
     drifted = False
     if not any(has_unknown(news.get(key)) for key in GRANT_INPUTS):
