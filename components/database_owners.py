@@ -14,12 +14,15 @@ owner, inside the one transaction of the change:
     ALTER DEFAULT PRIVILEGES IN SCHEMA <each configured schema> GRANT <level> ON TABLES/SEQUENCES TO <app>;
     RESET ROLE;
 
-`SET ROLE` is what the PostgreSQL documentation asks for (docs: "SET ROLE": "the specified
-role_name must be a role that the current session user has the SET option for" (16+), "a role
-that the current session user is a member of" (15); "ALTER DEFAULT PRIVILEGES": "You can change
-default privileges only for objects that will be created by yourself or by roles that you are a
-member of"; "GRANT": a non-owner member of the owning role grants "as though it were issued by
-the containing role that actually owns the object"). Checked against PostgreSQL 15 and 18:
+Why SET ROLE (PostgreSQL documentation, sql-set-role.html): on 16 and later "The current session
+user must have the SET option for the specified role_name, either directly or indirectly via a chain
+of memberships with the SET option"; on 15 "The specified role_name must be a role that the current
+session user is a member of". After it, "permissions checking for SQL commands is carried out as
+though the named role were the one that had logged in originally": GRANT runs as the objects' owner,
+and ALTER DEFAULT PRIVILEGES without FOR ROLE sets the owner's own defaults (sql-alterdefaultprivileges
+.html: "As a non-superuser, you can change default privileges only for yourself and for roles that
+you are a member of"; default privileges apply only to objects the target role itself creates, which
+is why the administrator's own defaults never reach a migration tool's tables). Checked against 15 and 18:
 `ALTER DEFAULT PRIVILEGES FOR ROLE <owner>` run by the administrator itself needs INHERIT on 16+
 ("permission denied to change default privileges" with SET alone), while `SET ROLE <owner>`
 followed by a plain `ALTER DEFAULT PRIVILEGES` needs only the SET option; so the provider always
@@ -261,12 +264,9 @@ def missing_rights_message(
             who = "a role with the ADMIN OPTION on that role (such as the role that created it)"
         else:
             rule = f"On PostgreSQL 15, {admin!r} may act for a role only as a member of it, and it is not a member of"
-            who = (
-                "a role with the ADMIN OPTION on that role, or any role with CREATEROLE such as the server "
-                "administrator"
-            )
+            who = "a role with the ADMIN OPTION on that role or any role with CREATEROLE (such as the administrator)"
         lines.append(f"{rule}: " + ", ".join(repr(name) for name in missing) + ".")
-        lines.append(f"Have {who} run once, for each (it grants no superuser right and changes no owner):")
+        lines.append(f"Run once, as {who}, for each (it grants no superuser right and changes no owner):")
         lines += [f"  {fix_statement(name, admin, server_version)}" for name in missing]
         lines.append("then run pulumi up again.")
     return "\n".join(lines)
