@@ -678,7 +678,9 @@ FROM unnest(%(owners)s::text[]) o(name) LEFT JOIN pg_roles r ON r.rolname = o.na
 
 
 def owner_rights(connection: psycopg.Connection[Any], spec: AccessSpec, owners: Sequence[str]) -> list[Acting]:
-    """How the administrator acts for each owner; raises, changing nothing, when it may not for some."""
+    """How the administrator acts for each owner; raises, changing nothing, when it may not for some.
+    An owner that is no longer configured and no longer exists is skipped: a dropped role has no
+    grants left to take back."""
     version = server_version(connection)
     rows = connection.execute(
         OWNER_RIGHTS,
@@ -687,7 +689,8 @@ def owner_rights(connection: psycopg.Connection[Any], spec: AccessSpec, owners: 
     acting, missing, absent, superusers = [], [], [], []
     for name, exists, superuser, can_set, admin, self_granted in rows:
         if not exists:
-            absent.append(name)
+            if name in spec.owner_roles:
+                absent.append(name)
         elif superuser:
             superusers.append(name)
         elif can_set:
@@ -942,7 +945,10 @@ class DatabaseAccessProvider(ResourceProvider):
             if not role_exists(connection, spec.role):
                 return
             role = sql.Identifier(spec.role)
-            acting = owner_rights(connection, spec, spec.owner_roles) if spec.owner_roles else []
+            # Only taking back here: an owner that has been dropped since is skipped.
+            acting = (
+                owner_rights(connection, replace(spec, owner_roles=()), spec.owner_roles) if spec.owner_roles else []
+            )
             with connection.transaction():
                 # What was granted as each owner is taken back as that owner: DROP OWNED run by the
                 # administrator cannot revoke another role's grants and default privileges.

@@ -240,7 +240,8 @@ def missing_rights_message(
 ) -> str:
     """The refusal when the administrator may not act for some owners; nothing has been changed."""
     lines = [
-        f"{where}: cannot grant on objects owned by the roles in config key '{OWNERS_CONFIG_KEY}'; nothing was changed."
+        f"{where}: cannot act for the owner roles in config key '{OWNERS_CONFIG_KEY}' (to grant on their objects, "
+        "or to take back what was granted as them); nothing was changed."
     ]
     absent, superusers, missing = sorted(absent), sorted(superusers), sorted(missing)
     if absent:

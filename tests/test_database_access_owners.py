@@ -258,3 +258,34 @@ def test_removing_an_owner_takes_back_exactly_its_grants_and_defaults(postgres: 
     provider.delete(created.id, updated.outs or {})
     assert not role_exists(postgres, role)
     assert default_privileges_for(postgres, database, role) == []
+
+
+def test_hostile_owner_names_are_quoted_and_a_dropped_former_owner_is_skipped(postgres: PostgresServer) -> None:
+    database, owner, _ = owned_database(postgres)
+    hostile = new_name('Owner "x"; DROP TABLE orders; --')
+    admin, role, provider = admin_of("password"), new_name("mcp"), DatabaseAccessProvider()
+    with postgres.superuser(database) as su:
+        su.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(hostile)))
+        su.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(hostile)))
+    as_role(postgres, database, hostile, "CREATE TABLE odd (x int)")
+    for each in (owner, hostile):
+        give_right(postgres, each, admin, "set")
+    wanted = props(postgres, database, "password", role, owner_roles=[owner, hostile])
+    assert provider.check({}, wanted).failures == []
+    created = provider.create(wanted)
+    assert granted(provider.read(created.id, created.outs or {}).outs) == expected_grants(AccessSpec.from_props(wanted))
+    with login_as_app(postgres, "password", role, database) as app:
+        assert app.execute("SELECT count(*) FROM odd").fetchone() == (0,)
+        assert app.execute("SELECT count(*) FROM orders").fetchone() == (2,)
+    # The odd owner goes away: its objects are reassigned and it is dropped, out of band.
+    with postgres.superuser(database) as su:
+        su.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(sql.Identifier(hostile), sql.Identifier(owner)))
+        su.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(hostile)))
+        su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(hostile)))
+    only_owner = {**wanted, "owner_roles": [owner]}
+    updated = provider.update(created.id, created.outs or {}, only_owner)
+    assert granted(provider.read(created.id, updated.outs or {}).outs) == expected_grants(
+        AccessSpec.from_props(only_owner)
+    )
+    provider.delete(created.id, created.outs or {})  # the state still names the dropped owner
+    assert not role_exists(postgres, role)

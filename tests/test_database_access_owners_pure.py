@@ -205,7 +205,7 @@ def test_the_fix_is_one_statement_per_owner_for_each_version() -> None:
     )
     assert fix_statement("app_owner", "pulumi-deployer", 150010) == 'GRANT "app_owner" TO "pulumi-deployer";'
     message = missing_rights_message("where", "pgadmin", 170004, ["flyway", "app_owner"], ["Ghost"], ["azuresu"])
-    assert message.startswith(f"where: cannot grant on objects owned by the roles in config key '{OWNERS_CONFIG_KEY}'")
+    assert message.startswith(f"where: cannot act for the owner roles in config key '{OWNERS_CONFIG_KEY}'")
     assert "nothing was changed" in message and "'Ghost'" in message and "'azuresu'" in message
     assert "WITH SET TRUE or the ADMIN OPTION" in message and "'app_owner', 'flyway'" in message
     assert 'GRANT "app_owner" TO "pgadmin" WITH INHERIT FALSE, SET TRUE;' in message
