@@ -14,7 +14,11 @@ SCRAM verifier computed on this side, so the password never travels as SQL text.
 
 Grants on the application database: CONNECT; USAGE on each schema; table and sequence
 privileges of the chosen level on existing objects and, through default privileges, on
-future ones created by the administrator; membership in pg_read_all_stats. Nothing else:
+future ones created by the administrator; membership in pg_read_all_stats. For each role in
+`owner_roles` (config key grantOnObjectsOwnedBy: tables that belong to an application's or a
+migration tool's role), the same level on that owner's objects and its default privileges, granted
+as the owner (SET ROLE) after checking the right to act for it: components/database_owners.py.
+Nothing else:
 `read` observes every privilege the role holds in the database (on the database, any
 schema, table, column, sequence and routine, default privileges of any owner), every
 role it is a member of and its role attributes, so `pulumi refresh` shows what was
