@@ -289,3 +289,29 @@ def test_hostile_owner_names_are_quoted_and_a_dropped_former_owner_is_skipped(po
     )
     provider.delete(created.id, created.outs or {})  # the state still names the dropped owner
     assert not role_exists(postgres, role)
+
+
+def test_read_write_on_owners_objects_and_back(postgres: PostgresServer) -> None:
+    database, owner, migrator = owned_database(postgres)
+    admin, role, provider = admin_of("password"), new_name("mcp"), DatabaseAccessProvider()
+    for each in (owner, migrator):
+        give_right(postgres, each, admin, "set")
+    read_only = props(postgres, database, "password", role, owner_roles=[owner, migrator])
+    created = provider.create(read_only)
+    read_write = {**read_only, "privilege_level": "read_write"}
+    updated = provider.update(created.id, created.outs or {}, read_write)
+    assert granted(provider.read(created.id, updated.outs or {}).outs) == expected_grants(
+        AccessSpec.from_props(read_write)
+    )
+    as_role(postgres, database, migrator, "CREATE TABLE later (id serial, x int)")
+    with login_as_app(postgres, "password", role, database) as app:
+        assert can(app, "INSERT INTO orders (total) VALUES (1)")  # nextval on the owner's sequence too
+        assert can(app, "INSERT INTO later (x) VALUES (1)")
+        assert can(app, "UPDATE reports.daily SET day = day")
+        assert not can(app, "CREATE TABLE mine (x int)")  # read_write never means DDL
+    back = provider.update(created.id, updated.outs or {}, read_only)
+    assert granted(provider.read(created.id, back.outs or {}).outs) == granted(created.outs)
+    with login_as_app(postgres, "password", role, database) as app:
+        assert not can(app, "INSERT INTO orders (total) VALUES (1)")
+        assert not can(app, "INSERT INTO later (x) VALUES (1)")
+        assert app.execute("SELECT count(*) FROM later").fetchone() == (0,)
