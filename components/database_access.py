@@ -14,7 +14,11 @@ SCRAM verifier computed on this side, so the password never travels as SQL text.
 
 Grants on the application database: CONNECT; USAGE on each schema; table and sequence
 privileges of the chosen level on existing objects and, through default privileges, on
-future ones created by the administrator; membership in pg_read_all_stats. Nothing else:
+future ones created by the administrator; membership in pg_read_all_stats. For each role in
+`owner_roles` (config key grantOnObjectsOwnedBy: tables that belong to an application's or a
+migration tool's role), the same level on that owner's objects and its default privileges, granted
+as the owner (SET ROLE) after checking the right to act for it: components/database_owners.py.
+Nothing else:
 `read` observes every privilege the role holds in the database (on the database, any
 schema, table, column, sequence and routine, default privileges of any owner), every
 role it is a member of and its role attributes, so `pulumi refresh` shows what was
@@ -38,8 +42,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, TypedDict
+from dataclasses import dataclass, field, replace
+from typing import Any, NotRequired, TypedDict
 
 import psycopg
 import pulumi
@@ -56,6 +60,18 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 
 from components import deployer_credential
+from components.database_owners import (
+    OWNERS_CONFIG_KEY,
+    Acting,
+    OwnedObjects,
+    act_as,
+    expected_owner_grants,
+    missing_rights_message,
+    owner_grant_statements,
+    owner_revoke_statements,
+    owner_scope,
+    validate_owner_roles,
+)
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the wire sentinel for an unknown value (pulumi.runtime.rpc)
 ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
@@ -83,7 +99,7 @@ REPLACE_ON = ("host", "port", "database", "role", "auth_mode", "principal_id")
 # replacement means one and the same PostgreSQL role.
 SAME_ROLE_WHEN_EQUAL = ("host", "port", "role")
 # Inputs the declared grants are computed from.
-GRANT_INPUTS = ("role", "database", "schemas", "privilege_level")
+GRANT_INPUTS = ("role", "database", "schemas", "privilege_level", "owner_roles")
 SECRET_OUTPUTS = ["admin_password", "role_password"]
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Role attributes the app's role must never have (and NOLOGIN, which would lock the app out).
@@ -136,6 +152,8 @@ class AccessSpec:
     schemas: tuple[str, ...]
     level: str
     principal_id: str = ""
+    owner_roles: tuple[str, ...] = ()
+    """Roles whose objects the app's role is granted on, acting as each (components/database_owners.py)."""
     sslmode: str = "verify-full"
     sslrootcert: str = "certifi"
     connect_timeout: int = 10
@@ -154,6 +172,7 @@ class AccessSpec:
             schemas=tuple(props.get("schemas") or ("public",)),
             level=str(props.get("privilege_level") or "read_only"),
             principal_id=str(props.get("principal_id") or ""),
+            owner_roles=tuple(str(owner) for owner in props.get("owner_roles") or ()),
             sslmode=str(props.get("sslmode") or "verify-full"),
             sslrootcert=str(props.get("sslrootcert") or "certifi"),
             connect_timeout=int(props.get("connect_timeout") or 10),
@@ -201,6 +220,21 @@ def validate(props: Mapping[str, Any]) -> list[CheckFailure]:
                 "privilege_level", f"privilege_level {props['privilege_level']!r} is not one of {', '.join(LEVELS)}"
             )
         )
+    if known("owner_roles"):
+        owners = props["owner_roles"]
+        listed = [owner for owner in owners if not is_unknown(owner)] if isinstance(owners, (list, tuple)) else owners
+        for reason in validate_owner_roles(listed, key="owner_roles"):
+            failures.append(CheckFailure("owner_roles", reason))
+        for key in ("role", "admin_user"):
+            if known(key) and isinstance(listed, list) and props[key] in listed:
+                failures.append(
+                    CheckFailure(
+                        "owner_roles",
+                        f"owner_roles names {key} {props[key]!r}; its own objects need no owner entry"
+                        if key == "admin_user"
+                        else f"owner_roles names the app's own role {props[key]!r}",
+                    )
+                )
     if known("auth_mode") and props["auth_mode"] not in AUTH_MODES:
         failures.append(CheckFailure("auth_mode", f"auth_mode {props['auth_mode']!r} is not one of token, password"))
     if (
@@ -219,10 +253,25 @@ def validate(props: Mapping[str, Any]) -> list[CheckFailure]:
     return failures
 
 
+def with_owner_scope(props: dict[str, Any]) -> dict[str, Any]:
+    """The inputs plus `owner_scope` (owner x schema, what a change touches) when owners are configured
+    and known; without owners the inputs are exactly as before this input existed."""
+    owners, schemas = props.get("owner_roles"), props.get("schemas")
+    props = {key: value for key, value in props.items() if key != "owner_scope"}
+    if owners and not has_unknown(owners) and schemas and not has_unknown(schemas):
+        props["owner_scope"] = owner_scope([str(o) for o in owners], [str(s) for s in schemas])
+    return props
+
+
 def plan_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> DiffResult:
     """What a change of inputs means, decided offline; an unknown new value counts as a change."""
     keys = (set(olds) | set(news)) - {"__provider", "grants"}
-    changed = sorted(key for key in keys if has_unknown(news.get(key)) or olds.get(key) != news.get(key))
+
+    def value(props: Mapping[str, Any], key: str) -> Any:
+        # No owner roles, absent or empty, is one and the same declaration.
+        return props.get(key) or None if key in ("owner_roles", "owner_scope") else props.get(key)
+
+    changed = sorted(key for key in keys if has_unknown(news.get(key)) or value(olds, key) != value(news, key))
     replaces = [key for key in changed if key in REPLACE_ON]
     drifted = False
     if not any(has_unknown(news.get(key)) for key in GRANT_INPUTS):
@@ -290,6 +339,10 @@ def expected_grants(spec: AccessSpec) -> list[str]:
         grants += [f"{p} ON ALL SEQUENCES IN SCHEMA {schema}" for p in level.sequences]
         grants += [f"DEFAULT {p} ON TABLES IN SCHEMA {schema}" for p in level.tables]
         grants += [f"DEFAULT {p} ON SEQUENCES IN SCHEMA {schema}" for p in level.sequences]
+        for owner in spec.owner_roles:
+            grants += [f"{p} ON ALL TABLES IN SCHEMA {schema} OWNED BY {owner}" for p in level.tables]
+            grants += [f"{p} ON ALL SEQUENCES IN SCHEMA {schema} OWNED BY {owner}" for p in level.sequences]
+    grants += expected_owner_grants(spec.owner_roles, spec.schemas, level.tables, level.sequences)
     return sorted(grants)
 
 
@@ -310,6 +363,8 @@ class Held:
     name: str
     grantor: str
     mine: bool = True
+    owner: str | None = None
+    """For TABLE, SEQUENCE and COLUMN: the relation's owner."""
 
 
 @dataclass(frozen=True)
@@ -319,6 +374,10 @@ class Observed:
     """Every schema of the database."""
     relations: Mapping[tuple[str, str], int]
     """How many TABLES / SEQUENCES each schema has, keyed (schema, TABLES|SEQUENCES)."""
+    by_owner: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    """The same counts per owner, keyed (schema, TABLES|SEQUENCES, owner)."""
+    inherited: frozenset[str] = frozenset()
+    """Roles whose privileges the administrator has (itself, and roles it inherits): it grants on their objects."""
 
 
 def _describe_one(item: Held) -> str:
@@ -349,32 +408,61 @@ def describe(observed: Observed, spec: AccessSpec) -> dict[str, set[str]]:
     sequences) lacks none of the declared privileges on them.
     """
     found: dict[str, set[str]] = defaultdict(set)
-    relations: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    grantors: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    relations: dict[tuple[str, str, str, str | None], set[str]] = defaultdict(set)
+    grantors: dict[tuple[str, str, str, str | None], set[str]] = defaultdict(set)
     for item in observed.held:
         if item.kind in ("TABLE", "SEQUENCE"):
-            key = (str(item.schema), f"{item.kind}S", item.privilege)
+            key = (str(item.schema), f"{item.kind}S", item.privilege, _bucket(item.owner, observed, spec))
             relations[key].add(item.name)
             grantors[key].add(item.grantor)
         else:
             found[_describe_one(item)].add(item.grantor)
-    for (schema, kind, privilege), names in relations.items():
-        extent = "ALL" if len(names) == observed.relations.get((schema, kind), 0) else "SOME"
-        found[f"{privilege} ON {extent} {kind} IN SCHEMA {schema}"].update(grantors[(schema, kind, privilege)])
+    for (schema, kind, privilege, bucket), names in relations.items():
+        extent = "ALL" if len(names) == _relation_count(observed, spec, schema, kind, bucket) else "SOME"
+        text = f"{privilege} ON {extent} {kind} IN SCHEMA {schema}" + (f" OWNED BY {bucket}" if bucket else "")
+        found[text].update(grantors[(schema, kind, privilege, bucket)])
     level = LEVELS[spec.level]
     for schema in spec.schemas:
         if schema not in observed.schemas:
             continue
         for kind, privileges in (("TABLES", level.tables), ("SEQUENCES", level.sequences)):
-            if observed.relations.get((schema, kind), 0) == 0:
-                for privilege in privileges:
-                    found.setdefault(f"{privilege} ON ALL {kind} IN SCHEMA {schema}", set())
+            for bucket in (None, *spec.owner_roles):
+                if _relation_count(observed, spec, schema, kind, bucket) == 0:
+                    for privilege in privileges:
+                        text = f"{privilege} ON ALL {kind} IN SCHEMA {schema}"
+                        found.setdefault(text + (f" OWNED BY {bucket}" if bucket else ""), set())
     return dict(found)
 
 
-def repair_statements(spec: AccessSpec, observed: Observed) -> list[sql.Composed]:
+def _bucket(owner: str | None, observed: Observed, spec: AccessSpec) -> str | None:
+    """Whose relations a privilege is counted among. Without owner roles configured: all of a schema's,
+    as before that input existed. With them: each configured owner's own (`... OWNED BY <owner>`); the
+    rest that the administrator grants on itself (its own and those of roles it inherits); and any
+    other role's, which nothing here grants on (`... OWNED BY <role>`: drift if the app's role holds it)."""
+    if not spec.owner_roles or owner is None:
+        return None
+    if owner in spec.owner_roles or owner not in observed.inherited:
+        return owner
+    return None
+
+
+def _relation_count(observed: Observed, spec: AccessSpec, schema: str, kind: str, bucket: str | None) -> int:
+    if not spec.owner_roles:
+        return observed.relations.get((schema, kind), 0)
+    if bucket is not None:
+        return observed.by_owner.get((schema, kind, bucket), 0)
+    return sum(
+        count
+        for (in_schema, of_kind, owner), count in observed.by_owner.items()
+        if in_schema == schema and of_kind == kind and owner not in spec.owner_roles and owner in observed.inherited
+    )
+
+
+def repair_statements(spec: AccessSpec, observed: Observed, acting_for: Iterable[str] = ()) -> list[sql.Composed]:
     """Takes back everything the role holds in the database, so that the grants that follow leave
-    exactly what is declared. Only privileges: no object is dropped, no data is touched."""
+    exactly what is declared. Only privileges: no object is dropped, no data is touched. Default
+    privileges of the owners in `acting_for` are taken back as each owner (owner_revoke_statements)."""
+    acting = set(acting_for)
     role = sql.Identifier(spec.role)
     statements = [sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(sql.Identifier(spec.database), role)]
     held = observed.held
@@ -389,7 +477,9 @@ def repair_statements(spec: AccessSpec, observed: Observed) -> list[sql.Composed
             sql.SQL("REVOKE ALL ON ALL ROUTINES IN SCHEMA {} FROM {}").format(schema, role),
             sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema, role),
         ]
-    defaults = sorted({(i.grantor, i.mine, i.schema or "", i.name) for i in held if i.kind == "DEFAULT"})
+    defaults = sorted(
+        {(i.grantor, i.mine, i.schema or "", i.name) for i in held if i.kind == "DEFAULT" and i.grantor not in acting}
+    )
     for owner, mine, schema_name, object_type in defaults:
         clause: sql.Composable = sql.SQL("ALTER DEFAULT PRIVILEGES")
         if not mine:
@@ -410,6 +500,18 @@ def repair_statements(spec: AccessSpec, observed: Observed) -> list[sql.Composed
         words = ["LOGIN" if name == "NOLOGIN" else f"NO{name}" for name in attributes]
         statements.append(sql.SQL("ALTER ROLE {} WITH {}").format(role, sql.SQL(" ".join(words))))
     return statements
+
+
+def belongs_to(spec: AccessSpec, observed: Observed) -> str:
+    """Who owns relations in the configured schemas that the administrator cannot grant on by itself."""
+    others = sorted(
+        {
+            owner
+            for (schema, _, owner) in observed.by_owner
+            if schema in spec.schemas and owner not in observed.inherited and owner not in spec.owner_roles
+        }
+    )
+    return f" (objects in the configured schemas belong to {', '.join(others)})" if others else ""
 
 
 def unconverged(spec: AccessSpec, found: Mapping[str, set[str]]) -> str | None:
@@ -561,48 +663,164 @@ def missing_schemas(connection: psycopg.Connection[Any], schemas: Sequence[str])
     return [schema for schema in schemas if schema not in present]
 
 
+def server_version(connection: psycopg.Connection[Any]) -> int:
+    row = connection.execute("SHOW server_version_num").fetchone()
+    return int(row[0]) if row else 0
+
+
+# For each configured owner: does it exist, is it a superuser, may the administrator SET ROLE to it
+# (16+: membership WITH SET; 15: membership), does it hold the ADMIN OPTION on it (16+), and has it
+# granted itself that role already (so a transaction-scoped SET is revoked as an option, not a grant).
+OWNER_RIGHTS = """
+SELECT o.name, r.rolname IS NOT NULL, coalesce(r.rolsuper, false),
+       r.oid IS NOT NULL AND pg_has_role(current_user, r.oid, %(set)s),
+       r.oid IS NOT NULL AND %(v16)s AND pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION'),
+       EXISTS (SELECT 1 FROM pg_auth_members m, pg_roles me
+               WHERE me.rolname = current_user AND m.roleid = r.oid AND m.member = me.oid AND m.grantor = me.oid)
+FROM unnest(%(owners)s::text[]) o(name) LEFT JOIN pg_roles r ON r.rolname = o.name
+"""
+
+
+def owner_rights(connection: psycopg.Connection[Any], spec: AccessSpec, owners: Sequence[str]) -> list[Acting]:
+    """How the administrator acts for each owner; raises, changing nothing, when it may not for some.
+    An owner that is no longer configured and no longer exists is skipped: a dropped role has no
+    grants left to take back."""
+    version = server_version(connection)
+    rows = connection.execute(
+        OWNER_RIGHTS,
+        {"owners": list(owners), "set": "SET" if version >= 160000 else "MEMBER", "v16": version >= 160000},
+    ).fetchall()
+    acting, missing, absent, superusers = [], [], [], []
+    for name, exists, superuser, can_set, admin, self_granted in rows:
+        if not exists:
+            if name in spec.owner_roles:
+                absent.append(name)
+        elif superuser:
+            superusers.append(name)
+        elif can_set:
+            acting.append(Acting(name, "set"))
+        elif admin:
+            acting.append(Acting(name, "admin", bool(self_granted)))
+        else:
+            missing.append(name)
+    if missing or absent or superusers:
+        where = f"database access for role {spec.role!r} on {spec.host}/{spec.database} as {spec.admin_user!r}"
+        raise DatabaseAccessError(missing_rights_message(where, spec.admin_user, version, missing, absent, superusers))
+    return sorted(acting, key=lambda item: item.owner)
+
+
+# What one owner owns that concerns the app's role: its relations and schemas among the configured
+# schemas, and, anywhere in the database, its objects and default privileges that name the app's role.
+OWNED = """
+WITH owner AS (SELECT oid FROM pg_roles WHERE rolname = %(owner)s),
+target AS (SELECT oid FROM pg_roles WHERE rolname = %(role)s)
+SELECT 'RELATION', n.nspname, c.relname, CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relowner = (SELECT oid FROM owner)
+      AND n.nspname = ANY(%(schemas)s)
+UNION ALL
+SELECT 'SCHEMA', n.nspname, n.nspname, ''
+    FROM pg_namespace n WHERE n.nspowner = (SELECT oid FROM owner) AND n.nspname = ANY(%(schemas)s)
+UNION ALL
+SELECT 'HELD RELATION', n.nspname, c.relname, CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND c.relowner = (SELECT oid FROM owner)
+      AND (EXISTS (SELECT 1 FROM aclexplode(c.relacl) a WHERE a.grantee = (SELECT oid FROM target))
+           OR EXISTS (SELECT 1 FROM pg_attribute att, aclexplode(att.attacl) a
+                      WHERE att.attrelid = c.oid AND att.attacl IS NOT NULL AND a.grantee = (SELECT oid FROM target)))
+UNION ALL
+SELECT 'HELD SCHEMA', n.nspname, n.nspname, ''
+    FROM pg_namespace n WHERE n.nspowner = (SELECT oid FROM owner)
+      AND EXISTS (SELECT 1 FROM aclexplode(n.nspacl) a WHERE a.grantee = (SELECT oid FROM target))
+UNION ALL
+SELECT 'HELD ROUTINE', n.nspname, p.oid::regprocedure::text, ''
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.proowner = (SELECT oid FROM owner)
+      AND EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = (SELECT oid FROM target))
+UNION ALL
+SELECT 'HELD DEFAULT', coalesce(n.nspname, ''), d.defaclobjtype::text, ''
+    FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+    WHERE d.defaclrole = (SELECT oid FROM owner)
+      AND EXISTS (SELECT 1 FROM aclexplode(d.defaclacl) a WHERE a.grantee = (SELECT oid FROM target))
+ORDER BY 1, 2, 3
+"""
+
+
+def owned_objects(connection: psycopg.Connection[Any], spec: AccessSpec, owner: str) -> OwnedObjects:
+    rows = connection.execute(OWNED, {"owner": owner, "role": spec.role, "schemas": list(spec.schemas)}).fetchall()
+
+    def of(kind: str) -> list[tuple[str, str, str]]:
+        return [(row[1], row[2], row[3]) for row in rows if row[0] == kind]
+
+    return OwnedObjects(
+        relations=tuple(of("RELATION")),
+        schemas=tuple(schema for schema, _, _ in of("SCHEMA")),
+        held_relations=tuple(of("HELD RELATION")),
+        held_schemas=tuple(schema for schema, _, _ in of("HELD SCHEMA")),
+        held_routines=tuple(name for _, name, _ in of("HELD ROUTINE")),
+        held_defaults=tuple(
+            (schema, DEFAULT_OBJECT_TYPES.get(letter, "TABLES")) for schema, letter, _ in of("HELD DEFAULT")
+        ),
+    )
+
+
+def owner_statements(
+    connection: psycopg.Connection[Any], spec: AccessSpec, acting: Sequence[Acting]
+) -> list[sql.Composed]:
+    """As each owner: take back what it granted the app's role, then (if it is still configured) grant
+    the configured level on its objects and set its default privileges."""
+    level, statements = LEVELS[spec.level], []
+    for item in acting:
+        owned = owned_objects(connection, spec, item.owner)
+        as_owner = owner_revoke_statements(spec.role, owned)
+        if item.owner in spec.owner_roles:
+            as_owner += owner_grant_statements(spec.role, spec.schemas, level.tables, level.sequences, owned)
+        statements += act_as(item, as_owner)
+    return statements
+
+
 # Everything the role holds in the connected database and as a role. Privileges granted to
 # PUBLIC are everyone's and not listed; a grantor that no longer exists reads as its OID.
 OBSERVE = """
 WITH target AS (SELECT * FROM pg_roles WHERE rolname = %(role)s),
 me AS (SELECT oid FROM pg_roles WHERE rolname = current_user),
 relations AS (
-    SELECT c.oid, n.nspname, c.relname, c.relkind, c.relacl
+    SELECT c.oid, n.nspname, c.relname, c.relkind, c.relacl, c.relowner::regrole::text AS owner
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
 )
-SELECT 'DATABASE', a.privilege_type, NULL, d.datname, a.grantor::regrole::text, true
+SELECT 'DATABASE', a.privilege_type, NULL, d.datname, a.grantor::regrole::text, true, NULL
     FROM pg_database d, aclexplode(d.datacl) a, target t
     WHERE d.datname = current_database() AND a.grantee = t.oid
 UNION ALL
-SELECT 'SCHEMA', a.privilege_type, n.nspname, n.nspname, a.grantor::regrole::text, true
+SELECT 'SCHEMA', a.privilege_type, n.nspname, n.nspname, a.grantor::regrole::text, true, NULL
     FROM pg_namespace n, aclexplode(n.nspacl) a, target t
     WHERE a.grantee = t.oid
 UNION ALL
 SELECT CASE WHEN r.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, a.privilege_type, r.nspname, r.relname,
-       a.grantor::regrole::text, true
+       a.grantor::regrole::text, true, r.owner
     FROM relations r, aclexplode(r.relacl) a, target t
     WHERE a.grantee = t.oid
 UNION ALL
-SELECT 'COLUMN', a.privilege_type, r.nspname, r.relname || '.' || att.attname, a.grantor::regrole::text, true
+SELECT 'COLUMN', a.privilege_type, r.nspname, r.relname || '.' || att.attname, a.grantor::regrole::text, true,
+       r.owner
     FROM relations r JOIN pg_attribute att ON att.attrelid = r.oid, aclexplode(att.attacl) a, target t
     WHERE att.attacl IS NOT NULL AND a.grantee = t.oid
 UNION ALL
-SELECT 'ROUTINE', a.privilege_type, n.nspname, p.oid::regprocedure::text, a.grantor::regrole::text, true
+SELECT 'ROUTINE', a.privilege_type, n.nspname, p.oid::regprocedure::text, a.grantor::regrole::text, true, NULL
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace, aclexplode(p.proacl) a, target t
     WHERE a.grantee = t.oid
 UNION ALL
 SELECT 'DEFAULT', a.privilege_type, n.nspname, d.defaclobjtype::text, d.defaclrole::regrole::text,
-       d.defaclrole = (SELECT oid FROM me)
+       d.defaclrole = (SELECT oid FROM me), NULL
     FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a, target t
     WHERE a.grantee = t.oid
 UNION ALL
 SELECT 'MEMBER', CASE WHEN m.admin_option THEN 'ADMIN' ELSE 'MEMBER' END, NULL, m.roleid::regrole::text,
-       m.grantor::regrole::text, true
+       m.grantor::regrole::text, true, NULL
     FROM pg_auth_members m, target t
     WHERE m.member = t.oid
 UNION ALL
-SELECT 'ATTRIBUTE', '', NULL, x.attribute, '', true
+SELECT 'ATTRIBUTE', '', NULL, x.attribute, '', true, NULL
     FROM target t, LATERAL (VALUES ('SUPERUSER', t.rolsuper), ('CREATEROLE', t.rolcreaterole),
         ('CREATEDB', t.rolcreatedb), ('BYPASSRLS', t.rolbypassrls), ('REPLICATION', t.rolreplication),
         ('NOLOGIN', NOT t.rolcanlogin)) x(attribute, held)
@@ -610,10 +828,11 @@ SELECT 'ATTRIBUTE', '', NULL, x.attribute, '', true
 """
 
 COUNT_RELATIONS = """
-SELECT n.nspname, CASE WHEN c.relkind = 'S' THEN 'SEQUENCES' ELSE 'TABLES' END, count(*)
+SELECT n.nspname, CASE WHEN c.relkind = 'S' THEN 'SEQUENCES' ELSE 'TABLES' END, c.relowner::regrole::text,
+       pg_has_role(current_user, c.relowner, 'USAGE'), count(*)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-GROUP BY 1, 2
+GROUP BY 1, 2, 3, 4
 """
 
 
@@ -631,12 +850,20 @@ def observe(connection: psycopg.Connection[Any], spec: AccessSpec) -> Observed:
             name=_unquote(row[3]) if row[0] == "MEMBER" else row[3],
             grantor=_unquote(row[4]),
             mine=bool(row[5]),
+            owner=None if row[6] is None else _unquote(row[6]),
         )
         for row in connection.execute(OBSERVE, {"role": spec.role}).fetchall()
     )
     schemas = frozenset(row[0] for row in connection.execute("SELECT nspname FROM pg_namespace").fetchall())
-    relations = {(row[0], row[1]): int(row[2]) for row in connection.execute(COUNT_RELATIONS).fetchall()}
-    return Observed(held, schemas, relations)
+    relations: dict[tuple[str, str], int] = defaultdict(int)
+    by_owner: dict[tuple[str, str, str], int] = {}
+    inherited: set[str] = set()
+    for schema, kind, owner, usage, count in connection.execute(COUNT_RELATIONS).fetchall():
+        relations[(schema, kind)] += int(count)
+        by_owner[(schema, kind, _unquote(owner))] = int(count)
+        if usage:
+            inherited.add(_unquote(owner))
+    return Observed(held, schemas, dict(relations), by_owner, frozenset(inherited))
 
 
 def observed_grants(connection: psycopg.Connection[Any], spec: AccessSpec) -> list[str]:
@@ -687,7 +914,7 @@ class DatabaseAccessProvider(ResourceProvider):
     """CRUD for the app's role and grants. Connections and credentials live inside each call."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        return CheckResult(news, validate(news))
+        return CheckResult(with_owner_scope(news), validate(news))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         return plan_diff(olds, news)
@@ -699,10 +926,11 @@ class DatabaseAccessProvider(ResourceProvider):
         outs = {**props, "grants": expected_grants(spec)}
         return CreateResult(id_=f"{spec.host}/{spec.database}/{spec.role}", outs=outs)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec = AccessSpec.from_props(news)
         connector = Connector(spec, news.get("admin_password"))
-        self._converge(connector, spec, news.get("role_password"), adopting=False)
+        previous = [str(owner) for owner in olds.get("owner_roles") or ()]
+        self._converge(connector, spec, news.get("role_password"), adopting=False, previous_owners=previous)
         return UpdateResult(outs={**news, "grants": expected_grants(spec)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -721,7 +949,14 @@ class DatabaseAccessProvider(ResourceProvider):
             if not role_exists(connection, spec.role):
                 return
             role = sql.Identifier(spec.role)
+            # Only taking back here: an owner that has been dropped since is skipped.
+            acting = (
+                owner_rights(connection, replace(spec, owner_roles=()), spec.owner_roles) if spec.owner_roles else []
+            )
             with connection.transaction():
+                # What was granted as each owner is taken back as that owner: DROP OWNED run by the
+                # administrator cannot revoke another role's grants and default privileges.
+                _execute_all(connection, owner_statements(connection, replace(spec, owner_roles=()), acting), spec)
                 # Membership lets a non-superuser administrator reassign the role's objects.
                 if not connection.execute("SELECT pg_has_role(current_user, %s, 'USAGE')", (spec.role,)).fetchone()[0]:  # type: ignore[index]
                     _execute_all(connection, [sql.SQL("GRANT {} TO current_user").format(role)], spec)
@@ -765,7 +1000,14 @@ class DatabaseAccessProvider(ResourceProvider):
                 "drop that role first"
             )
 
-    def _converge(self, connector: Connector, spec: AccessSpec, role_password: str | None, adopting: bool) -> None:
+    def _converge(
+        self,
+        connector: Connector,
+        spec: AccessSpec,
+        role_password: str | None,
+        adopting: bool,
+        previous_owners: Sequence[str] = (),
+    ) -> None:
         if spec.auth_mode == "password" and not role_password:
             raise DatabaseAccessError("password mode needs the app role's password (role_password)")
         with connector.connect(spec.database) as connection:
@@ -775,6 +1017,10 @@ class DatabaseAccessProvider(ResourceProvider):
                     f"schema(s) {', '.join(repr(s) for s in missing)} do not exist in database {spec.database!r} "
                     f"on {spec.host}; create them or change config key 'grantSchemas'"
                 )
+            # Owners configured now and owners configured before (whose grants are taken back): the right
+            # to act for each is checked before anything changes.
+            owners = sorted(set(spec.owner_roles) | set(previous_owners))
+            acting = owner_rights(connection, spec, owners) if owners else []
             existed = role_exists(connection, spec.role)
             if existed and adopting:
                 self._check_adoptable(connector, spec)
@@ -789,16 +1035,24 @@ class DatabaseAccessProvider(ResourceProvider):
                         verifier = scram_verifier(connection, spec.role, role_password or "")
                         statements.append((set_login_password if existed else create_login_role)(spec.role, verifier))
                     if existed:
-                        statements += repair_statements(spec, observe(connection, spec))
-                    statements += grant_statements(spec)
+                        statements += repair_statements(
+                            spec, observe(connection, spec), acting_for=[item.owner for item in acting]
+                        )
                     _execute_all(connection, statements, spec)
-                    difference = unconverged(spec, describe(observe(connection, spec), spec))
+                    # As the owners after the administrator's revokes and before its grants: a grant the
+                    # administrator makes on an owner's object through inherited privileges is the owner's.
+                    _execute_all(connection, owner_statements(connection, spec, acting), spec)
+                    _execute_all(connection, grant_statements(spec), spec)
+                    after = observe(connection, spec)
+                    difference = unconverged(spec, describe(after, spec))
                     if difference is not None:
                         raise DatabaseAccessError(
                             f"database access for role {spec.role!r} on {spec.host}/{spec.database}: after "
                             f"converging as {spec.admin_user!r} the role {difference}. The administrator cannot "
-                            "change what another role granted or owns: revoke or grant it as that role, then run "
-                            "pulumi up again; nothing was changed"
+                            "change what another role granted or owns"
+                            f"{belongs_to(spec, after)}: name the owning role in config key "
+                            f"'{OWNERS_CONFIG_KEY}' so that the provider grants as it, or revoke or grant it as "
+                            "that role, then run pulumi up again; nothing was changed"
                         )
             except BaseException:
                 if spec.auth_mode == "token" and not existed:
@@ -822,6 +1076,8 @@ class DatabaseAccessArgs(TypedDict):
     principal_id: pulumi.Input[str] | None
     admin_password: pulumi.Input[str] | None
     role_password: pulumi.Input[str] | None
+    owner_roles: NotRequired[list[str]]
+    """Config key grantOnObjectsOwnedBy: roles whose objects in `schemas` the role is granted on."""
 
 
 class DatabaseAccess(pulumi.dynamic.Resource):
@@ -849,6 +1105,9 @@ class DatabaseAccess(pulumi.dynamic.Resource):
             "retry_base_seconds": 2.0,
             "grants": None,
         }
+        if args.get("owner_roles"):
+            # Only when configured: without owners the inputs (and the state) are exactly as before.
+            props["owner_roles"] = list(args.get("owner_roles") or [])
         if args["auth_mode"] == "password":
             props["admin_password"] = pulumi.Output.secret(args["admin_password"] or "")
             props["role_password"] = pulumi.Output.secret(args["role_password"] or "")

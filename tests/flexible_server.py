@@ -222,3 +222,89 @@ def can(connection: psycopg.Connection[Any], statement: str) -> bool:
 
 class _AllowedError(Exception):
     pass
+
+
+# --- a database whose objects belong to other roles (config key grantOnObjectsOwnedBy) -------------
+
+
+def owned_database(server: PostgresServer) -> tuple[str, str, str]:
+    """A database as a seed's user brings it: an application owner role owns tables, sequences and a
+    second schema `reports`; a migration role owns its history table and may create more in public.
+    Neither role is the administrator nor known to it. Returns (database, owner, migrator)."""
+    database, owner, migrator = new_name("app"), new_name("app_owner"), new_name("migrator")
+    with server.superuser() as su:
+        for role in (owner, migrator):
+            su.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        su.execute(sql.SQL("CREATE DATABASE {} OWNER azure_pg_admin").format(sql.Identifier(database)))
+    with server.superuser(database) as su:
+        su.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(owner)))
+        su.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}, {}").format(*map(sql.Identifier, (owner, migrator))))
+        su.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+        su.execute("CREATE TABLE orders (id serial PRIMARY KEY, total numeric)")
+        su.execute("INSERT INTO orders (total) VALUES (10), (20)")
+        su.execute("CREATE TABLE customers (name text)")
+        su.execute("CREATE SEQUENCE invoice_numbers")
+        su.execute("CREATE SCHEMA reports")
+        su.execute("CREATE TABLE reports.daily (day date)")
+        su.execute("INSERT INTO reports.daily VALUES ('2026-01-01')")
+        su.execute("CREATE SEQUENCE reports.run_ids")
+        su.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(migrator)))
+        su.execute("CREATE TABLE schema_history (version int)")
+        su.execute("INSERT INTO schema_history VALUES (1)")
+    return database, owner, migrator
+
+
+def as_role(server: PostgresServer, database: str, role: str, *statements: str | sql.Composed) -> None:
+    """Runs `statements` in `database` as `role` (an owner or a migration tool at work)."""
+    with server.superuser(database) as su:
+        su.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        for statement in statements:
+            su.execute(statement)
+
+
+def give_right(server: PostgresServer, owner: str, admin: str, how: str) -> None:
+    """What a DBA grants so that `admin` may act for `owner`: "set" (16+: SET without INHERIT; 15: the
+    only kind of membership there is) or "admin" (16+: the ADMIN OPTION alone, as a CREATEROLE
+    administrator gets on a role it creates)."""
+    role, member = sql.Identifier(owner), sql.Identifier(admin)
+    with server.superuser() as su:
+        if server.version < 16:
+            su.execute(sql.SQL("GRANT {} TO {}").format(role, member))
+        elif how == "set":
+            su.execute(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET TRUE").format(role, member))
+        else:
+            su.execute(sql.SQL("GRANT {} TO {} WITH ADMIN TRUE, INHERIT FALSE, SET FALSE").format(role, member))
+
+
+def memberships(server: PostgresServer, admin: str, *ignoring: str) -> list[tuple[Any, ...]]:
+    """Every membership grant the administrator holds, with its options where the server has them, except
+    in the roles `ignoring` (on 16+ the administrator holds ADMIN on the app role it creates)."""
+    with server.superuser() as su:
+        options = ", m.inherit_option, m.set_option" if server.version >= 16 else ""
+        rows = su.execute(
+            f"SELECT m.roleid::regrole::text, m.grantor::regrole::text, m.admin_option{options} "  # noqa: S608
+            "FROM pg_auth_members m WHERE m.member = %s::regrole ORDER BY 1, 2",
+            (sql.Identifier(admin).as_string(),),
+        ).fetchall()
+        return [row for row in rows if row[0] not in ignoring]
+
+
+def default_privileges_for(server: PostgresServer, database: str, role: str) -> list[tuple[str, str, str]]:
+    """(owner, schema, object type) of every default privilege that names `role` in `database`."""
+    with server.superuser(database) as su:
+        rows = su.execute(
+            "SELECT d.defaclrole::regrole::text, coalesce(n.nspname, ''), d.defaclobjtype::text "
+            "FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, aclexplode(d.defaclacl) a "
+            "WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = %s) ORDER BY 1, 2, 3",
+            (role,),
+        ).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+
+def relation_owners(server: PostgresServer, database: str) -> list[tuple[str, str, str]]:
+    with server.superuser(database) as su:
+        rows = su.execute(
+            "SELECT n.nspname, c.relname, c.relowner::regrole::text FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname IN ('public', 'reports') ORDER BY 1, 2"
+        ).fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]

@@ -23,13 +23,17 @@ from flexible_server import (
     access_props,
     admin_of,
     as_admin,
+    as_role,
     can,
+    default_privileges_for,
     entra_mapping,
     entra_sign_in,
     flexible_server,
+    give_right,
     login_as_app,
     new_database,
     new_name,
+    owned_database,
     role_exists,
 )
 from psycopg import sql
@@ -121,6 +125,46 @@ def test_a_preview_with_a_new_identity_plans_a_delete_first_replacement(host: Pr
     assert level.changes == provider_pb2.DiffResponse.DIFF_SOME and list(level.replaces) == []
 
 
+def test_a_preview_with_unknown_owner_roles_plans_an_update_and_shows_owners_and_schemas(host: ProviderHost) -> None:
+    olds = {
+        "host": "db.postgres.database.azure.com",
+        "port": 5432,
+        "admin_user": ENTRA_ADMIN,
+        "auth_mode": "token",
+        "database": "app",
+        "role": "postgres_mcp",
+        "schemas": ["public", "reports"],
+        "privilege_level": "read_only",
+        "principal_id": APP_PRINCIPAL_ID,
+        "sslmode": "require",
+    }
+    run = Engine(host)
+    run.state = State("db/app/postgres_mcp", olds, {**olds, "grants": expected_grants(AccessSpec.from_props(olds))})
+    # The whole list unknown, or one name unknown (taken from another resource's output).
+    for owners in (rpc.UNKNOWN, ["app_owner", rpc.UNKNOWN]):
+        checked, failures = host.check(olds, {**olds, "owner_roles": owners, "__provider": PROVIDER})
+        assert failures == {} and "owner_scope" not in checked
+        diff = run.preview({**olds, "owner_roles": owners})
+        assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME and list(diff.replaces) == []
+    # Known: check adds what the change touches, owner by schema, so `pulumi preview` shows it.
+    known = {**olds, "owner_roles": ["app_owner", "flyway"]}
+    checked, failures = host.check(olds, {**known, "__provider": PROVIDER})
+    assert failures == {}
+    assert checked["owner_scope"] == [
+        "app_owner in schema public",
+        "app_owner in schema reports",
+        "flyway in schema public",
+        "flyway in schema reports",
+    ]
+    diff = run.preview(known)
+    assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME and list(diff.replaces) == []
+    # No owners, absent or an empty list, is the same declaration: nothing to do.
+    assert run.preview({**olds, "owner_roles": []}).changes == provider_pb2.DiffResponse.DIFF_NONE
+    for bad in (["pg_monitor"], ["app_owner", "app_owner"], ["public"], [ENTRA_ADMIN], ["x" * 64]):
+        _, failures = host.check({}, {**olds, "owner_roles": bad, "__provider": PROVIDER})
+        assert set(failures) == {"owner_roles"}, bad
+
+
 # --- up, refresh, destroy ----------------------------------------------------------------------
 
 
@@ -139,6 +183,29 @@ def test_up_up_refresh_destroy(postgres: PostgresServer, engine: Engine, mode: s
     assert SERVER_ADMIN_PASSWORD not in str(engine.state.outputs.get("grants"))
     engine.destroy()
     assert not role_exists(postgres, role)
+
+
+def test_up_with_owner_roles_refresh_remove_one_destroy(postgres: PostgresServer, engine: Engine) -> None:
+    database, owner, migrator = owned_database(postgres)
+    admin, role = admin_of("password"), new_name("mcp")
+    for each in (owner, migrator):
+        give_right(postgres, each, admin, "set")
+    wanted = declared(
+        postgres, database, "password", role, schemas=["public", "reports"], owner_roles=[owner, migrator]
+    )
+    assert engine.up(wanted) == ["create"]
+    assert engine.up(wanted) == []
+    as_role(postgres, database, migrator, "CREATE TABLE later (x int)")
+    engine.refresh()
+    assert engine.state is not None
+    assert engine.state.outputs["grants"] == expected_grants(AccessSpec.from_props(wanted))
+    assert engine.up(wanted) == []
+    with login_as_app(postgres, "password", role, database) as app:
+        assert app.execute("SELECT count(*) FROM later").fetchone() == (0,)
+    assert engine.up({**wanted, "owner_roles": [owner]}) == ["update"]
+    assert {row[0] for row in default_privileges_for(postgres, database, role)} == {admin, owner}
+    engine.destroy()
+    assert not role_exists(postgres, role) and default_privileges_for(postgres, database, role) == []
 
 
 # --- replacements never lose the role ---------------------------------------------------------
