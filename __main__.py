@@ -193,6 +193,7 @@ if config.manage_database_access:
             "database": database.database_name,
             "role": config.app_role_name,
             "schemas": list(config.grant_schemas),
+            "owner_roles": list(config.grant_on_objects_owned_by),
             "privilege_level": config.privilege_level,
             "principal_id": secrets.identity_principal_id if config.auth_mode == "token" else None,
             "admin_password": secrets.admin_password,

@@ -21,6 +21,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
+from components.database_owners import validate_owner_roles
 from settings.types import (
     GUID,
     PRIVATE_RANGES,
@@ -196,6 +197,22 @@ class Settings(BaseModel):
         Accepts("at least one schema name", check=len),
         unique("schema"),
     ] = Field(("public",), description="Schemas of the application database the app role may use.")
+    grant_on_objects_owned_by: Annotated[
+        tuple[str, ...],
+        list_of("role names"),
+        Accepts(
+            "distinct role names exactly as \\du lists them (1-63 bytes; not PUBLIC, NONE, CURRENT_USER, "
+            "SESSION_USER, CURRENT_ROLE or a pg_* role)",
+            check=lambda names: not validate_owner_roles(list(names)),
+        ),
+    ] = Field(
+        (),
+        description="Roles that own tables, sequences and schemas in `grantSchemas` (the application's owner role, "
+        "a migration tool's role): the role/grant step grants on their objects and sets their default privileges "
+        "by acting as each of them (`SET ROLE`), so tables they create later are readable at once. The server "
+        "administrator needs the right to act for each (see docs/database-owners.md); empty grants only on the "
+        "administrator's own objects.",
+    )
     entra_admin_object_id: Annotated[
         str, matching(GUID, "empty (the deploying principal) or an object ID (a GUID)", empty=True)
     ] = Field(
@@ -439,6 +456,14 @@ class Settings(BaseModel):
                 public[0] if len(public) == 1 else public,
             )
         return networks
+
+    @field_validator("grant_on_objects_owned_by")
+    @classmethod
+    def _owners_are_not_the_app_role(cls, owners: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        app_role = info.data.get("app_role_name")
+        if app_role is not None and app_role in owners:
+            raise not_accepted(f"role names other than appRoleName {app_role!r} (the app's role owns nothing)")
+        return owners
 
     @field_validator("entra_auth_allowed_client_ids")
     @classmethod

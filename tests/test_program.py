@@ -429,6 +429,9 @@ def test_database_access_follows_config() -> None:
     run = run_program("dev", {"privilegeLevel": "read_write", "grantSchemas": ["public", "reports"]})
     inputs = run.one(DYNAMIC).inputs
     assert inputs["privilege_level"] == "read_write" and inputs["schemas"] == ["public", "reports"]
+    assert "owner_roles" not in inputs  # no owners: the provider's inputs are exactly as before the key existed
+    owners = run_program("dev", {"grantOnObjectsOwnedBy": ["app_owner", "Flyway"]}).one(DYNAMIC).inputs
+    assert owners["owner_roles"] == ["app_owner", "Flyway"]  # exact, case-sensitive role names
     assert run_program("dev", {"manageDatabaseAccess": False}).of_type(DYNAMIC) == []
 
 

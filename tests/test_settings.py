@@ -55,6 +55,13 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     ],
     "manageDatabaseAccess": [("no", "true or false")],
     "privilegeLevel": [("admin", "one of read_only, read_write"), ("readonly", "one of read_only")],
+    "grantOnObjectsOwnedBy": [
+        (["pg_read_all_data"], "not PUBLIC, NONE"),
+        (["app_owner", "app_owner"], "distinct role names"),
+        ([""], "1-63 bytes"),
+        (["postgres_mcp"], "other than appRoleName"),
+        ("app_owner", "a list of role names"),
+    ],
     "grantSchemas": [
         ([], "at least one schema name"),
         (["Sales"], "lowercase PostgreSQL identifiers"),
