@@ -18,7 +18,7 @@ from pulumi_azure_native import authorization, resources
 import preflight
 import settings
 from components.alerts import TokenAlerts
-from components.database import Database, server_name_prefix
+from components.database import Database
 from components.database_access import DatabaseAccess
 from components.environment import Environment
 from components.identity_and_secrets import IdentityAndSecrets
@@ -27,6 +27,7 @@ from components.mcp_app import secret_password_database_uri as password_uri
 from components.monitoring import Monitoring
 from components.network import AppNetwork
 from preflight.adoption import AdoptedEnvironment, owned_prefix
+from preflight.server_record import server_name_prefix
 
 
 class Placement(TypedDict):

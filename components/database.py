@@ -39,10 +39,6 @@ CI_RUNNER_RULE = "ci-runner"
 AZURE_CHOSEN_PROPERTIES = ("availabilityZone", "highAvailability.standbyAvailabilityZone")
 
 
-def server_name_prefix(base_name: str) -> str:
-    return f"{base_name}-pg-"
-
-
 def maintenance_window_args(window: MaintenanceWindow | None) -> postgresql.MaintenanceWindowArgs:
     if window is None:
         return postgresql.MaintenanceWindowArgs(custom_window="Disabled")

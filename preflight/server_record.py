@@ -13,8 +13,6 @@ from typing import Any
 
 import pulumi
 
-from components.database import server_name_prefix
-
 # The server's password administrator, in both modes (create-only: it cannot follow authMode).
 ADMIN_LOGIN = "pgadmin"
 
@@ -42,6 +40,11 @@ GUARDED_PROPERTIES: dict[str, str] = {
     "backup.geoRedundantBackup": "geoRedundantBackup",
 }
 CREATE_ONLY_OUTPUT = "serverCreateOnly"
+
+
+def server_name_prefix(base_name: str) -> str:
+    """The server's name is this prefix and a stable random suffix: the prefix stands for the name."""
+    return f"{base_name}-pg-"
 
 
 class CreateOnlyChangeError(pulumi.RunError):
