@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from harness import run_program
 
+from components.environment import FORMER_PARENT_TYPE, with_last_type
+
 pytestmark = pytest.mark.program
 
 HERE = Path(__file__).parent
@@ -44,3 +46,19 @@ def test_the_environment_and_its_private_dns_moved_only_their_parent(stack: str)
         assert alias == now.replace("postgresmcp:app:Environment$", "postgresmcp:app:McpApp$", 1)
     # The app is declared under McpApp, as before.
     assert run.urns[f"pgmcp-{stack}-mcp-app"].split("::")[2] == "postgresmcp:app:McpApp$azure-native:app:ContainerApp"
+
+
+def test_the_former_parent_is_the_apps_urn_as_the_engine_names_it() -> None:
+    # The engine leaves the root stack out of a URN's type (the mocks keep it); either way only the last type
+    # changes. The engine then builds the alias as <parent's qualified type>$<type>::<name>
+    # (pkg/resource/deploy/step_generator.go, collapseAliasToUrn): the URN the resource had under McpApp.
+    engine = "urn:pulumi:prod::postgres-mcp-azure::postgresmcp:app:Environment::pgmcp-prod-mcp"
+    assert (
+        with_last_type(engine, FORMER_PARENT_TYPE)
+        == "urn:pulumi:prod::postgres-mcp-azure::postgresmcp:app:McpApp::pgmcp-prod-mcp"
+    )
+    mocked = "urn:pulumi:dev::p::pulumi:pulumi:Stack$postgresmcp:app:Environment::pgmcp-dev-mcp"
+    assert (
+        with_last_type(mocked, FORMER_PARENT_TYPE)
+        == "urn:pulumi:dev::p::pulumi:pulumi:Stack$postgresmcp:app:McpApp::pgmcp-dev-mcp"
+    )
