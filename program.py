@@ -194,7 +194,6 @@ def main() -> None:
             "database_uri_secret_url": database_uri,
             "app_role_name": config.app_role_name,
             "admission": Admission(
-                internal=config.ingress_internal,
                 allowed_cidrs=tuple(str(cidr) for cidr in config.allowed_client_networks),
                 entra_client_id=config.entra_auth_client_id,
                 allowed_client_ids=config.entra_auth_allowed_client_ids,

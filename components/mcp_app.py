@@ -174,9 +174,9 @@ def refresher_command(margin_seconds: int, health_port: int = REFRESHER_HEALTH_P
 
 @dataclass(frozen=True)
 class Admission:
-    """Who may reach the MCP endpoint: postgres-mcp itself authenticates nobody."""
+    """Who may reach the MCP endpoint: postgres-mcp itself authenticates nobody. (Whether the VNet only may reach
+    it is the environment's kind: components/environment.py, `internal`.)"""
 
-    internal: bool = False
     allowed_cidrs: tuple[str, ...] = ()
     entra_client_id: str = ""
     allowed_client_ids: tuple[str, ...] = ()
