@@ -22,8 +22,6 @@ import yaml
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.sync_await import _sync_await
 
-import program  # importing declares nothing: main() does, under the mocks set below
-
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["name"]
 
@@ -404,6 +402,9 @@ def run_program(
         options[name] = opts or pulumi.ResourceOptions()
         original_init(self, t, name, props, opts, *a, **kw)
         created[name] = self
+
+    # Imported once mocks are set (Pulumi's testing-unit-py order); importing declares nothing, main() does.
+    import program
 
     def body() -> None:
         with (
