@@ -164,3 +164,11 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             properties=keyvault.SecretPropertiesArgs(value=pulumi.Output.secret(value), content_type="text/plain"),
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
         )
+
+    def add_referenced_secret(
+        self, resource_name: str, secret_name: str, value: pulumi.Input[str]
+    ) -> pulumi.Output[str]:
+        """Stores a secret that an app references: its versionless URI, which Container Apps re-reads when the
+        secret is rotated."""
+        secret = self.add_secret(resource_name, secret_name, value)
+        return secret.properties.apply(lambda properties: properties.secret_uri or "")

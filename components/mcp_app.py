@@ -1,12 +1,8 @@
-"""postgres-mcp in Azure Container Apps, with its logs in Log Analytics.
+"""postgres-mcp in Azure Container Apps, in the environment it is given by ID.
 
-Reachable inside the VNet only (`ingressInternal`): an internal environment (no public
-address at all) whose apps keep `external: true` ingress, which there means "the VNet",
-plus a private DNS zone named after the environment's default domain with `*` and `@`
-A records to its static IP, linked to the VNet (Microsoft Learn, "Provide a virtual
-network to an internal Azure Container Apps environment"). `internal` is create-only:
-changing it replaces the environment, which needs a new subnet (see
-`refuse_environment_replacement_in_place`).
+The environment is created by components/environment.py or adopted (existingEnvironmentId);
+the app takes its ID, static IP and workload profile alike (Azure Verified Modules'
+`environmentResourceId` pattern).
 
 Token mode: DATABASE_URI carries no password and PGPASSFILE points into an EmptyDir
 volume that the token-refresher sidecar keeps filled with a fresh Entra token; libpq
@@ -18,18 +14,14 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
-from pulumi_azure_native import app, privatedns
+from pulumi_azure_native import app
 
-from components.adoption import AdoptedEnvironment
 from components.database import POSTGRES_PORT
-from components.identity_and_secrets import IdentityAndSecrets
-from components.monitoring import Monitoring
 
 MCP_PORT = 8000
 MCP_CONTAINER = "postgres-mcp"
@@ -38,7 +30,6 @@ DATABASE_URI_SECRET = "database-uri"  # noqa: S105 (a secret name, not a secret)
 PGPASS_VOLUME = "pgpass"
 PGPASS_DIRECTORY = "/var/run/pgpass"
 PGPASS_FILE = f"{PGPASS_DIRECTORY}/pgpass"
-WORKLOAD_PROFILE = "Consumption"
 REFRESHER_SOURCE = Path(__file__).with_name("token_refresher.py")
 REFRESHER_HEALTH_PORT = 8081  # the replica's containers share one network namespace: not MCP_PORT
 REFRESHER_HEALTH_PATH = "/healthz"
@@ -125,44 +116,6 @@ def refresher_probes() -> list[app.ContainerAppProbeArgs]:
     ]
 
 
-ENVIRONMENT_OUTPUT = "environmentCreateOnly"
-# Properties a Container Apps environment takes only at creation; a change replaces it.
-ENVIRONMENT_CREATE_ONLY = ("internal", "zoneRedundant", "appSubnetCidr")
-
-
-class EnvironmentReplacementError(pulumi.RunError):
-    """The environment would be replaced onto the subnet its predecessor still holds."""
-
-
-def environment_create_only_values(internal: bool, zone_redundant: bool, subnet_cidr: str) -> dict[str, Any]:
-    return {"internal": internal, "zoneRedundant": zone_redundant, "appSubnetCidr": subnet_cidr}
-
-
-def refuse_environment_replacement_in_place(
-    recorded: Mapping[str, Any] | None, declared: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Returns `declared`, or raises when the environment would be replaced on the same subnet.
-
-    A new environment is created before the old one is deleted, and Azure keeps a deleted
-    environment's subnet reserved for a long time: the replacement needs a subnet of its own.
-    """
-    if isinstance(recorded, Mapping):
-        changed = [
-            f"{key}: {recorded[key]!r} -> {declared[key]!r}"
-            for key in ENVIRONMENT_CREATE_ONLY
-            if key != "appSubnetCidr" and key in recorded and recorded[key] != declared[key]
-        ]
-        if changed and recorded.get("appSubnetCidr") == declared["appSubnetCidr"]:
-            raise EnvironmentReplacementError(
-                "config key 'appSubnetCidr': the Container Apps environment is replaced when these change ("
-                + "; ".join(changed)
-                + f"), and the new environment cannot share subnet {declared['appSubnetCidr']} with the old one "
-                "(Azure keeps a deleted environment's subnet reserved); expected a new range inside vnetCidr "
-                "that does not overlap the current one. Nothing was changed."
-            )
-    return dict(declared)
-
-
 def refresher_source() -> str:
     """The sidecar's program, verbatim from components/token_refresher.py."""
     return REFRESHER_SOURCE.read_text(encoding="utf-8")
@@ -192,6 +145,16 @@ def password_database_uri(role: str, password: str, host: str, database: str, po
     )
 
 
+def secret_password_database_uri(
+    role: str, password: pulumi.Input[str], host: pulumi.Input[str], database: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    """The password-mode DATABASE_URI, as a secret: the value of the Key Vault secret the app references."""
+    plain: pulumi.Output[str] = pulumi.Output.all(password, host, database).apply(
+        lambda values: password_database_uri(role, str(values[0]), str(values[1]), str(values[2]))
+    )
+    return pulumi.Output.secret(plain)
+
+
 def mcp_arguments(access_mode: str) -> list[str]:
     # The image's entrypoint runs `postgres-mcp <args>`; host and port are explicit so
     # that nothing depends on the entrypoint's own rewriting of the arguments.
@@ -211,9 +174,9 @@ def refresher_command(margin_seconds: int, health_port: int = REFRESHER_HEALTH_P
 
 @dataclass(frozen=True)
 class Admission:
-    """Who may reach the MCP endpoint: postgres-mcp itself authenticates nobody."""
+    """Who may reach the MCP endpoint: postgres-mcp itself authenticates nobody. (Whether the VNet only may reach
+    it is the environment's kind: components/environment.py, `internal`.)"""
 
-    internal: bool = False
     allowed_cidrs: tuple[str, ...] = ()
     entra_client_id: str = ""
     allowed_client_ids: tuple[str, ...] = ()
@@ -246,23 +209,26 @@ class McpAppArgs(TypedDict):
     image: str
     access_mode: str
     token_refresh_margin_seconds: int
-    vnet_id: pulumi.Input[str]
-    subnet_id: pulumi.Input[str]
-    identity: IdentityAndSecrets
+    environment_id: pulumi.Input[str]
+    """The Container Apps environment, created (components/environment.py) or adopted."""
+    environment_static_ip: pulumi.Input[str]
+    workload_profile_name: pulumi.Input[str]
+    """The environment's Consumption profile, where the app runs."""
+    identity_id: pulumi.Input[str]
+    """The user-assigned identity the app runs as (it reads Key Vault and, in token mode, signs in)."""
+    identity_client_id: pulumi.Input[str]
     database_host: pulumi.Input[str]
     database_name: pulumi.Input[str]
     app_role_name: str
-    monitoring: Monitoring
-    zone_redundant: bool
-    """Spread the environment over the region's availability zones (create-only)."""
     tags: dict[str, str]
     admission: Admission
     depends_on: list[pulumi.Resource]
-    """Resources the first revision needs in place (the database, its firewall rule)."""
+    """Resources the first revision needs in place: the identity's Key Vault role (references resolve while
+    the revision is created), the database, its firewall rules, the role and grants."""
+    database_uri_secret_url: NotRequired[pulumi.Input[str] | None]
+    """Password mode: the versionless Key Vault URL of the DATABASE_URI secret (see `password_database_uri`)."""
     container_app_name: NotRequired[str]
     """Default: `<base_name>-mcp`, cut to Azure's 32 characters."""
-    existing_environment: NotRequired[AdoptedEnvironment | None]
-    """An existing environment (existingEnvironmentId): the app joins it; no environment, no private DNS."""
 
 
 class McpApp(pulumi.ComponentResource):
@@ -275,48 +241,7 @@ class McpApp(pulumi.ComponentResource):
     def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        identity = args["identity"]
         admission = args["admission"]
-
-        existing = args.get("existing_environment")
-        environment_id: pulumi.Input[str]
-        static_ip: pulumi.Input[str]
-        if existing is not None:
-            environment_id, static_ip, workload_profile = (
-                existing.id,
-                existing.static_ip,
-                existing.workload_profile_name,
-            )
-        else:
-            monitoring = args["monitoring"]
-            environment = app.ManagedEnvironment(
-                f"{name}-env",
-                app_logs_configuration=app.AppLogsConfigurationArgs(
-                    destination="log-analytics",
-                    log_analytics_configuration=app.LogAnalyticsConfigurationArgs(
-                        customer_id=monitoring.customer_id, shared_key=monitoring.shared_key
-                    ),
-                ),
-                vnet_configuration=app.VnetConfigurationArgs(
-                    infrastructure_subnet_id=args["subnet_id"], internal=admission.internal
-                ),
-                workload_profiles=[
-                    app.WorkloadProfileArgs(name=WORKLOAD_PROFILE, workload_profile_type=WORKLOAD_PROFILE)
-                ],
-                zone_redundant=args["zone_redundant"],
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    # Create-only in Azure: say so, so that a change replaces the environment (a new one, on
-                    # the new subnet, before the old one goes) instead of failing as an update.
-                    replace_on_changes=["vnetConfiguration", "zoneRedundant"],
-                ),
-                resource_group_name=args["resource_group_name"],
-                location=args["location"],
-                tags=args["tags"],
-            )
-            if admission.internal:
-                self._private_dns(name, environment, args)
-            environment_id, static_ip, workload_profile = environment.id, environment.static_ip, WORKLOAD_PROFILE
 
         token_mode = args["auth_mode"] == "token"
         trust_store_env = app.EnvironmentVarArgs(name="SSL_CERT_FILE", value=SYSTEM_TRUST_STORE)
@@ -339,7 +264,7 @@ class McpApp(pulumi.ComponentResource):
                     image=args["image"],  # same image, same user: the 0600 file stays readable
                     command=refresher_command(args["token_refresh_margin_seconds"]),
                     env=[
-                        app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=identity.identity_client_id),
+                        app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=args["identity_client_id"]),
                         app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE),
                         app.EnvironmentVarArgs(name="PGHOST", value=args["database_host"]),
                         app.EnvironmentVarArgs(name="PGPORT", value=str(POSTGRES_PORT)),
@@ -354,24 +279,14 @@ class McpApp(pulumi.ComponentResource):
                 )
             )
         else:
-            if identity.app_password is None:
-                raise ValueError("password mode needs the generated app password (IdentityAndSecrets with_passwords)")
-            plain_uri: pulumi.Output[str] = pulumi.Output.all(
-                identity.app_password, args["database_host"], args["database_name"]
-            ).apply(
-                lambda values: password_database_uri(
-                    args["app_role_name"], str(values[0]), str(values[1]), str(values[2])
+            secret_url = args.get("database_uri_secret_url")
+            if secret_url is None:
+                raise ValueError(
+                    "password mode needs the DATABASE_URI secret's Key Vault URL (database_uri_secret_url)"
                 )
-            )
-            uri: pulumi.Output[str] = pulumi.Output.secret(plain_uri)
-            uri_secret = identity.add_secret(f"{name}-database-uri", DATABASE_URI_SECRET, uri)
             # The versionless URI: Container Apps re-reads it when the secret is rotated.
             secrets.append(
-                app.SecretArgs(
-                    name=DATABASE_URI_SECRET,
-                    key_vault_url=uri_secret.properties.apply(lambda p: p.secret_uri or ""),
-                    identity=identity.identity_id,
-                )
+                app.SecretArgs(name=DATABASE_URI_SECRET, key_vault_url=secret_url, identity=args["identity_id"])
             )
             pgpass_mount = []
             mcp_env = [app.EnvironmentVarArgs(name="DATABASE_URI", secret_ref=DATABASE_URI_SECRET), trust_store_env]
@@ -406,10 +321,10 @@ class McpApp(pulumi.ComponentResource):
         container_app = app.ContainerApp(
             f"{name}-app",
             container_app_name=args.get("container_app_name") or f"{args['base_name']}-mcp"[:32].rstrip("-"),
-            managed_environment_id=environment_id,
-            workload_profile_name=workload_profile,
+            managed_environment_id=args["environment_id"],
+            workload_profile_name=args["workload_profile_name"],
             identity=app.ManagedServiceIdentityArgs(
-                type="UserAssigned", user_assigned_identities=[identity.identity_id]
+                type="UserAssigned", user_assigned_identities=[args["identity_id"]]
             ),
             configuration=app.ConfigurationArgs(
                 active_revisions_mode="Single",
@@ -441,8 +356,7 @@ class McpApp(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # Key Vault references resolve while the revision is created: the role first.
-                depends_on=[identity.secrets_user_assignment, *args["depends_on"]],
+                depends_on=args["depends_on"],
                 # The app's name is fixed and unique in the resource group: when a new environment
                 # replaces the old one, the app must go before its successor can be created.
                 delete_before_replace=True,
@@ -488,7 +402,7 @@ class McpApp(pulumi.ComponentResource):
 
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
-        self.static_ip = pulumi.Output.from_input(static_ip)
+        self.static_ip = pulumi.Output.from_input(args["environment_static_ip"])
         self.container_app_name = container_app.name
         self.register_outputs(
             {
@@ -497,36 +411,4 @@ class McpApp(pulumi.ComponentResource):
                 "static_ip": self.static_ip,
                 "container_app_name": self.container_app_name,
             }
-        )
-
-    def _private_dns(self, name: str, environment: app.ManagedEnvironment, args: McpAppArgs) -> None:
-        """Resolves the internal environment's names inside the VNet: `<app>.<default domain>` and the apex."""
-        zone = privatedns.PrivateZone(
-            f"{name}-private-dns",
-            private_zone_name=environment.default_domain,
-            location="Global",
-            resource_group_name=args["resource_group_name"],
-            tags=args["tags"],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        for record, label in (("*", "wildcard"), ("@", "apex")):
-            privatedns.PrivateRecordSet(
-                f"{name}-private-dns-{label}",
-                private_zone_name=zone.name,
-                record_type="A",
-                relative_record_set_name=record,
-                a_records=[privatedns.ARecordArgs(ipv4_address=environment.static_ip)],
-                ttl=300,
-                resource_group_name=args["resource_group_name"],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-        privatedns.VirtualNetworkLink(
-            f"{name}-private-dns-link",
-            private_zone_name=zone.name,
-            virtual_network=privatedns.SubResourceArgs(id=args["vnet_id"]),
-            registration_enabled=False,
-            location="Global",
-            resource_group_name=args["resource_group_name"],
-            tags=args["tags"],
-            opts=pulumi.ResourceOptions(parent=self),
         )

@@ -1,7 +1,7 @@
 """Who deploys, and the Entra administrator that defaults to them.
 
 Apart from the model because it does I/O: it reads the claims of the Azure token the azure-native
-provider signs in with. `__main__` calls `complete_entra_admin` right after `settings.load()`.
+provider signs in with. `preflight.run` calls `complete_entra_admin` first.
 """
 
 from __future__ import annotations

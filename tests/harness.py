@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import runpy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,6 +328,23 @@ def _name_input(typ: str) -> str:
     }.get(resource, "__none__")
 
 
+def moved_from(resource: pulumi.CustomResource, opts: pulumi.ResourceOptions) -> list[str]:
+    """The URNs the aliases with a `parent` name (where the resource was declared before it moved), built by
+    the rule the mocks name resources by (the parent's own type, then `$`, then the resource's type):
+    the rule the URN snapshot was taken with. The engine builds them from the same alias spec."""
+    urns = []
+    for alias in opts.aliases or []:
+        if not isinstance(alias, pulumi.Alias) or not isinstance(alias.parent, (pulumi.Resource, str, pulumi.Output)):
+            continue  # no parent named: the alias is of another kind (azure-native's API-version types)
+        parent = alias.parent.urn if isinstance(alias.parent, pulumi.Resource) else alias.parent
+        parent_urn = str(_sync_await(pulumi.Output.from_input(parent).future()))
+        parent_type = parent_urn.split("::")[2].split("$")[-1]
+        name = alias.name if isinstance(alias.name, str) else resource._name
+        type_ = alias.type_ if isinstance(alias.type_, str) else resource._type
+        urns.append(f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{parent_type}${type_}::{name}")
+    return urns
+
+
 @dataclass
 class ProgramRun:
     mocks: RecordingMocks
@@ -338,6 +354,8 @@ class ProgramRun:
     """Resource options by resource name: mocks never see `protect` or `depends_on`."""
     urns: dict[str, str]
     """URNs by resource name, as the engine would name them."""
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    """By resource name, the URNs its `Alias(parent=...)` options name: a moved resource's former URNs."""
 
     @property
     def resources(self) -> list[Declared]:
@@ -366,7 +384,7 @@ def run_program(
     recording: RecordingMocks | None = None,
     secret_keys: tuple[str, ...] = (),
 ) -> ProgramRun:
-    """Runs __main__.py under mocks and returns what it declared and exported (resolved).
+    """Runs the program (`program.main()`, what __main__.py calls) under mocks; returns what it declared and exported.
 
     `secret_keys`: the keys set with `pulumi config set --secret` (the CLI tells the program which)."""
     recording = recording or RecordingMocks()
@@ -385,12 +403,15 @@ def run_program(
         original_init(self, t, name, props, opts, *a, **kw)
         created[name] = self
 
+    # Imported once mocks are set (Pulumi's testing-unit-py order); importing declares nothing, main() does.
+    import program
+
     def body() -> None:
         with (
             mock.patch.object(pulumi, "export", lambda key, value: exported.__setitem__(key, value)),
             mock.patch.object(pulumi.CustomResource, "__init__", recording_init),
         ):
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__pulumi__")
+            program.main()
 
     from pulumi.runtime.stack import run_pulumi_func
 
@@ -405,4 +426,5 @@ def run_program(
         if _sync_await(output.is_secret()):
             secret_exports.add(key)
     urns = {name: str(_sync_await(resource.urn.future())) for name, resource in created.items()}
-    return ProgramRun(recording, exports, secret_exports, options, urns)
+    aliases = {name: moved_from(resource, options[name]) for name, resource in created.items()}
+    return ProgramRun(recording, exports, secret_exports, options, urns, aliases)

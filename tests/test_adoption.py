@@ -147,7 +147,8 @@ def adopted_server_run() -> ProgramRun:
 
 # --- the default path ---------------------------------------------------------------------------
 
-# The URNs main declared before adoption existed (commit 0110f08), for the shipped stacks in both modes.
+# The URNs main declared before adoption existed (commit 0110f08), for the shipped stacks in both modes; since
+# then the environment moved to its own component, by alias (test_urn_moves.py).
 URNS_BEFORE = json.loads((Path(__file__).with_name("default_urns.json")).read_text())
 
 

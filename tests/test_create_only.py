@@ -47,7 +47,7 @@ def at(inputs: dict[str, Any], dotted: str) -> Any:
 
 
 def test_the_program_knows_the_same_create_only_properties() -> None:
-    from components.database import CREATE_ONLY_PROPERTIES
+    from preflight.server_record import CREATE_ONLY_PROPERTIES
 
     assert set(CREATE_ONLY_PROPERTIES) == set(CREATE_ONLY)
 

@@ -1,0 +1,8 @@
+"""What must hold before any resource is declared: the stack's records, adoption and the create-only guards.
+
+`run(config)` is the one call the program makes; `export_records` writes what the next run reads back.
+"""
+
+from preflight.checks import Preflight, earlier_admin_name, export_records, run
+
+__all__ = ["Preflight", "earlier_admin_name", "export_records", "run"]

@@ -1,0 +1,246 @@
+"""The program, importable: `main()` declares the stack (`__main__.py` calls it; the tests import it).
+
+config --> preflight --> monitoring --> network + environment --> identity + Key Vault --> database
+       --> role and grants --> MCP app (+ token refresher) --> token alerts --> outputs, records
+
+Preflight decides everything before a resource is declared: the stack's records, what it adopts
+(existingServerId, existingEnvironmentId: looked up, never declared) and the create-only guards.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+import pulumi_random as random
+from pulumi_azure_native import authorization, resources
+
+import preflight
+import settings
+from components.alerts import TokenAlerts
+from components.database import Database
+from components.database_access import DatabaseAccess
+from components.environment import Environment
+from components.identity_and_secrets import IdentityAndSecrets
+from components.mcp_app import DATABASE_URI_SECRET, Admission, McpApp, entra_scope, mcp_client_configuration
+from components.mcp_app import secret_password_database_uri as password_uri
+from components.monitoring import Monitoring
+from components.network import AppNetwork
+from preflight.adoption import AdoptedEnvironment, owned_prefix
+from preflight.server_record import server_name_prefix
+
+
+class Placement(TypedDict):
+    """Where every component goes: the arguments they all share."""
+
+    resource_group_name: pulumi.Input[str]
+    location: pulumi.Input[str]
+    tags: dict[str, str]
+
+
+def main() -> None:
+    # Load the config: every bad value is refused, by its key, before anything is read or declared.
+    # Preflight: who deploys (the Entra administrator's defaults); a change Azure can only make by replacement,
+    # or an adopted resource that cannot be served as it is, stops the run here.
+    checked = preflight.run(settings.load())
+    config = checked.config
+    name = config.base_name
+    client = authorization.get_client_config_output()
+
+    # Deploy the resource group; server and vault names are global: a stable random suffix keeps stacks apart.
+    resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
+    suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False).result
+    placed = Placement(resource_group_name=resource_group.name, location=resource_group.location, tags=config.tags)
+
+    # Deploy monitoring
+    monitoring = Monitoring(f"{name}-monitoring", {**placed, "retention_days": config.log_retention_days})
+
+    # Deploy the network and the Container Apps environment, unless the stack joins an existing environment,
+    # which brings its own network (its egress addresses come from appEgressIps).
+    network: AppNetwork | None = None
+    environment: Environment | AdoptedEnvironment
+    if checked.adopted_environment is None:
+        network = AppNetwork(
+            f"{name}-network",
+            {
+                **placed,
+                "vnet_cidr": str(config.vnet_cidr),
+                "app_subnet_cidr": str(config.app_subnet_cidr),
+                "client_sources": config.mcp_client_sources,
+                "zone_redundant": config.zone_redundant,
+            },
+        )
+        environment = Environment(
+            f"{name}-mcp",  # the app's name: the environment's resources keep the names they had under McpApp
+            {
+                **placed,
+                "subnet_id": network.subnet_id,
+                "vnet_id": network.vnet_id,
+                "internal": config.ingress_internal,
+                "zone_redundant": config.zone_redundant,
+                "log_analytics_customer_id": monitoring.customer_id,
+                "log_analytics_shared_key": monitoring.shared_key,
+            },
+        )
+    else:
+        environment = checked.adopted_environment
+
+    # Deploy the app's identity and the Key Vault with the generated passwords
+    secrets = IdentityAndSecrets(
+        f"{name}-identity",
+        {
+            **placed,
+            "base_name": name,
+            "name_suffix": suffix,
+            "tenant_id": client.tenant_id,
+            "subscription_id": client.subscription_id,
+            "with_passwords": config.auth_mode == "password",
+            "purge_protection": config.key_vault_purge_protection,
+            "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
+            "protect": config.protect_resources,
+            "workspace_id": monitoring.workspace_id,
+            # An adopted server's administrator password is the owner's (secret config); none is generated.
+            "adopted_admin_password": (
+                pulumi.Output.secret(config.existing_server_admin_password) if checked.adopted_server else None
+            ),
+        },
+    )
+
+    # Deploy the database: the server, or the stack's own children on an adopted one
+    database = Database(
+        f"{name}-database",
+        {
+            **placed,
+            "server_name": pulumi.Output.concat(server_name_prefix(name), suffix),
+            "tenant_id": client.tenant_id,
+            "entra_admin": config.entra_admin,
+            "password_auth": config.auth_mode == "password",
+            "administrator_login": checked.administrator_login,
+            "administrator_password": secrets.admin_password,
+            "version": config.postgres_version,
+            "sku_name": config.sku_name,
+            "sku_tier": config.sku_tier,
+            "storage_size_gb": config.storage_size_gb,
+            "backup_retention_days": config.backup_retention_days,
+            "geo_redundant_backup": config.geo_redundant_backup,
+            "high_availability": config.high_availability,
+            "maintenance_window": config.maintenance_window,
+            "database_name": config.database_name,
+            "deployer_networks": config.deployer_networks,
+            "app_egress_ip": (
+                network.egress_ip_address if network is not None else tuple(str(ip) for ip in config.app_egress_ips)
+            ),
+            "allow_azure_services": config.allow_azure_services,
+            "ci_runner_ip": config.ci_runner_ip,
+            "protect": config.protect_resources,
+            "workspace_id": monitoring.workspace_id,
+            "adopted": checked.adopted_server,
+            "owned_prefix": owned_prefix(name),
+            "existing_database": config.existing_database,
+            "entra_admin_exists": config.entra_admin_exists,
+        },
+    )
+
+    # Deploy the app's role and grants, converged by a dynamic provider signed in as the administrator
+    token_mode = config.auth_mode == "token"
+    app_needs: list[pulumi.Resource] = [secrets.secrets_user_assignment, *database.ready]
+    if config.manage_database_access:
+        access = DatabaseAccess(
+            f"{name}-access",
+            {
+                "host": database.fqdn,
+                # Password mode: the program's login (ADMIN_LOGIN), or an adopted server's own.
+                "admin_user": database.entra_admin_principal_name if token_mode else checked.administrator_login,
+                "auth_mode": config.auth_mode,
+                "database": database.database_name,
+                "role": config.app_role_name,
+                "schemas": list(config.grant_schemas),
+                "owner_roles": list(config.grant_on_objects_owned_by),
+                "privilege_level": config.privilege_level,
+                "principal_id": secrets.identity_principal_id if token_mode else None,
+                "admin_password": secrets.admin_password,
+                "role_password": secrets.app_password,
+            },
+            opts=pulumi.ResourceOptions(depends_on=database.ready),
+        )
+        app_needs.append(access)
+
+    # Deploy the MCP app, with the token refresher in token mode; in password mode its DATABASE_URI is a Key
+    # Vault secret that the app references.
+    database_uri = (
+        secrets.add_referenced_secret(
+            f"{name}-mcp-database-uri",
+            DATABASE_URI_SECRET,
+            password_uri(config.app_role_name, secrets.app_password, database.fqdn, database.database_name),
+        )
+        if secrets.app_password is not None
+        else None
+    )
+    mcp = McpApp(
+        f"{name}-mcp",
+        {
+            **placed,
+            "base_name": name,
+            "auth_mode": config.auth_mode,
+            "image": config.mcp_image,
+            "access_mode": config.mcp_access_mode,
+            "token_refresh_margin_seconds": config.token_refresh_margin_seconds,
+            "environment_id": environment.id,
+            "environment_static_ip": environment.static_ip,
+            "workload_profile_name": environment.workload_profile_name,
+            "identity_id": secrets.identity_id,
+            "identity_client_id": secrets.identity_client_id,
+            "database_host": database.fqdn,
+            "database_name": database.database_name,
+            "database_uri_secret_url": database_uri,
+            "app_role_name": config.app_role_name,
+            "admission": Admission(
+                allowed_cidrs=tuple(str(cidr) for cidr in config.allowed_client_networks),
+                entra_client_id=config.entra_auth_client_id,
+                allowed_client_ids=config.entra_auth_allowed_client_ids,
+                tenant_id=client.tenant_id,
+            ),
+            "depends_on": app_needs,
+            "container_app_name": config.app_name,
+        },
+    )
+
+    # Deploy the token alerts: expiry, refresher failures and restarts (not in an adopted environment, whose logs
+    # go to a workspace the program does not know: preflight warns of it)
+    if token_mode and checked.adopted_environment is None:
+        TokenAlerts(
+            f"{name}-alerts",
+            {
+                **placed,
+                "base_name": name,
+                "workspace_id": monitoring.workspace_id,
+                "container_app_name": mcp.container_app_name,
+                "emails": config.alert_emails,
+            },
+        )
+
+    # The user's outputs
+    pulumi.export("authMode", config.auth_mode)
+    pulumi.export("mcpSseUrl", mcp.sse_url)
+    pulumi.export("serverFqdn", database.fqdn)
+    pulumi.export("databaseName", database.database_name)
+    pulumi.export("appRoleName", config.app_role_name)
+    pulumi.export("appIdentityClientId", secrets.identity_client_id)
+    pulumi.export("appIdentityPrincipalId", secrets.identity_principal_id)
+    pulumi.export("entraAdminPrincipalName", database.entra_admin_principal_name)
+    if network is not None:
+        pulumi.export("appEgressIp", network.egress_ip_address)
+    else:
+        pulumi.export("appEgressIps", [str(ip) for ip in config.app_egress_ips])
+    pulumi.export("keyVaultUri", secrets.vault_uri)
+    pulumi.export("mcpEnvironmentIp", mcp.static_ip)
+    pulumi.export("mcpAdmission", config.admission)
+    pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
+    client_config = mcp.sse_url.apply(
+        lambda url: mcp_client_configuration(f"postgres-{config.stack}", url, config.entra_auth_client_id)
+    )
+    pulumi.export("mcpClientConfig", client_config)
+
+    # The machine's records, apart: what the next run reads back before it declares anything (serverCreateOnly,
+    # environmentCreateOnly). Their names are part of every existing stack's state.
+    preflight.export_records(checked)
