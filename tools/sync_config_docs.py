@@ -1,4 +1,5 @@
-"""Rewrites the `config:` block of Pulumi.yaml and the README's config table from settings.KEYS.
+"""Rewrites the `config:` block of Pulumi.yaml and the configuration reference's table
+(docs/configuration.md) from settings.KEYS.
 
 Run after adding or changing a key: `python tools/sync_config_docs.py`. tests/test_docs.py
 fails when the three disagree.
@@ -56,11 +57,11 @@ def main() -> None:
     project = ROOT / "Pulumi.yaml"
     text = project.read_text()
     project.write_text(text[: text.index("config:\n")] + config_block())
-    readme = ROOT / "README.md"
-    text = readme.read_text()
+    reference = ROOT / "docs" / "configuration.md"
+    text = reference.read_text()
     start = text.index(TABLE_HEADER)
     end = text.find("\n\n", start)
-    readme.write_text(text[:start] + config_table() + (text[end + 1 :] if end != -1 else ""))
+    reference.write_text(text[:start] + config_table() + (text[end + 1 :] if end != -1 else ""))
 
 
 if __name__ == "__main__":
