@@ -235,6 +235,8 @@ def main() -> None:
     pulumi.export("keyVaultUri", secrets.vault_uri)
     pulumi.export("mcpEnvironmentIp", mcp.static_ip)
     pulumi.export("mcpAdmission", config.admission)
+    # What the deploy workflow's post-deploy verification reads (tools/verify_deployment.py).
+    pulumi.export("mcpContainerAppId", mcp.container_app_id)
     pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
     client_config = mcp.sse_url.apply(
         lambda url: mcp_client_configuration(f"postgres-{config.stack}", url, config.entra_auth_client_id)

@@ -237,6 +237,8 @@ class McpApp(pulumi.ComponentResource):
     static_ip: pulumi.Output[str]
     """The environment's address: public for an external environment, in the subnet for an internal one."""
     container_app_name: pulumi.Output[str]
+    container_app_id: pulumi.Output[str]
+    """The app's ARM ID: what the deploy pipeline's verification reads (tools/verify_deployment.py)."""
 
     def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
@@ -404,11 +406,13 @@ class McpApp(pulumi.ComponentResource):
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
         self.static_ip = pulumi.Output.from_input(args["environment_static_ip"])
         self.container_app_name = container_app.name
+        self.container_app_id = container_app.id
         self.register_outputs(
             {
                 "fqdn": self.fqdn,
                 "sse_url": self.sse_url,
                 "static_ip": self.static_ip,
                 "container_app_name": self.container_app_name,
+                "container_app_id": self.container_app_id,
             }
         )
