@@ -199,6 +199,7 @@ def main() -> None:
                 entra_client_id=config.entra_auth_client_id,
                 allowed_client_ids=config.entra_auth_allowed_client_ids,
                 tenant_id=client.tenant_id,
+                ci_runner_ip=config.ci_runner_ip,
             ),
             "depends_on": app_needs,
             "container_app_name": config.app_name,

@@ -181,6 +181,21 @@ class Admission:
     entra_client_id: str = ""
     allowed_client_ids: tuple[str, ...] = ()
     tenant_id: pulumi.Input[str] = ""
+    ci_runner_ip: str = ""
+    """The deploy pipeline's runner (ciRunnerIp), admitted through an allow-list for the run's own verification
+    (tools/verify_deployment.py) and removed with the database's runner rule after it."""
+
+
+CI_RUNNER_RULE = "ci-runner"
+
+
+def ip_restrictions(admission: Admission) -> list[tuple[str, str, str]]:
+    """(name, range, description) of the ingress's Allow rules. An empty list leaves the ingress open (Entra sign-in
+    or anonymous), so the runner is added only to a non-empty allow-list: alone, it would shut everyone else out."""
+    rules = [(f"client-{index}", cidr, "allowedClientCidrs") for index, cidr in enumerate(admission.allowed_cidrs)]
+    if rules and admission.ci_runner_ip:
+        rules.append((CI_RUNNER_RULE, f"{admission.ci_runner_ip}/32", "ciRunnerIp: the deploy run's verification"))
+    return rules
 
 
 def entra_audiences(client_id: str) -> list[str]:
@@ -339,12 +354,9 @@ class McpApp(pulumi.ComponentResource):
                     allow_insecure=False,
                     ip_security_restrictions=[
                         app.IpSecurityRestrictionRuleArgs(
-                            name=f"client-{index}",
-                            ip_address_range=cidr,
-                            action="Allow",
-                            description="allowedClientCidrs",
+                            name=rule_name, ip_address_range=cidr, action="Allow", description=description
                         )
-                        for index, cidr in enumerate(admission.allowed_cidrs)
+                        for rule_name, cidr, description in ip_restrictions(admission)
                     ]
                     or None,
                 ),

@@ -83,7 +83,29 @@ def test_the_runner_is_admitted_for_the_run_and_its_rule_removed_after() -> None
     for stack in ("dev", "prod"):
         run = run_program(stack, {"ciRunnerIp": "20.1.2.3"})
         (rule,) = [name for name in run.urns if name.endswith("-fw-ci-runner")]
-        assert remove["with"]["target"].replace("${{ matrix.stack }}", stack) == run.urns[rule]
+        app = run.one("azure-native:app:ContainerApp").name
+        # pulumi/actions splits `target` on new lines and commas (src/libs/utils.ts, parseArray).
+        targets = re.split(r"\r?\n|,", remove["with"]["target"].replace("${{ matrix.stack }}", stack))
+        assert [target.strip() for target in targets if target.strip()] == [run.urns[rule], run.urns[app]]
+
+
+def test_the_runner_joins_an_ingress_allow_list_for_the_verification_and_never_opens_a_closed_one() -> None:
+    """With allowedClientCidrs the ingress admits only its list: the run's own verification (list_tools) needs the
+    runner in it, and the removal step (targeting the app) takes it out again. Without a list the ingress is open
+    (Entra sign-in, or anonymous): a lone runner rule would shut every client out, so none is added."""
+
+    def allow_rules(stack: str, overrides: dict[str, Any]) -> list[tuple[str, str]]:
+        app = run_program(stack, overrides).one("azure-native:app:ContainerApp")
+        rules = app.inputs["configuration"]["ingress"].get("ipSecurityRestrictions") or []
+        return [(rule["name"], rule["ipAddressRange"]) for rule in rules if rule["action"] == "Allow"]
+
+    assert allow_rules("dev", {"ciRunnerIp": "20.1.2.3"}) == [
+        ("client-0", "198.51.100.0/24"),
+        ("ci-runner", "20.1.2.3/32"),
+    ]
+    assert allow_rules("dev", {}) == [("client-0", "198.51.100.0/24")]  # the removal step's run
+    entra_only = {"allowedClientCidrs": [], "entraAuthClientId": "11111111-2222-3333-4444-555555555555"}
+    assert allow_rules("dev", {**entra_only, "ciRunnerIp": "20.1.2.3"}) == []
 
 
 def test_after_pulumi_up_the_deployment_is_verified_with_the_stacks_outputs() -> None:
