@@ -19,6 +19,7 @@ from tools.verify_deployment import (
     Report,
     Verdict,
     admission_plan,
+    nsg_admits,
     replica_verdict,
     restart_counts,
     restarts_verdict,
@@ -253,14 +254,16 @@ def test_entra_sign_in_uses_the_stacks_scope() -> None:
 
 
 class FakeArm:
+    """Answers GETs of the app (keyed by the child path after its ID) and of other resources (keyed by their ID)."""
+
     def __init__(self, answers: dict[str, list[dict[str, Any]]]) -> None:
         self.answers = answers
-        self.calls: list[str] = []
+        self.calls: list[tuple[str, str]] = []
 
-    def get(self, resource_id: str, child: str = "") -> dict[str, Any]:
-        assert resource_id == APP_ID
-        self.calls.append(child)
-        queue = self.answers[child]
+    def get(self, resource_id: str, child: str = "", api_version: str = "2025-01-01") -> dict[str, Any]:
+        key = child if resource_id == APP_ID else resource_id
+        self.calls.append((key, api_version))
+        queue = self.answers[key]
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
 
@@ -299,7 +302,8 @@ def test_a_healthy_token_mode_deployment_passes_every_check(monkeypatch: pytest.
 
     monkeypatch.setattr(verify_deployment, "list_tools", list_tools)
     report = Report()
-    verify(arguments(), healthy_arm(), report)  # type: ignore[arg-type]
+    arm = healthy_arm()
+    verify(arguments(), arm, report)  # type: ignore[arg-type]
     assert report.failures == []
     assert [line.split("]")[0] + "]" for line in report.lines] == [
         "ok [revision]",
@@ -308,6 +312,7 @@ def test_a_healthy_token_mode_deployment_passes_every_check(monkeypatch: pytest.
         "ok [refresher restarts]",
     ]
     assert called == ["https://pgmcp-dev-mcp.demokube-t24clv0g.eastus.azurecontainerapps.io/sse"]
+    assert all(api_version == "2025-01-01" for _, api_version in arm.calls)  # no VNet: nothing but the app asked
 
 
 def test_a_revision_that_never_gets_ready_fails_naming_what_was_seen(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -357,3 +362,116 @@ def test_main_exits_1_and_points_at_the_docs(
     out = capsys.readouterr().out
     assert "::error title=post-deploy check 'revision' failed::" in out and "Azure could not provision it: boom" in out
     assert "see docs/post-deploy-verification.md" in out
+
+
+# --- the apps subnet's network security group ------------------------------------------------------------------------
+
+NSG_ID = "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/networkSecurityGroups/pgmcp-dev-apps-nsg"
+
+
+def security_group(*rules: dict[str, Any]) -> dict[str, Any]:
+    """azure-rest-api-specs Microsoft.Network stable/2024-05-01 examples/NetworkSecurityGroupGet.json, its
+    `securityRules` replaced by `rules` (the default rules kept: only DenyAllInBound matches an internet address)."""
+    default = [
+        ("AllowVnetInBound", "VirtualNetwork", "Allow", 65000),
+        ("AllowAzureLoadBalancerInBound", "AzureLoadBalancer", "Allow", 65001),
+        ("DenyAllInBound", "*", "Deny", 65500),
+    ]
+    return {
+        "name": "pgmcp-dev-apps-nsg",
+        "id": NSG_ID,
+        "type": "Microsoft.Network/networkSecurityGroups",
+        "location": "westus",
+        "properties": {
+            "provisioningState": "Succeeded",
+            "securityRules": [
+                {"name": rule.pop("name"), "id": f"{NSG_ID}/securityRules/x", "properties": rule} for rule in rules
+            ],
+            "defaultSecurityRules": [
+                {
+                    "name": name,
+                    "properties": {
+                        "protocol": "*",
+                        "sourcePortRange": "*",
+                        "destinationPortRange": "*",
+                        "sourceAddressPrefix": source,
+                        "destinationAddressPrefix": "*",
+                        "access": access,
+                        "priority": priority,
+                        "direction": "Inbound",
+                    },
+                }
+                for name, source, access, priority in default
+            ],
+        },
+    }
+
+
+def rule(name: str, priority: int, access: str = "Allow", **source: Any) -> dict[str, Any]:
+    # The shape components/network.py declares (one source: sourceAddressPrefix; more: sourceAddressPrefixes).
+    return {
+        "name": name,
+        "provisioningState": "Succeeded",
+        "protocol": "Tcp",
+        "sourcePortRange": "*",
+        "destinationPortRange": "443",
+        "destinationAddressPrefix": "10.60.0.0/23",
+        "access": access,
+        "priority": priority,
+        "direction": "Inbound",
+        **source,
+    }
+
+
+def test_the_security_group_is_evaluated_by_priority_with_the_default_deny_last() -> None:
+    allow_list = security_group(rule("allow-mcp-clients-https", 100, sourceAddressPrefix="198.51.100.0/24"))
+    assert nsg_admits(allow_list, "198.51.100.7") == (True, "rule priority 100 (Allow 198.51.100.0/24)")
+    assert nsg_admits(allow_list, "20.1.2.3") == (False, "the default rule DenyAllInBound (no rule admits it)")
+    several = security_group(
+        rule("allow-mcp-clients-https", 100, sourceAddressPrefixes=["198.51.100.0/24", "20.1.0.0/16"])
+    )
+    assert nsg_admits(several, "20.1.2.3")[0] is True
+    assert nsg_admits(security_group(rule("allow-mcp-clients-https", 100, sourceAddressPrefix="Internet")), "20.1.2.3")[
+        0
+    ]
+    denied_first = security_group(
+        rule("deny-runner", 90, access="Deny", sourceAddressPrefix="20.1.2.3"),
+        rule("allow-all", 100, sourceAddressPrefix="*"),
+    )
+    assert nsg_admits(denied_first, "20.1.2.3") == (False, "rule priority 90 (Deny 20.1.2.3)")
+    # The example's own rule admits port 80 only.
+    example = security_group(
+        {
+            "name": "rule1",
+            "protocol": "*",
+            "sourcePortRange": "*",
+            "destinationPortRange": "80",
+            "sourceAddressPrefix": "*",
+            "destinationAddressPrefix": "*",
+            "access": "Allow",
+            "priority": 130,
+            "direction": "Inbound",
+        }
+    )
+    assert nsg_admits(example, "20.1.2.3")[0] is False
+
+
+def test_a_runner_the_subnets_security_group_refuses_is_skipped_not_timed_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environment_id = "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.App/managedEnvironments/pgmcp-dev-env"
+    subnet_id = "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/virtualNetworks/v/subnets/apps"
+    arm = healthy_arm()
+    arm.answers[""] = [changed(APP, managedEnvironmentId=environment_id)]
+    # ManagedEnvironments_Get.json's vnetConfiguration; subnet.json's networkSecurityGroup reference.
+    arm.answers[environment_id] = [{"properties": {"vnetConfiguration": {"infrastructureSubnetId": subnet_id}}}]
+    arm.answers[subnet_id] = [{"id": subnet_id, "properties": {"networkSecurityGroup": {"id": NSG_ID}}}]
+    arm.answers[NSG_ID] = [security_group(rule("allow-mcp-clients-https", 100, sourceAddressPrefix="198.51.100.0/24"))]
+    report = Report()
+    verify(arguments(), arm, report)  # type: ignore[arg-type]
+    assert report.failures == []
+    assert (
+        "SKIPPED [mcp list_tools] the apps subnet's network security group pgmcp-dev-apps-nsg does not let this runner "
+        "(20.1.2.3) reach port 443: the default rule DenyAllInBound" in capsys.readouterr().out
+    )
+    assert (subnet_id, "2024-05-01") in arm.calls and (NSG_ID, "2024-05-01") in arm.calls

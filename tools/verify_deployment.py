@@ -45,6 +45,10 @@ if str(ROOT) not in sys.path:
 # Microsoft.App stable API (azure-rest-api-specs specification/app/resource-manager/Microsoft.App/stable/2025-01-01:
 # ContainerApps.json, ContainerAppsRevisions.json and the definitions they reference).
 ARM_API_VERSION = "2025-01-01"
+# Microsoft.Network (subnets and network security groups): azure-rest-api-specs specification/network/
+# resource-manager/Microsoft.Network/stable/2024-05-01 (subnet.json, networkSecurityGroup.json).
+NETWORK_API_VERSION = "2024-05-01"
+HTTPS_PORT = 443
 # ARM's host per cloud (azure-native's ARM_ENVIRONMENT names, as in components/deployer_credential.py).
 ARM_ENDPOINTS = {
     "public": "https://management.azure.com",
@@ -228,6 +232,50 @@ def admission_plan(admission: str, entra_scope: str, app: Mapping[str, Any], run
     return Admission("anonymous", "from this runner's address" if allowed else "without sign-in")
 
 
+def _ports(rule: Mapping[str, Any]) -> list[str]:
+    return [rule.get("destinationPortRange") or "", *(rule.get("destinationPortRanges") or [])]
+
+
+def _sources(rule: Mapping[str, Any]) -> list[str]:
+    return [rule.get("sourceAddressPrefix") or "", *(rule.get("sourceAddressPrefixes") or [])]
+
+
+def _port_matches(port_range: str, port: int) -> bool:
+    if port_range == "*":
+        return True
+    low, _, high = port_range.partition("-")
+    return low.isdigit() and int(low) <= port <= int(high or low)
+
+
+def _source_matches(prefix: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if prefix in ("*", "Internet"):
+        return True
+    try:
+        return address in ipaddress.ip_network(prefix, strict=False)
+    except ValueError:
+        return False  # another service tag (VirtualNetwork, AzureLoadBalancer, ...): not a runner on the internet
+
+
+def nsg_admits(security_group: Mapping[str, Any], runner_ip: str, port: int = HTTPS_PORT) -> tuple[bool, str]:
+    """Whether the subnet's network security group lets the runner reach `port`, evaluated as Azure does: inbound
+    rules by ascending priority, the first whose source, port and protocol match decides; then the default rules,
+    of which only DenyAllInBound matches an internet address. (Rule properties: networkSecurityGroup.json,
+    SecurityRulePropertiesFormat: `direction`, `access`, `priority`, `protocol`, `sourceAddressPrefix(es)`,
+    `destinationPortRange(s)`.)"""
+    address = ipaddress.ip_address(runner_ip)
+    rules = [rule.get("properties") or {} for rule in _properties(security_group).get("securityRules") or []]
+    inbound = sorted((rule for rule in rules if rule.get("direction") == "Inbound"), key=lambda rule: rule["priority"])
+    for rule in inbound:
+        if rule.get("protocol") not in ("Tcp", "*"):
+            continue
+        if any(_port_matches(ports, port) for ports in _ports(rule) if ports) and any(
+            _source_matches(prefix, address) for prefix in _sources(rule) if prefix
+        ):
+            sources = ", ".join(prefix for prefix in _sources(rule) if prefix)
+            return rule.get("access") == "Allow", f"rule priority {rule['priority']} ({rule.get('access')} {sources})"
+    return False, "the default rule DenyAllInBound (no rule admits it)"
+
+
 # --- MCP over SSE --------------------------------------------------------------------------------------------------
 
 
@@ -402,10 +450,10 @@ class Arm:
     endpoint: str = ARM_ENDPOINTS["public"]
     _cached: str = field(default="", repr=False)
 
-    def get(self, resource_id: str, child: str = "") -> dict[str, Any]:
+    def get(self, resource_id: str, child: str = "", api_version: str = ARM_API_VERSION) -> dict[str, Any]:
         if not self._cached:
             self._cached = self.token()
-        url = f"{self.endpoint}{resource_id}{child}?api-version={ARM_API_VERSION}"
+        url = f"{self.endpoint}{resource_id}{child}?api-version={api_version}"
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self._cached}"})
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
@@ -495,6 +543,8 @@ def verify(arguments: argparse.Namespace, arm: Arm, report: Report) -> None:
     before = restart_counts(replicas)
 
     plan = admission_plan(arguments.admission, arguments.entra_scope, app, arguments.runner_ip)
+    if plan.kind != "skip" and arguments.runner_ip:
+        plan = network_plan(arm, app, arguments.runner_ip, plan)
     if plan.kind == "skip":
         report.add("mcp list_tools", Verdict("skip", plan.reason))
     else:
@@ -515,6 +565,32 @@ def verify(arguments: argparse.Namespace, arm: Arm, report: Report) -> None:
             "refresher restarts",
             restarts_verdict(before, restart_counts(arm.get(arguments.container_app_id, replicas_path))),
         )
+
+
+def network_plan(arm: Arm, app: Mapping[str, Any], runner_ip: str, plan: Admission) -> Admission:
+    """An environment in a virtual network of the stack's own has a network security group on its subnet, which may
+    admit only the allow-list: then the runner cannot reach the endpoint, and the check says so instead of timing
+    out. (ContainerApp `managedEnvironmentId`; ManagedEnvironment `vnetConfiguration.infrastructureSubnetId`;
+    Subnet `networkSecurityGroup.id`.)"""
+    environment_id = _properties(app).get("managedEnvironmentId") or _properties(app).get("environmentId")
+    if not environment_id:
+        return plan
+    subnet_id = (_properties(arm.get(environment_id)).get("vnetConfiguration") or {}).get("infrastructureSubnetId")
+    if not subnet_id:
+        return plan
+    group_id = (_properties(arm.get(subnet_id, api_version=NETWORK_API_VERSION)).get("networkSecurityGroup") or {}).get(
+        "id"
+    )
+    if not group_id:
+        return plan
+    admitted, deciding = nsg_admits(arm.get(group_id, api_version=NETWORK_API_VERSION), runner_ip)
+    if admitted:
+        return plan
+    return Admission(
+        "skip",
+        f"the apps subnet's network security group {group_id.rsplit('/', 1)[-1]} does not let this runner "
+        f"({runner_ip}) reach port {HTTPS_PORT}: {deciding}. Verify from an admitted address",
+    )
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
