@@ -475,3 +475,9 @@ def test_a_runner_the_subnets_security_group_refuses_is_skipped_not_timed_out(
         "(20.1.2.3) reach port 443: the default rule DenyAllInBound" in capsys.readouterr().out
     )
     assert (subnet_id, "2024-05-01") in arm.calls and (NSG_ID, "2024-05-01") in arm.calls
+
+
+def test_annotations_escape_what_the_runner_would_cut() -> None:
+    assert verify_deployment.workflow_command("error", "check a, b: c", "50% done\nthen") == (
+        "::error title=check a%2C b%3A c::50%25 done%0Athen"
+    )

@@ -493,9 +493,19 @@ class Report:
         if verdict.state in ("fail", "wait"):
             self.failures.append(line)
             if self.annotate:  # a GitHub Actions error annotation: shown on the run's summary page
-                print(f"::error title=post-deploy check '{check}' failed::{verdict.message}", flush=True)
+                print(workflow_command("error", f"post-deploy check '{check}' failed", verdict.message), flush=True)
         elif verdict.state == "skip" and self.annotate:
-            print(f"::warning title=post-deploy check '{check}' skipped::{verdict.message}", flush=True)
+            print(workflow_command("warning", f"post-deploy check '{check}' skipped", verdict.message), flush=True)
+
+
+def workflow_command(kind: str, title: str, message: str) -> str:
+    """A GitHub Actions annotation, its data escaped as the runner expects (actions/toolkit core/src/command.ts:
+    `%` -> %25, CR -> %0D, LF -> %0A; in properties also `:` -> %3A and `,` -> %2C)."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    return f"::{kind} title={data(title).replace(':', '%3A').replace(',', '%2C')}::{data(message)}"
 
 
 def wait_for(poll: Callable[[], Verdict], deadline: float, interval: float) -> Verdict:
