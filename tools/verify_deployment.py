@@ -408,9 +408,9 @@ def list_tools(sse_url: str, headers: Mapping[str, str] | None = None, timeout: 
     """The names of the server's tools, by one MCP session over SSE; McpCheckError when it takes longer than
     `timeout` seconds in all (a server that accepts and never answers included) or the server refuses."""
     answers: queue.Queue[tuple[str, Any]] = queue.Queue()
-    worker = threading.Thread(
-        target=_session, args=(sse_url, dict(headers or {}), answers, min(timeout, 30.0)), daemon=True
-    )
+    # The sockets wait a little longer than the deadline, so that the deadline (here) is what reports a silent server;
+    # the daemon thread ends with the process, or when its socket times out.
+    worker = threading.Thread(target=_session, args=(sse_url, dict(headers or {}), answers, timeout + 5), daemon=True)
     deadline = time.monotonic() + timeout
     worker.start()
     reached = "connecting"
