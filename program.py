@@ -199,6 +199,7 @@ def main() -> None:
                 entra_client_id=config.entra_auth_client_id,
                 allowed_client_ids=config.entra_auth_allowed_client_ids,
                 tenant_id=client.tenant_id,
+                ci_runner_ip=config.ci_runner_ip,
             ),
             "depends_on": app_needs,
             "container_app_name": config.app_name,
@@ -235,6 +236,8 @@ def main() -> None:
     pulumi.export("keyVaultUri", secrets.vault_uri)
     pulumi.export("mcpEnvironmentIp", mcp.static_ip)
     pulumi.export("mcpAdmission", config.admission)
+    # What the deploy workflow's post-deploy verification reads (tools/verify_deployment.py).
+    pulumi.export("mcpContainerAppId", mcp.container_app_id)
     pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
     client_config = mcp.sse_url.apply(
         lambda url: mcp_client_configuration(f"postgres-{config.stack}", url, config.entra_auth_client_id)

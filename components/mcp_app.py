@@ -181,6 +181,21 @@ class Admission:
     entra_client_id: str = ""
     allowed_client_ids: tuple[str, ...] = ()
     tenant_id: pulumi.Input[str] = ""
+    ci_runner_ip: str = ""
+    """The deploy pipeline's runner (ciRunnerIp), admitted through an allow-list for the run's own verification
+    (tools/verify_deployment.py) and removed with the database's runner rule after it."""
+
+
+CI_RUNNER_RULE = "ci-runner"
+
+
+def ip_restrictions(admission: Admission) -> list[tuple[str, str, str]]:
+    """(name, range, description) of the ingress's Allow rules. An empty list leaves the ingress open (Entra sign-in
+    or anonymous), so the runner is added only to a non-empty allow-list: alone, it would shut everyone else out."""
+    rules = [(f"client-{index}", cidr, "allowedClientCidrs") for index, cidr in enumerate(admission.allowed_cidrs)]
+    if rules and admission.ci_runner_ip:
+        rules.append((CI_RUNNER_RULE, f"{admission.ci_runner_ip}/32", "ciRunnerIp: the deploy run's verification"))
+    return rules
 
 
 def entra_audiences(client_id: str) -> list[str]:
@@ -237,6 +252,8 @@ class McpApp(pulumi.ComponentResource):
     static_ip: pulumi.Output[str]
     """The environment's address: public for an external environment, in the subnet for an internal one."""
     container_app_name: pulumi.Output[str]
+    container_app_id: pulumi.Output[str]
+    """The app's ARM ID: what the deploy pipeline's verification reads (tools/verify_deployment.py)."""
 
     def __init__(self, name: str, args: McpAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:app:McpApp", name, None, opts)
@@ -337,12 +354,9 @@ class McpApp(pulumi.ComponentResource):
                     allow_insecure=False,
                     ip_security_restrictions=[
                         app.IpSecurityRestrictionRuleArgs(
-                            name=f"client-{index}",
-                            ip_address_range=cidr,
-                            action="Allow",
-                            description="allowedClientCidrs",
+                            name=rule_name, ip_address_range=cidr, action="Allow", description=description
                         )
-                        for index, cidr in enumerate(admission.allowed_cidrs)
+                        for rule_name, cidr, description in ip_restrictions(admission)
                     ]
                     or None,
                 ),
@@ -404,11 +418,13 @@ class McpApp(pulumi.ComponentResource):
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
         self.static_ip = pulumi.Output.from_input(args["environment_static_ip"])
         self.container_app_name = container_app.name
+        self.container_app_id = container_app.id
         self.register_outputs(
             {
                 "fqdn": self.fqdn,
                 "sse_url": self.sse_url,
                 "static_ip": self.static_ip,
                 "container_app_name": self.container_app_name,
+                "container_app_id": self.container_app_id,
             }
         )

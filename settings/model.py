@@ -252,8 +252,9 @@ class Settings(BaseModel):
     ] = Field(
         "",
         description="Set by the deploy pipeline for one run (never in a stack file): the runner's public IPv4 "
-        "address, admitted by a 'ci-runner' firewall rule so that the role/grant step reaches the server; the "
-        "pipeline removes the rule after the run.",
+        "address, admitted by a 'ci-runner' firewall rule so that the role/grant step reaches the server, and by "
+        "a 'ci-runner' ingress rule when allowedClientCidrs is set, so that the post-deploy verification can call "
+        "list_tools; the pipeline removes both rules after the run.",
     )
     vnet_cidr: Annotated[
         Ipv4Range,

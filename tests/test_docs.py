@@ -22,7 +22,13 @@ PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # What the docs name that is not a file of this repository: made at run time (and .venv/...), by
 # the user, or on another machine. Anything else that looks like a repository path must exist.
-NOT_IN_THE_REPOSITORY = {".drill/postgres-mcp-0.3.0", "policy/venv", "policy-config.json", ".vscode/mcp.json"}
+NOT_IN_THE_REPOSITORY = {
+    ".drill/postgres-mcp-0.3.0",
+    "policy/venv",
+    "policy-config.json",
+    ".vscode/mcp.json",
+    "tools/list",  # an MCP method (JSON-RPC), not the tools/ folder
+}
 TOP_LEVEL = {path.name for path in ROOT.iterdir() if not path.name.startswith(".git")} | {".ci", ".github"}
 
 

@@ -4,11 +4,14 @@ and a runner firewall rule that the removal step really targets."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 from harness import run_program
+
+from tools import verify_deployment
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
 
@@ -80,7 +83,74 @@ def test_the_runner_is_admitted_for_the_run_and_its_rule_removed_after() -> None
     for stack in ("dev", "prod"):
         run = run_program(stack, {"ciRunnerIp": "20.1.2.3"})
         (rule,) = [name for name in run.urns if name.endswith("-fw-ci-runner")]
-        assert remove["with"]["target"].replace("${{ matrix.stack }}", stack) == run.urns[rule]
+        app = run.one("azure-native:app:ContainerApp").name
+        # pulumi/actions splits `target` on new lines and commas (src/libs/utils.ts, parseArray).
+        targets = re.split(r"\r?\n|,", remove["with"]["target"].replace("${{ matrix.stack }}", stack))
+        assert [target.strip() for target in targets if target.strip()] == [run.urns[rule], run.urns[app]]
+
+
+def test_the_runner_joins_an_ingress_allow_list_for_the_verification_and_never_opens_a_closed_one() -> None:
+    """With allowedClientCidrs the ingress admits only its list: the run's own verification (list_tools) needs the
+    runner in it, and the removal step (targeting the app) takes it out again. Without a list the ingress is open
+    (Entra sign-in, or anonymous): a lone runner rule would shut every client out, so none is added."""
+
+    def allow_rules(stack: str, overrides: dict[str, Any]) -> list[tuple[str, str]]:
+        app = run_program(stack, overrides).one("azure-native:app:ContainerApp")
+        rules = app.inputs["configuration"]["ingress"].get("ipSecurityRestrictions") or []
+        return [(rule["name"], rule["ipAddressRange"]) for rule in rules if rule["action"] == "Allow"]
+
+    assert allow_rules("dev", {"ciRunnerIp": "20.1.2.3"}) == [
+        ("client-0", "198.51.100.0/24"),
+        ("ci-runner", "20.1.2.3/32"),
+    ]
+    assert allow_rules("dev", {}) == [("client-0", "198.51.100.0/24")]  # the removal step's run
+    entra_only = {"allowedClientCidrs": [], "entraAuthClientId": "11111111-2222-3333-4444-555555555555"}
+    assert allow_rules("dev", {**entra_only, "ciRunnerIp": "20.1.2.3"}) == []
+
+
+def test_after_pulumi_up_the_deployment_is_verified_with_the_stacks_outputs() -> None:
+    """Issue 19, item 14: tools/verify_deployment.py runs after each stack's `pulumi up`, before the runner's rule
+    goes, fed with stack outputs the program really exports (pulumi/actions sets each one as a step output)."""
+    up = load("deploy.yml")["jobs"]["up"]
+    names = [step.get("name", "") for step in steps(up)]
+    deploy, remove = uses(up, "pulumi/actions")
+    (verify,) = [step for step in steps(up) if "tools/verify_deployment.py" in step.get("run", "")]
+    assert names.index(deploy["name"]) < names.index(verify["name"]) < names.index(remove["name"])
+    assert "if" not in verify  # only after a successful `up`; the removal still runs (always())
+    assert up["permissions"] == {"contents": "read", "id-token": "write"}  # ARM and Entra tokens by OIDC, no more
+    assert verify["timeout-minutes"] <= 15
+    assert (
+        "${{" not in verify["run"]
+    )  # inputs travel in env, never spliced into the script (zizmor: template-injection)
+
+    # Every argument comes from an env entry that names a step output; the stack's outputs are the program's exports.
+    command = shlex.split(verify["run"])
+    assert command[:2] == [".venv/bin/python", "tools/verify_deployment.py"]
+    env = verify["env"]
+    arguments: dict[str, str] = {}
+    for flag, value in zip(command[2::2], command[3::2], strict=True):
+        variable = re.fullmatch(r"\$(\w+)", value)
+        assert variable is not None and variable.group(1) in env, (flag, value)
+        arguments[flag] = env[variable.group(1)]
+    assert arguments["--runner-ip"] == "${{ steps.runner.outputs.ip }}"
+    stack_outputs = {
+        flag: re.fullmatch(r"\$\{\{ steps\.up\.outputs\.(\w+) \}\}", source)
+        for flag, source in arguments.items()
+        if flag != "--runner-ip"
+    }
+    assert deploy["id"] == "up" and all(stack_outputs.values()), arguments
+    for stack in ("dev", "prod"):
+        run = run_program(stack)
+        exports = run.exports
+        values = {flag: str(exports[match.group(1)]) for flag, match in stack_outputs.items() if match}
+        values["--runner-ip"] = "20.1.2.3"
+        parsed = verify_deployment.parse([f"{flag}={value}" for flag, value in values.items()])
+        # The container app's own ID (the mocks name IDs `.../providers/<type>/<name>`; Azure's are ARM IDs).
+        assert parsed.container_app_id.endswith(
+            "/azure-native:app:ContainerApp/" + run.one("azure-native:app:ContainerApp").name
+        )
+        assert parsed.sse_url == exports["mcpSseUrl"] and parsed.auth_mode == exports["authMode"]
+        assert parsed.admission == exports["mcpAdmission"] and parsed.entra_scope == exports["mcpEntraScope"]
 
 
 ROOT = WORKFLOWS.parent.parent
