@@ -80,9 +80,10 @@ def run(loaded: Settings) -> Preflight:
     """Reads who deploys, the records and what is adopted, and refuses what Azure could only do by replacement."""
     # Who deploys: an empty Entra administrator key defaults to the principal of the deployer's Azure token
     # (an invoke, so apart from settings.load, which does no I/O).
-    config = complete_entra_admin(loaded, earlier_admin_name)
-    # Every resource provider the stack declares resources of is registered (azure-native never registers one).
+    # First, every resource provider the stack declares resources of is registered (azure-native never registers
+    # one): the lookups below would otherwise fail on an unregistered namespace with a less helpful message.
     refuse_unregistered_providers(authorization.get_client_config().subscription_id)
+    config = complete_entra_admin(loaded, earlier_admin_name)
     recorded = own_stack_outputs()  # the last update's outputs
     server_record = recorded_create_only_values(recorded)
     adopted_server: AdoptedServer | None = None
