@@ -97,9 +97,7 @@ def alert_workspace_decision(
 
 
 def alert_workspace(
-    config: Settings,
-    environment: AdoptedEnvironment,
-    warn: Callable[[str], None] = pulumi.log.warn,
+    config: Settings, environment: AdoptedEnvironment, warn: Callable[[str], None] | None = None
 ) -> AlertWorkspace | None:
     """The workspace for an adopted environment's token alerts (token mode), or None with a warning."""
     if config.auth_mode != "token":
@@ -120,5 +118,5 @@ def alert_workspace(
     if decision.refusal is not None:
         raise AdoptionError(decision.refusal)
     if decision.warning is not None:
-        warn(decision.warning)
+        (warn or pulumi.log.warn)(decision.warning)
     return decision.workspace
