@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -92,8 +93,22 @@ def registration_refusal(states: Mapping[str, str | None], subscription_id: str)
     )
 
 
-def arm_endpoint(token: str) -> str:
-    """The Resource Manager endpoint of the cloud the token was issued for (its `aud` claim)."""
+# azure-native's own cloud setting (`azure-native:environment`, or ARM_ENVIRONMENT), for a token whose audience
+# is not one of the URIs above (a v2 token names the Resource Manager application by its GUID instead).
+CLOUD_ENDPOINTS = {
+    "public": "https://management.azure.com",
+    "usgovernment": "https://management.usgovcloudapi.net",
+    "china": "https://management.chinacloudapi.cn",
+}
+
+
+def configured_cloud() -> str:
+    return (pulumi.Config("azure-native").get("environment") or os.environ.get("ARM_ENVIRONMENT") or "public").lower()
+
+
+def arm_endpoint(token: str, cloud: Callable[[], str] = configured_cloud) -> str:
+    """The Resource Manager endpoint of the cloud the token was issued for: by its `aud` claim, else by the
+    cloud azure-native is configured for."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -101,12 +116,15 @@ def arm_endpoint(token: str) -> str:
     except (IndexError, ValueError) as error:
         raise ProviderRegistrationError(f"cannot read the Azure token's audience: {error}") from None
     endpoint = ARM_ENDPOINTS.get(audience if audience.endswith("/") else audience + "/")
-    if endpoint is None:
+    if endpoint is not None:
+        return endpoint
+    name = cloud()
+    if name not in CLOUD_ENDPOINTS:
         raise ProviderRegistrationError(
-            f"the Azure token is for {audience!r}, not a Resource Manager endpoint this program knows "
-            f"({', '.join(sorted(set(ARM_ENDPOINTS.values())))}): cannot check the resource providers"
+            f"azure-native:environment (or ARM_ENVIRONMENT) is {name!r}; expected one of "
+            f"{', '.join(CLOUD_ENDPOINTS)}: cannot tell which Resource Manager to ask about the resource providers"
         )
-    return endpoint
+    return CLOUD_ENDPOINTS[name]
 
 
 def http_get(url: str, token: str) -> tuple[int, Mapping[str, Any]]:

@@ -137,6 +137,10 @@ def test_the_check_asks_the_resource_manager_of_the_cloud_the_token_is_for(audie
     assert arm_endpoint(jwt({"aud": audience, "tid": TENANT_ID})) == endpoint
 
 
-def test_a_token_for_something_else_is_refused_by_name() -> None:
-    with pytest.raises(providers.ProviderRegistrationError, match=re.escape("https://vault.azure.net")):
-        arm_endpoint(jwt({"aud": "https://vault.azure.net"}))
+def test_a_token_that_names_no_endpoint_falls_back_to_azure_natives_cloud_setting() -> None:
+    # A v2 token's audience is the Resource Manager application's GUID, not a URI.
+    token = jwt({"aud": "797f4846-ba00-4fd7-ba43-dac1f8f63013"})
+    assert arm_endpoint(token, lambda: "public") == "https://management.azure.com"
+    assert arm_endpoint(token, lambda: "usgovernment") == "https://management.usgovcloudapi.net"
+    with pytest.raises(providers.ProviderRegistrationError, match=r"azure-native:environment.*'germany'"):
+        arm_endpoint(token, lambda: "germany")
