@@ -17,7 +17,7 @@ from pulumi_azure_native import authorization, resources
 
 import preflight
 import settings
-from components.alerts import TokenAlerts
+from components.alerts import RESOURCE_SPECIFIC, TokenAlerts
 from components.database import Database
 from components.database_access import DatabaseAccess
 from components.environment import Environment
@@ -78,8 +78,7 @@ def main() -> None:
                 "vnet_id": network.vnet_id,
                 "internal": config.ingress_internal,
                 "zone_redundant": config.zone_redundant,
-                "log_analytics_customer_id": monitoring.customer_id,
-                "log_analytics_shared_key": monitoring.shared_key,
+                "workspace_id": monitoring.workspace_id,
             },
         )
     else:
@@ -206,19 +205,28 @@ def main() -> None:
         },
     )
 
-    # Deploy the token alerts: expiry, refresher failures and restarts (not in an adopted environment, whose logs
-    # go to a workspace the program does not know: preflight warns of it)
-    if token_mode and checked.adopted_environment is None:
-        TokenAlerts(
-            f"{name}-alerts",
-            {
-                **placed,
-                "base_name": name,
-                "workspace_id": monitoring.workspace_id,
-                "container_app_name": mcp.container_app_name,
-                "emails": config.alert_emails,
-            },
-        )
+    # Deploy the token alerts: expiry, refresher failures and restarts, on the workspace that receives the app's
+    # logs: the stack's own, or an adopted environment's (alertWorkspaceId; without it preflight warned)
+    if token_mode:
+        if checked.adopted_environment is None:
+            alerts_workspace: pulumi.Input[str] | None = monitoring.workspace_id
+            log_schema = RESOURCE_SPECIFIC
+        elif checked.alert_workspace is not None:
+            alerts_workspace, log_schema = checked.alert_workspace.id, checked.alert_workspace.log_schema
+        else:
+            alerts_workspace = None
+        if alerts_workspace is not None:
+            TokenAlerts(
+                f"{name}-alerts",
+                {
+                    **placed,
+                    "base_name": name,
+                    "workspace_id": alerts_workspace,
+                    "container_app_name": mcp.container_app_name,
+                    "emails": config.alert_emails,
+                    "log_schema": log_schema,
+                },
+            )
 
     # The user's outputs
     pulumi.export("authMode", config.auth_mode)

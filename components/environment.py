@@ -21,9 +21,18 @@ from collections.abc import Callable
 from typing import TypedDict
 
 import pulumi
-from pulumi_azure_native import app, privatedns
+from pulumi_azure_native import app, monitor, privatedns
+
+from components.monitoring import DIAGNOSTIC_SETTING_NAME
 
 WORKLOAD_PROFILE = "Consumption"
+# Microsoft Learn, "Log storage and monitoring options in Azure Container Apps": with `azure-monitor` the
+# environment's logs go to the destinations of its diagnostic settings; with logAnalyticsDestinationType
+# `Dedicated` into one resource-specific table per category (Azure Monitor, "Diagnostic settings"), named
+# after the category: ContainerAppConsoleLogs (the containers' stdout/stderr), ContainerAppSystemLogs (the
+# platform's events).
+LOGS_DESTINATION = "azure-monitor"
+LOG_CATEGORIES = ("ContainerAppConsoleLogs", "ContainerAppSystemLogs")
 # The component the environment's resources were declared under until it became its own component.
 FORMER_PARENT_TYPE = "postgresmcp:app:McpApp"
 
@@ -47,8 +56,8 @@ class EnvironmentArgs(TypedDict):
     """No public address: reachable from the VNet only (create-only)."""
     zone_redundant: bool
     """Spread the environment over the region's availability zones (create-only)."""
-    log_analytics_customer_id: pulumi.Input[str]
-    log_analytics_shared_key: pulumi.Input[str]
+    workspace_id: pulumi.Input[str]
+    """The Log Analytics workspace (resource ID) the environment's diagnostic setting sends its logs to."""
     tags: dict[str, str]
 
 
@@ -74,12 +83,9 @@ class Environment(pulumi.ComponentResource):
 
         environment = app.ManagedEnvironment(
             f"{name}-env",
-            app_logs_configuration=app.AppLogsConfigurationArgs(
-                destination="log-analytics",
-                log_analytics_configuration=app.LogAnalyticsConfigurationArgs(
-                    customer_id=args["log_analytics_customer_id"], shared_key=args["log_analytics_shared_key"]
-                ),
-            ),
+            # Logs go where the environment's diagnostic settings say (below), not through the shared-key
+            # `log-analytics` destination, whose HTTP Data Collector API lost support on 14 September 2026.
+            app_logs_configuration=app.AppLogsConfigurationArgs(destination=LOGS_DESTINATION),
             vnet_configuration=app.VnetConfigurationArgs(
                 infrastructure_subnet_id=args["subnet_id"], internal=args["internal"]
             ),
@@ -91,6 +97,18 @@ class Environment(pulumi.ComponentResource):
             resource_group_name=args["resource_group_name"],
             location=args["location"],
             tags=args["tags"],
+        )
+        # Into resource-specific tables (ContainerAppConsoleLogs, ContainerAppSystemLogs), which the token alerts
+        # query (components/alerts.py RESOURCE_SPECIFIC). New: it carries no alias.
+        monitor.DiagnosticSetting(
+            f"{name}-env-diagnostics",
+            name=DIAGNOSTIC_SETTING_NAME,
+            resource_uri=environment.id,
+            workspace_id=args["workspace_id"],
+            log_analytics_destination_type="Dedicated",
+            logs=[monitor.DiagnosticsLogSettingsArgs(category=category, enabled=True) for category in LOG_CATEGORIES],
+            metrics=[monitor.DiagnosticsMetricSettingsArgs(category="AllMetrics", enabled=True)],
+            opts=pulumi.ResourceOptions(parent=self),
         )
         if args["internal"]:
             self._private_dns(name, environment, args, child)

@@ -1,7 +1,8 @@
 """Log Analytics for the whole stack, and the diagnostic settings that feed it.
 
 Created first so that the server, the vault and the Container Apps environment can all
-send their logs to one workspace.
+send their logs to one workspace, each through a diagnostic setting (no shared key is read: the
+environment's `azure-monitor` logs destination needs none).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ class MonitoringArgs(TypedDict):
 class Monitoring(pulumi.ComponentResource):
     workspace_id: pulumi.Output[str]
     customer_id: pulumi.Output[str]
-    shared_key: pulumi.Output[str]
 
     def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("postgresmcp:monitoring:Monitoring", name, None, opts)
@@ -35,12 +35,8 @@ class Monitoring(pulumi.ComponentResource):
             tags=args["tags"],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        primary_key: pulumi.Output[str] = operationalinsights.get_shared_keys_output(
-            resource_group_name=args["resource_group_name"], workspace_name=workspace.name
-        ).apply(lambda keys: keys.primary_shared_key or "")
         self.workspace_id = workspace.id
         self.customer_id = workspace.customer_id
-        self.shared_key = pulumi.Output.secret(primary_key)
         self.register_outputs({"workspace_id": self.workspace_id, "customer_id": self.customer_id})
 
 

@@ -434,18 +434,64 @@ def high_availability_in_production(resource: Resource, options: Options) -> lis
     return [f"{_label(resource)} is production and has highAvailability.mode {mode!r}: set it to 'ZoneRedundant'"]
 
 
-def app_logs_to_log_analytics(resource: Resource, _: Options) -> list[str]:
-    if resource.type != MANAGED_ENVIRONMENT:
-        return []
-    destination = get(resource.props, "appLogsConfiguration", "destination")
-    if isinstance(destination, Unknown):
-        return [_undecided(resource, "appLogsConfiguration.destination", "where its logs go")]
-    if destination not in ("log-analytics", "azure-monitor"):
-        return [
-            f"{_label(resource)} has appLogsConfiguration.destination {destination!r}: set it to 'log-analytics' "
-            "with the workspace's customer ID and key"
-        ]
-    return []
+def _aimed_at(setting: Resource, target: Resource) -> bool | None:
+    """Whether a diagnostic setting sends `target`'s logs: inputs name the target (`resourceUri`), outputs only
+    carry the setting's own ID under it. None when that cannot be known yet."""
+    target_id = get(target.props, "id")
+    target_uri, setting_id = get(setting.props, "resourceUri"), get(setting.props, "id")
+    if _same_id(target_uri, target_id) or _id_under(
+        setting_id, target_id, "providers/Microsoft.Insights/diagnosticSettings"
+    ):
+        return True
+    if isinstance(target_id, Unknown) or not (isinstance(target_uri, str) or isinstance(setting_id, str)):
+        return None
+    return False
+
+
+def app_logs_to_log_analytics(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
+    """The environment's logs reach Log Analytics the current way: the `azure-monitor` destination plus a
+    diagnostic setting on the environment with a workspace (Microsoft Learn, "Log storage and monitoring options
+    in Azure Container Apps"). The shared-key `log-analytics` destination writes through the HTTP Data Collector
+    API, whose support ended on 14 September 2026."""
+    settings = [s for s in _of_type(resources, DIAGNOSTIC_SETTING) if get(s.props, "workspaceId")]
+    findings: list[tuple[Resource, str]] = []
+    for environment in _of_type(resources, MANAGED_ENVIRONMENT):
+        destination = get(environment.props, "appLogsConfiguration", "destination")
+        if isinstance(destination, Unknown):
+            findings.append(
+                (environment, _undecided(environment, "appLogsConfiguration.destination", "where its logs go"))
+            )
+            continue
+        if destination != "azure-monitor":
+            retired = (
+                " (the shared-key destination, through the HTTP Data Collector API: support ended 14 September 2026)"
+                if destination == "log-analytics"
+                else ""
+            )
+            findings.append(
+                (
+                    environment,
+                    f"{_label(environment)} has appLogsConfiguration.destination {destination!r}{retired}: set it to "
+                    "'azure-monitor' and add a DiagnosticSetting on the environment with workspaceId set to the "
+                    "workspace (logAnalyticsDestinationType 'Dedicated')",
+                )
+            )
+            continue
+        aimed = [_aimed_at(setting, environment) for setting in settings]
+        if True in aimed:
+            continue
+        if None in aimed or isinstance(get(environment.props, "id"), Unknown):
+            findings.append((environment, _undecided(environment, "its ID or its settings' targets", "its log route")))
+        else:
+            findings.append(
+                (
+                    environment,
+                    f"{_label(environment)} sends its logs to 'azure-monitor', but no diagnostic setting sends them to "
+                    "Log Analytics: add a DiagnosticSetting with resourceUri set to its ID and workspaceId set to the "
+                    "workspace (logAnalyticsDestinationType 'Dedicated')",
+                )
+            )
+    return findings
 
 
 def required_tags(resource: Resource, options: Options) -> list[str]:
@@ -768,7 +814,7 @@ RULES: tuple[Rule, ...] = (
         "app-logs-to-log-analytics",
         "The Container Apps environment sends its logs to Log Analytics.",
         "mandatory",
-        check_resource=app_logs_to_log_analytics,
+        check_stack=app_logs_to_log_analytics,
     ),
     Rule(
         "diagnostics-to-log-analytics",

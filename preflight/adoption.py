@@ -75,6 +75,10 @@ class AdoptedEnvironment:
     internal: bool
     default_domain: str
     static_ip: str
+    logs_destination: str = ""
+    """Its appLogsConfiguration.destination: 'azure-monitor', 'log-analytics', 'none' or "" (none set)."""
+    logs_customer_id: str = ""
+    """With 'log-analytics': the customer ID (workspace ID) of the workspace its logs go to."""
 
 
 def same_region(left: str, right: str) -> bool:
@@ -371,6 +375,9 @@ def adopt_environment(config: Settings, subscription_id: str) -> AdoptedEnvironm
         internal=internal,
         default_domain=environment.default_domain or "",
         static_ip=environment.static_ip or "",
+        logs_destination=_get(environment.app_logs_configuration, "destination") or "",
+        logs_customer_id=_get(_get(environment.app_logs_configuration, "log_analytics_configuration"), "customer_id")
+        or "",
     )
 
 

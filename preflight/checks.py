@@ -28,11 +28,13 @@ from preflight.adoption import (
     recorded_adoption,
     refuse_adopting_over_an_owned_server,
 )
+from preflight.alert_workspace import AlertWorkspace, alert_workspace
 from preflight.environment_record import (
     ENVIRONMENT_OUTPUT,
     environment_create_only_values,
     refuse_environment_replacement_in_place,
 )
+from preflight.providers import refuse_unregistered_providers
 from preflight.server_record import (
     CREATE_ONLY_OUTPUT,
     administrator_login,
@@ -63,6 +65,9 @@ class Preflight:
     """Exported as `serverCreateOnly`: the server's create-only values, or what the stack adopts."""
     environment_record: Mapping[str, Any]
     """Exported as `environmentCreateOnly`: the environment's create-only values, or its adopted ID."""
+    alert_workspace: AlertWorkspace | None = None
+    """Token mode in an adopted environment: the workspace that receives its logs (alertWorkspaceId), where the
+    token alerts go; None otherwise (the stack's own environment logs to the stack's own workspace)."""
 
 
 def earlier_admin_name() -> str | None:
@@ -75,6 +80,9 @@ def run(loaded: Settings) -> Preflight:
     """Reads who deploys, the records and what is adopted, and refuses what Azure could only do by replacement."""
     # Who deploys: an empty Entra administrator key defaults to the principal of the deployer's Azure token
     # (an invoke, so apart from settings.load, which does no I/O).
+    # First, every resource provider the stack declares resources of is registered (azure-native never registers
+    # one): the lookups below would otherwise fail on an unregistered namespace with a less helpful message.
+    refuse_unregistered_providers(authorization.get_client_config().subscription_id)
     config = complete_entra_admin(loaded, earlier_admin_name)
     recorded = own_stack_outputs()  # the last update's outputs
     server_record = recorded_create_only_values(recorded)
@@ -99,6 +107,7 @@ def run(loaded: Settings) -> Preflight:
         login = adopted_server.administrator_login  # the server's own (adopt_server refused none in password mode)
         new_server_record = adoption_record(adopted_server, config)
 
+    watched: AlertWorkspace | None = None
     if adopted_environment is None:
         environment_record: Mapping[str, Any] = refuse_environment_replacement_in_place(
             recorded.get(ENVIRONMENT_OUTPUT),
@@ -106,14 +115,11 @@ def run(loaded: Settings) -> Preflight:
         )
     else:
         environment_record = {ENVIRONMENT_RECORD_KEY: adopted_environment.id}
-        if config.auth_mode == "token":
-            # The app's logs go to the existing environment's workspace, which the program does not know by ID.
-            pulumi.log.warn(
-                "existingEnvironmentId: the token alerts are not created (the app's logs go to the existing "
-                "environment's Log Analytics workspace); see the README, 'Fix an existing deployment'"
-            )
+        # The app's logs go to the existing environment's workspace: alertWorkspaceId names it, or a warning
+        # says that no token alerts are created.
+        watched = alert_workspace(config, adopted_environment)
 
-    return Preflight(config, adopted_server, adopted_environment, login, new_server_record, environment_record)
+    return Preflight(config, adopted_server, adopted_environment, login, new_server_record, environment_record, watched)
 
 
 def export_records(checked: Preflight) -> None:

@@ -41,6 +41,7 @@ from settings.types import (
     ResourceId,
     SchemaName,
     WholeNumber,
+    WorkspaceId,
     is_public_ipv4,
     list_of,
     matching,
@@ -382,8 +383,17 @@ class Settings(BaseModel):
         description="Deploy the app into an existing Container Apps environment (full resource ID) instead of "
         "creating the network and an environment: only a workload profiles environment on a VNet, with a "
         "Consumption profile, in `location`, whose internal/external kind matches `ingressInternal`. The program "
-        "never changes it; `vnetCidr`, `appSubnetCidr` and `zoneRedundant` are then ignored, and no token alerts "
-        "are created (the app's logs go to the environment's workspace).",
+        "never changes it; `vnetCidr`, `appSubnetCidr` and `zoneRedundant` are then ignored; the token alerts go "
+        "to `alertWorkspaceId`, the workspace that receives the environment's logs.",
+    )
+    alert_workspace: WorkspaceId = Field(
+        None,
+        alias="alertWorkspaceId",
+        description="Token mode with `existingEnvironmentId`: the Log Analytics workspace (full resource ID) that "
+        "receives the existing environment's logs, where the token alerts are created. With the `log-analytics` "
+        "logs destination it must be the workspace the environment names (its customer ID is checked); with "
+        "`azure-monitor`, the workspace of the environment's diagnostic setting. Empty: no token alerts in an "
+        "existing environment (a warning says so). Empty otherwise: the stack's own workspace holds the logs.",
     )
     app_egress_ips: Annotated[tuple[PublicIpv4, ...], list_of("public IPv4 addresses"), unique("address")] = Field(
         (),
@@ -514,6 +524,18 @@ class Settings(BaseModel):
         if existing and not _is_set(info, "existing_server"):
             raise not_accepted("false unless existingServerId is set (a new server has no admin)", existing)
         return existing
+
+    @field_validator("alert_workspace")
+    @classmethod
+    def _alerts_of_an_existing_environment(
+        cls, workspace: ResourceId | None, info: ValidationInfo
+    ) -> ResourceId | None:
+        if workspace is not None and not _is_set(info, "existing_environment"):
+            raise not_accepted(
+                "empty unless existingEnvironmentId is set (the stack's own environment logs to the stack's workspace)",
+                workspace.id,
+            )
+        return workspace
 
     @field_validator("app_egress_ips")
     @classmethod

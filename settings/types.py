@@ -244,6 +244,15 @@ FlexibleServerId = Annotated[
     ResourceId | None,
     resource_id_of("a Flexible Server", "Microsoft.DBforPostgreSQL/flexibleServers", r"[a-z0-9](?:-?[a-z0-9]){2,62}"),
 ]
+# Log Analytics workspace names: 4-63 letters, digits and hyphens, starting and ending with a letter or digit.
+WorkspaceId = Annotated[
+    ResourceId | None,
+    resource_id_of(
+        "a Log Analytics workspace",
+        "Microsoft.OperationalInsights/workspaces",
+        r"[A-Za-z0-9][A-Za-z0-9-]{2,61}[A-Za-z0-9]",
+    ),
+]
 EnvironmentId = Annotated[
     ResourceId | None,
     resource_id_of(

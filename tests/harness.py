@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +136,36 @@ class RecordingMocks(pulumi.runtime.Mocks):
         GET (azure-native flattens `properties` into the result, camelCase). See `add_existing`."""
         self.azure_errors: dict[str, str] = {}
         """ARM errors other than a 404, by lowercased ARM ID (e.g. a 403 for what the deployer may not read)."""
+        self.provider_states: dict[str, str] = {}
+        """Resource providers' registrationState by namespace; a namespace not named here is Registered."""
+        self.arm_gets: list[str] = []
+        """The URLs of the GETs the program sent to Resource Manager itself (the resource provider check)."""
+
+    def arm_get(self, url: str, token: str) -> tuple[int, dict[str, Any]]:
+        """Resource Manager's answer to "Providers - Get" (Microsoft.Resources 2021-04-01), as it answers it:
+        stricter than ARM, it accepts only the token the provider's getClientToken gave, the subscription the
+        provider deploys to and the documented URL shape."""
+        self.arm_gets.append(url)
+        if token != jwt(self.deployer_claims):
+            return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "The access token is invalid."}}
+        parsed = urllib.parse.urlsplit(url)
+        match = re.fullmatch(r"/subscriptions/([^/]+)/providers/([A-Za-z.]+)", parsed.path)
+        query = urllib.parse.parse_qs(parsed.query)
+        if parsed.scheme != "https" or parsed.netloc != "management.azure.com" or match is None:
+            return 404, {"error": {"code": "NotFound", "message": f"No route for {url}."}}
+        if query.get("api-version") != ["2021-04-01"]:
+            return 400, {"error": {"code": "InvalidApiVersionParameter", "message": "Bad api-version."}}
+        subscription, namespace = match.groups()
+        if subscription != SUBSCRIPTION_ID:
+            return 403, {"error": {"code": "AuthorizationFailed", "message": "No access to that subscription."}}
+        state = self.provider_states.get(namespace, "Registered")
+        return 200, {
+            "id": f"/subscriptions/{subscription}/providers/{namespace}",
+            "namespace": namespace,
+            "registrationState": state,
+            "registrationPolicy": "RegistrationRequired",
+            "resourceTypes": [],
+        }
 
     def add_existing(self, resource_id: str, answer: Mapping[str, Any]) -> None:
         self.azure[resource_id.lower()] = {"id": resource_id, "name": resource_id.rsplit("/", 1)[-1], **answer}
@@ -271,6 +303,13 @@ def environment_id(resource_group: str, environment: str, subscription: str = SU
     )
 
 
+def workspace_id(resource_group: str, workspace: str, subscription: str = SUBSCRIPTION_ID) -> str:
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/"
+        f"Microsoft.OperationalInsights/workspaces/{workspace}"
+    )
+
+
 # The lookups the program makes of what it adopts: invoke token -> the ARM ID its arguments name.
 LOOKUPS: dict[str, Any] = {
     "azure-native:dbforpostgresql:getServer": lambda a: server_id(a["resourceGroupName"], a["serverName"]),
@@ -284,6 +323,7 @@ LOOKUPS: dict[str, Any] = {
         server_id(a["resourceGroupName"], a["serverName"]) + f"/administrators/{a['objectId']}"
     ),
     "azure-native:app:getManagedEnvironment": lambda a: environment_id(a["resourceGroupName"], a["environmentName"]),
+    "azure-native:operationalinsights:getWorkspace": lambda a: workspace_id(a["resourceGroupName"], a["workspaceName"]),
 }
 
 
@@ -404,12 +444,15 @@ def run_program(
         created[name] = self
 
     # Imported once mocks are set (Pulumi's testing-unit-py order); importing declares nothing, main() does.
+    import preflight.providers
     import program
 
     def body() -> None:
         with (
             mock.patch.object(pulumi, "export", lambda key, value: exported.__setitem__(key, value)),
             mock.patch.object(pulumi.CustomResource, "__init__", recording_init),
+            # The resource provider check's GET to Resource Manager, answered as ARM answers it.
+            mock.patch.object(preflight.providers, "arm_get", recording.arm_get),
         ):
             program.main()
 

@@ -409,7 +409,8 @@ def test_the_app_joins_the_existing_environment_and_no_network_is_declared() -> 
         for r in run.of_type(FIREWALL_RULE)
     }
     assert rules == {f"app-egress-{i}": (ip, ip) for i, ip in enumerate(NAT_ADDRESSES)}
-    # Its logs go to the environment's own workspace: the token alerts cannot watch them from this stack.
+    # Its logs go to the environment's own workspace: without alertWorkspaceId the token alerts cannot watch them
+    # (tests/test_alert_workspace.py).
     assert run.of_type("azure-native:monitor:ScheduledQueryRule") == []
 
 

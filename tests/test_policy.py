@@ -152,6 +152,14 @@ def diagnostic(target_id: str, name: str = "diag") -> Resource:
     return Resource(rules.DIAGNOSTIC_SETTING, name, {"resourceUri": target_id, "workspaceId": "/w"})
 
 
+def environment(destination: str) -> Resource:
+    return Resource(
+        rules.MANAGED_ENVIRONMENT,
+        "env",
+        {"appLogsConfiguration": {"destination": destination}, "tags": PROD, "id": "/s/env"},
+    )
+
+
 def diagnostic_output(target_id: str, name: str = "diag") -> Resource:
     setting_id = f"{target_id}/providers/microsoft.insights/diagnosticSettings/{name}"
     return Resource(rules.DIAGNOSTIC_SETTING, name, {"id": setting_id, "name": name, "workspaceId": "/w"})
@@ -282,14 +290,8 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
         [server(), server(highAvailability={"mode": "ZoneRedundant"}, tags=PROD)],
     ),
     "app-logs-to-log-analytics": (
-        [Resource(rules.MANAGED_ENVIRONMENT, "env", {"tags": PROD})],
-        [
-            Resource(
-                rules.MANAGED_ENVIRONMENT,
-                "env",
-                {"appLogsConfiguration": {"destination": "log-analytics"}, "tags": PROD},
-            )
-        ],
+        [Resource(rules.MANAGED_ENVIRONMENT, "env", {"tags": PROD, "id": "/s/env"})],
+        [environment("azure-monitor"), diagnostic("/s/env")],
     ),
     "diagnostics-to-log-analytics": (
         [server(), vault(), diagnostic("/s/server")],
@@ -371,6 +373,15 @@ def test_a_setting_aimed_at_another_resource_does_not_cover_the_vault() -> None:
     report = evaluate(outputs)
     assert [v.resource for v in report.violations if v.rule == "diagnostics-to-log-analytics"] == ["vault"]
     assert report.undecided == []
+
+
+def test_the_environment_logs_the_current_way_or_is_reported() -> None:
+    # The shared-key destination writes through the HTTP Data Collector API (support ended 14 September 2026).
+    (retired,) = violations_of("app-logs-to-log-analytics", [environment("log-analytics"), diagnostic("/s/env")])
+    assert "14 September 2026" in retired.message and "'azure-monitor'" in retired.message
+    # azure-monitor keeps nothing by itself: a diagnostic setting on the environment sends the logs on.
+    assert violations_of("app-logs-to-log-analytics", [environment("azure-monitor"), diagnostic("/s/server")])
+    assert violations_of("app-logs-to-log-analytics", [environment("azure-monitor"), diagnostic_output("/s/env")]) == []
 
 
 def test_a_password_in_a_uri_is_reported_even_when_the_variable_name_is_unknown() -> None:
@@ -654,9 +665,6 @@ RESOURCE_CASES: dict[str, list[ResourceCase]] = {
     "high-availability-in-production": [
         ("prod", "token", rules.SERVER, lambda p: p.pop("highAvailability"), ("'Disabled'", "'ZoneRedundant'")),
     ],
-    "app-logs-to-log-analytics": [
-        ("dev", "token", rules.MANAGED_ENVIRONMENT, lambda p: p.pop("appLogsConfiguration"), ("None", "log-analytics")),
-    ],
     "required-tags": [
         ("dev", "token", "azure-native:resources:ResourceGroup", lambda p: p["tags"].pop("owner"), ("owner",)),
     ],
@@ -738,6 +746,15 @@ def _without(selector: str) -> Callable[[], list[cg.Wire]]:
     return build
 
 
+def _environment_outputs(change: Callable[[dict[str, Any]], None]) -> Callable[[], list[cg.Wire]]:
+    def build() -> list[cg.Wire]:
+        deployment = deployed("prod", "token")
+        environment = cg.mutated(_by_type(deployment, rules.MANAGED_ENVIRONMENT, "outputs"), change)
+        return _replace(deployment.outputs, environment)
+
+    return build
+
+
 def _vault_setting_aimed_at_the_server() -> list[cg.Wire]:
     deployment = deployed("prod", "token")
     server_id = cg.decoded(_by_type(deployment, rules.SERVER, "outputs"))["id"]
@@ -762,6 +779,19 @@ STACK_CASES: dict[str, list[StackCase]] = {
     "password-auth-off-in-token-mode": [(_password_auth_on, "database-server", ("'Enabled'", "'Disabled'"))],
     "tls-configured": [
         (_without("ssl-min-protocol-version"), "database-server", ("ssl_min_protocol_version", "Configuration")),
+    ],
+    "app-logs-to-log-analytics": [
+        (_without("mcp-env-diagnostics"), "mcp-env", ("no diagnostic setting", "resourceUri")),
+        (_environment_outputs(lambda p: p.pop("appLogsConfiguration")), "mcp-env", ("None", "'azure-monitor'")),
+        (
+            _environment_outputs(
+                lambda p: p.update(
+                    appLogsConfiguration={"destination": "log-analytics", "logAnalyticsConfiguration": {}}
+                )
+            ),
+            "mcp-env",
+            ("'log-analytics'", "14 September 2026", "'azure-monitor'"),
+        ),
     ],
     "diagnostics-to-log-analytics": [
         (_without("identity-vault-diagnostics"), "identity-vault", ("Key Vault", "resourceUri")),

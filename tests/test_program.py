@@ -254,7 +254,9 @@ def test_app_container_shape(deployed: tuple[str, str, ProgramRun]) -> None:
     assert {p["type"] for p in mcp["probes"]} == {"Startup", "Liveness", "Readiness"}
     assert all(p["tcpSocket"]["port"] == 8000 for p in mcp["probes"])
     environment = run.one("azure-native:app:ManagedEnvironment").inputs
-    assert environment["appLogsConfiguration"]["destination"] == "log-analytics"
+    # Logs through a diagnostic setting (test_server_vault_and_apps_log_to_one_workspace), not the shared-key
+    # HTTP Data Collector API (support ended 14 September 2026).
+    assert environment["appLogsConfiguration"] == {"destination": "azure-monitor"}
     assert environment["vnetConfiguration"]["infrastructureSubnetId"].endswith(
         run.one("azure-native:network:Subnet").name
     )
@@ -271,11 +273,11 @@ def test_no_secret_value_in_plain_env_or_outputs(deployed: tuple[str, str, Progr
                 assert "@" in plain and ":" not in plain.split("//", 1)[1].split("@", 1)[0]
     rendered = json.dumps(run.exports)
     assert not any(secret in rendered for secret in secret_values)
+    # The workspace's shared key is neither read nor handed to the environment: its logs need none.
     environment = run.one("azure-native:app:ManagedEnvironment")
-    assert (
-        environment.inputs["appLogsConfiguration"]["logAnalyticsConfiguration"]["sharedKey"] == LOG_ANALYTICS_SHARED_KEY
-    )
-    assert is_secret_at(environment.raw_inputs, "appLogsConfiguration", "logAnalyticsConfiguration", "sharedKey")
+    assert "logAnalyticsConfiguration" not in environment.inputs["appLogsConfiguration"]
+    assert LOG_ANALYTICS_SHARED_KEY not in json.dumps([r.inputs for r in run.resources])
+    assert "azure-native:operationalinsights:getSharedKeys" not in [token for token, _ in run.mocks.calls]
 
 
 def test_outputs(deployed: tuple[str, str, ProgramRun]) -> None:
@@ -540,13 +542,25 @@ def test_server_vault_and_apps_log_to_one_workspace(deployed: tuple[str, str, Pr
         d.inputs["resourceUri"].rsplit("/", 1)[-1]: d.inputs
         for d in run.of_type("azure-native:monitor:DiagnosticSetting")
     }
-    assert set(settings) == {run.one(SERVER).name, run.one(VAULT).name}
+    environment = run.one("azure-native:app:ManagedEnvironment").name
+    assert set(settings) == {run.one(SERVER).name, run.one(VAULT).name, environment}
     for setting in settings.values():
         assert setting["workspaceId"].endswith(workspace)
-        assert setting["logs"] == [{"categoryGroup": "allLogs", "enabled": True}]
         assert setting["metrics"] == [{"category": "AllMetrics", "enabled": True}]
-    environment = run.one("azure-native:app:ManagedEnvironment").inputs["appLogsConfiguration"]
-    assert environment["logAnalyticsConfiguration"]["customerId"] == "33333333-3333-3333-3333-333333333333"
+    for target in (run.one(SERVER).name, run.one(VAULT).name):
+        assert settings[target]["logs"] == [{"categoryGroup": "allLogs", "enabled": True}]
+    # The Container Apps environment: `azure-monitor` plus this setting, into the resource-specific tables the
+    # token alerts query (Microsoft Learn, "Log storage and monitoring options in Azure Container Apps";
+    # Azure Monitor, "Diagnostic settings": logAnalyticsDestinationType Dedicated).
+    apps = settings[environment]
+    assert apps["logAnalyticsDestinationType"] == "Dedicated"
+    assert apps["logs"] == [
+        {"category": "ContainerAppConsoleLogs", "enabled": True},
+        {"category": "ContainerAppSystemLogs", "enabled": True},
+    ]
+    assert run.one("azure-native:app:ManagedEnvironment").inputs["appLogsConfiguration"] == {
+        "destination": "azure-monitor"
+    }
 
 
 def test_ci_runner_is_admitted_for_one_run_and_the_access_step_waits_for_it() -> None:
@@ -647,15 +661,18 @@ def test_token_alerts_watch_the_apps_logs_in_each_stack(token_mode: ProgramRun) 
             "GreaterThan",
             0,
         )
-        assert f'ContainerAppName_s == "{app_name}"' in condition["query"]
+        assert f'ContainerAppName == "{app_name}"' in condition["query"]
+        assert "_CL" not in condition["query"] and "_s " not in condition["query"]
         assert rule["autoMitigate"] is True
+        # A fresh workspace has none of the tables yet: Azure must not validate the query against it.
+        assert rule["skipQueryValidation"] is True
     failures = rules["token-failures"]["criteria"]["allOf"][0]["query"]
-    assert failures.startswith("ContainerAppConsoleLogs_CL\n")
-    assert 'ContainerName_s == "postgres-mcp" and Log_s contains "The access token has expired"' in failures
-    assert 'ContainerName_s == "token-refresher"' in failures and "failed_in_a_row >= 5" in failures
+    assert failures.startswith("ContainerAppConsoleLogs\n")
+    assert 'container == "postgres-mcp" and Log contains "The access token has expired"' in failures
+    assert 'container == "token-refresher"' in failures and "failed_in_a_row >= 5" in failures
     restarts = rules["refresher-restarts"]["criteria"]["allOf"][0]["query"]
-    assert restarts.startswith("ContainerAppSystemLogs_CL\n")
-    assert 'Log_s contains "token-refresher"' in restarts and 'Log_s contains "will be restarted"' in restarts
+    assert restarts.startswith("let events = ContainerAppSystemLogs\n")
+    assert 'Log contains "token-refresher"' in restarts and 'Log contains "will be restarted"' in restarts
     assert rules["token-failures"]["severity"] < rules["refresher-restarts"]["severity"]
 
 

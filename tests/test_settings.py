@@ -135,6 +135,14 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
         ("shared-env", "a Container Apps environment's resource ID"),
         (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/apps/providers/{FLEXIBLE_SERVERS}/legacy-pg", "managedEnv"),
     ],
+    "alertWorkspaceId": [
+        ("logs", "a Log Analytics workspace's resource ID"),
+        (
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/ops/providers/Microsoft.OperationalInsights/workspaces/ops-logs",
+            "empty unless existingEnvironmentId is set",
+        ),
+        (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/ops/providers/Microsoft.Insights/components/x", "workspaces"),
+    ],
     "appEgressIps": [
         (["20.1.2.3"], "unless existingEnvironmentId is set"),
         ("20.1.2.3", "a list of"),
