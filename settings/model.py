@@ -279,8 +279,10 @@ class Settings(BaseModel):
     )
     zone_redundant: Boolean = Field(
         False,
-        description="Spread the Container Apps environment and the egress public IP over the region's availability "
-        "zones. Chosen at creation: a change replaces the environment (and needs a new `appSubnetCidr`) and the "
+        description="Spread the Container Apps environment over the region's availability zones and make the "
+        "egress public IP zone-redundant. Egress is not: the Standard NAT gateway in front of the IP is zonal "
+        '("no zone", in one zone Azure picks), so an outage of that zone stops the app\'s connections to the '
+        "server. Chosen at creation: a change replaces the environment (and needs a new `appSubnetCidr`) and the "
         "egress IP (a new address, which the server firewall follows).",
     )
     ingress_internal: Boolean = Field(

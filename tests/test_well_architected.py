@@ -10,12 +10,15 @@ replica, the EmptyDir token volume, workspace replication) is in the README's ex
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import cast
 
 import pytest
 from harness import ProgramRun, run_program
 
+import components.environment as environment_module
 from components.network import InboundRule, inbound_rules
+from settings.model import Settings
 
 SUBNET = "azure-native:network:Subnet"
 NSG = "azure-native:network:NetworkSecurityGroup"
@@ -24,6 +27,7 @@ CONTAINER_APP = "azure-native:app:ContainerApp"
 SERVER = "azure-native:dbforpostgresql:Server"
 PUBLIC_IP = "azure-native:network:PublicIPAddress"
 NAT = "azure-native:network:NatGateway"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @functools.cache
@@ -188,11 +192,31 @@ def test_prod_is_zone_redundant_and_dev_is_not(mode: str) -> None:
     prod, dev = program("prod", mode), program("dev", mode)
     assert prod.one(ENVIRONMENT).inputs["zoneRedundant"] is True
     assert dev.one(ENVIRONMENT).inputs["zoneRedundant"] is False
-    # The egress IP the server firewall admits survives a zone's loss; a non-zonal NAT gateway takes it.
+    # The egress IP the server firewall admits is zone-redundant; the Standard NAT gateway in front of it is
+    # "no zone" (zonal, in a zone Azure picks), which accepts a zone-redundant IP (Microsoft Learn, "NAT gateway
+    # and availability zones").
     egress = prod.one(PUBLIC_IP).inputs
     assert egress["zones"] == ["1", "2", "3"] and egress["sku"] == {"name": "Standard", "tier": "Regional"}
-    assert "zones" not in prod.one(NAT).inputs
+    assert "zones" not in prod.one(NAT).inputs and prod.one(NAT).inputs["sku"] == {"name": "Standard"}
     assert "zones" not in dev.one(PUBLIC_IP).inputs
+
+
+def test_what_zone_redundancy_claims_matches_what_is_built() -> None:
+    # Microsoft Learn, "NAT gateway and availability zones" / "Reliability in Azure NAT Gateway": a Standard NAT
+    # gateway is zonal; without a zone it is "no zone" and an outage of its zone stops egress. prod builds
+    # exactly that, so nothing may claim that zoneRedundant makes egress survive a zone's loss.
+    prod = program("prod")
+    assert prod.one(NAT).inputs["sku"] == {"name": "Standard"} and "zones" not in prod.one(NAT).inputs
+    described = Settings.model_fields["zone_redundant"].description or ""
+    assert "NAT gateway" in described and "zonal" in described and "Egress is not" in described
+    assert "NAT gateway" in (ROOT / "Pulumi.yaml").read_text().split("zoneRedundant:", 1)[1].split("default:", 1)[0]
+    page = (ROOT / "docs" / "zone-redundancy.md").read_text()
+    assert '"no zone"' in page and "NAT gateway and availability zones" in page
+    # The private DNS `@` record is optional: Microsoft's guide creates only the `*` record.
+    assert "`@` (apex) record" in page and "optional" in page
+    assert "Microsoft's guide creates" in (environment_module.__doc__ or "") + (
+        environment_module.Environment._private_dns.__doc__ or ""
+    )
 
 
 @pytest.mark.parametrize("mode", ["token", "password"])
