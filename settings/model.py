@@ -293,8 +293,9 @@ class Settings(BaseModel):
     allowed_client_networks: Annotated[tuple[ClientRange, ...], list_of("IPv4 addresses or CIDR ranges")] = Field(
         (),
         alias="allowedClientCidrs",
-        description="IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list, also enforced by the "
-        "apps subnet's network security group); private ranges only with `ingressInternal`; empty admits any "
+        description="IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list; with "
+        "`ingressInternal` also enforced by the apps subnet's network security group, which cannot lock down an "
+        "external environment's inbound traffic); private ranges only with `ingressInternal`; empty admits any "
         "address, so Entra sign-in or internal ingress must then close the endpoint.",
     )
     entra_auth_client_id: Annotated[
