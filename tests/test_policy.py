@@ -180,7 +180,7 @@ def private_zone(name: str = "env-1a2b.westeurope.azurecontainerapps.io") -> Res
     return Resource(rules.PRIVATE_ZONE, "zone", {"name": name, "id": f"/s/privateDnsZones/{name}"})
 
 
-def dns_link(vnet_id: str, zone: str = "env-1a2b.westeurope.azurecontainerapps.io") -> Resource:
+def dns_link(vnet_id: Any, zone: str = "env-1a2b.westeurope.azurecontainerapps.io") -> Resource:
     link_id = f"/s/privateDnsZones/{zone}/virtualNetworkLinks/link"
     return Resource(rules.VIRTUAL_NETWORK_LINK, "link", {"id": link_id, "virtualNetwork": {"id": vnet_id}})
 
@@ -495,12 +495,31 @@ def test_unknown_values_are_undecided_never_compliant() -> None:
         ("not-anonymous-and-public", public_app({"action": "Allow", "ipAddressRange": unknown})),
         ("key-vault-hardened", vault("prod", enablePurgeProtection=unknown)),
         ("backups-kept", server(tags={"environment": unknown, "owner": "t"})),
+        ("apps-subnet-has-nsg", apps_subnet(networkSecurityGroup={"id": unknown})),
+        ("apps-subnet-has-nsg", apps_subnet(delegations=unknown)),
+        ("maintenance-window-set", server(maintenanceWindow={"customWindow": unknown}, tags=PROD)),
+        ("maintenance-window-set", server(tags={"environment": unknown, "owner": "t"})),
     ]
     for rule_name, resource in cases:
         report = evaluate([resource])
         assert [v for v in report.violations if v.rule == rule_name] == [], resource
         undecided = [v for v in report.undecided if v.rule == rule_name]
         assert undecided and all(isinstance(v.message, Undecided) for v in undecided), resource
+
+
+def test_the_private_dns_rule_waits_for_what_a_first_preview_cannot_know() -> None:
+    # The zone is named after the environment's default domain, which Azure assigns.
+    for stack in (
+        [internal_environment(defaultDomain=Unknown("d")), private_zone(), dns_link("/s/virtualNetworks/vnet")],
+        [internal_environment(), Resource(rules.PRIVATE_ZONE, "zone", {"id": Unknown("i"), "name": Unknown("n")})],
+        [internal_environment(), private_zone(), dns_link(Unknown("v"))],
+    ):
+        report = evaluate(stack)
+        assert [v for v in report.violations if v.rule == "private-dns-linked-in-internal-mode"] == [], stack
+        assert [v for v in report.undecided if v.rule == "private-dns-linked-in-internal-mode"], stack
+    # An external environment needs no private zone.
+    external = internal_environment(vnetConfiguration={"internal": False})
+    assert violations_of("private-dns-linked-in-internal-mode", [external]) == []
 
 
 def test_plain_turns_crossguards_unknowns_into_unknown_markers() -> None:
