@@ -56,7 +56,7 @@ ID_TOKEN_ATTEMPTS = 3
 ID_TOKEN_TIMEOUT_SECONDS = 10.0
 RETRY_DELAY_SECONDS = 0.5  # doubled per attempt
 JWT = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
-README_SECTION = "README.md, section 'CI/CD'"
+README_SECTION = "docs/ci-cd.md"
 
 
 class DeployerCredentialError(Exception):

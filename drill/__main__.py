@@ -16,10 +16,21 @@ from drill.postgres_mcp_venv import ensure_venv
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drill", description=__doc__.splitlines()[0])
-    parser.add_argument("--faults", action="store_true", help="also run the fault scenarios")
+    parser = argparse.ArgumentParser(
+        prog="python -m drill",
+        description=__doc__.splitlines()[0],
+        epilog="scenarios:\n"
+        + "\n".join(f"  {name:18} {scenario.description}" for name, scenario in scenarios.SCENARIOS.items())
+        + "\n\nThe first run builds .drill/postgres-mcp-0.3.0 (the real postgres-mcp, from PyPI) once.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--faults", action="store_true", help="run every scenario: baked, refresher and the faults")
     parser.add_argument(
-        "--only", choices=sorted(scenarios.SCENARIOS), action="append", help="run only this scenario (repeatable)"
+        "--only",
+        choices=list(scenarios.SCENARIOS),
+        action="append",
+        metavar="SCENARIO",
+        help="run only this scenario; repeat to run several (e.g. --only refresher --only long-outage)",
     )
     arguments = parser.parse_args(argv)
     names = arguments.only or (list(scenarios.SCENARIOS) if arguments.faults else ["baked", "refresher"])

@@ -1,9 +1,12 @@
 """A virtualenv with the real postgres-mcp 0.3.0, as its container image runs it.
 
 postgres-mcp needs Python >= 3.12. PyPI's postgres-mcp 0.3.0 pins pglast==7.2.0, which
-the registry lacks, so it is installed without dependencies and its dependencies are
-installed at the versions that the crystaldba/postgres-mcp:0.3.0 image locks (pglast
-as the nearest 7.x). Built once under .drill/ and reused while this list is unchanged.
+the registry lacks, so its dependencies are installed first, at the versions that the
+crystaldba/postgres-mcp:0.3.0 image locks (pglast as the nearest 7.x), and postgres-mcp
+last without dependencies: installed in that order pip has no pin of postgres-mcp's to
+check the newer pglast against, and prints no resolver `ERROR:` about it. Built once under
+.drill/ and reused while this list is unchanged; the build shows each step and its time,
+and pip's own output only when a step fails.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ import hashlib
 import os
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".drill" / "postgres-mcp-0.3.0"
 POSTGRES_MCP = "postgres-mcp==0.3.0"
+PROGRESS_SECONDS = 5
 DEPENDENCIES = (
     "mcp[cli]==1.6.0",
     "psycopg[binary]==3.2.6",
@@ -66,18 +72,75 @@ def find_python() -> str:
     raise RuntimeError("postgres-mcp needs Python >= 3.12: install one (pyenv install 3.12) or set DRILL_PYTHON")
 
 
+class BuildError(RuntimeError):
+    """A step of the virtualenv's build failed; the message carries the step's own output."""
+
+
+def _run_step(command: list[str], label: str, log: bool, timeout: float) -> None:
+    """Runs one build step with its output captured: a progress line every few seconds while it
+    runs (what pip is at), the whole output only if it fails."""
+    started = time.monotonic()
+    if log:
+        print(f"drill:   {label} ...", flush=True)
+    output: list[str] = []
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: output.extend(process.stdout or ()), daemon=True)
+    reader.start()
+    while True:
+        try:
+            process.wait(timeout=PROGRESS_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
+                process.kill()
+                process.wait()
+                reader.join(timeout=5)
+                raise BuildError(f"{label}: no result after {timeout:.0f}s\n" + "".join(output)) from None
+            if log:
+                print(f"drill:     {elapsed:3.0f}s  {_activity(output)}", flush=True)
+    reader.join(timeout=5)
+    if process.returncode != 0:
+        raise BuildError(f"{label} failed (exit code {process.returncode}):\n" + "".join(output))
+    if log:
+        print(f"drill:   {label}: done in {time.monotonic() - started:.0f}s", flush=True)
+
+
+def _activity(output: list[str]) -> str:
+    """The last thing pip said it was doing (collecting, downloading, installing)."""
+    for line in reversed(output[-50:]):
+        text = line.strip()
+        if text.startswith(("Collecting", "Downloading", "Installing", "Building", "Using cached")):
+            return text if len(text) <= 90 else text[:87] + "..."
+    return "working"
+
+
 def ensure_venv(log: bool = True) -> Path:
     """Returns the venv's directory, building it when missing or out of date."""
     stamp = hashlib.sha256("\n".join((POSTGRES_MCP, *DEPENDENCIES)).encode()).hexdigest()
     marker = VENV / ".drill-stamp"
     if marker.exists() and marker.read_text() == stamp and (VENV / "bin" / "postgres-mcp").exists():
         return VENV
+    python = find_python()
     if log:
-        print(f"drill: building {VENV.relative_to(ROOT)} (postgres-mcp 0.3.0 on Python >= 3.12) ...", flush=True)
+        print(
+            f"drill: first run: building {VENV.relative_to(ROOT)}, the real postgres-mcp 0.3.0 from PyPI "
+            f"({python}), once",
+            flush=True,
+        )
+    started = time.monotonic()
     shutil.rmtree(VENV, ignore_errors=True)
-    subprocess.run([find_python(), "-m", "venv", str(VENV)], check=True, timeout=300)
-    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--no-deps", POSTGRES_MCP], check=True, timeout=900)
-    subprocess.run([*pip, *DEPENDENCIES], check=True, timeout=900)
+    _run_step([python, "-m", "venv", str(VENV)], "1/3 creating the virtualenv", log, timeout=300)
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar=off"]
+    _run_step(
+        [*pip, *DEPENDENCIES],
+        f"2/3 installing its {len(DEPENDENCIES)} dependencies at the image's versions",
+        log,
+        timeout=900,
+    )
+    _run_step([*pip, "--no-deps", POSTGRES_MCP], "3/3 installing postgres-mcp 0.3.0 itself", log, timeout=900)
     marker.write_text(stamp)
+    if log:
+        print(f"drill: {VENV.relative_to(ROOT)} ready in {time.monotonic() - started:.0f}s\n", flush=True)
     return VENV

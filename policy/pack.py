@@ -48,7 +48,7 @@ def options_from(config: Mapping[str, Any] | None, rule: Rule | None = None) -> 
             accepted = ", ".join(rule.config) or "no settings"
             raise ValueError(
                 f"policy config for {rule.name!r} sets {', '.join(unknown)}, which it does not read "
-                f"(it accepts: {accepted}); give each setting to the policies that read it (see README)"
+                f"(it accepts: {accepted}); give each setting to the policies that read it (see docs/policy.md)"
             )
     defaults = Options()
     return Options(

@@ -121,7 +121,7 @@ StackCheck = Callable[[Sequence[Resource], Options], list[tuple[Resource, str]]]
 @dataclass(frozen=True)
 class Rule:
     name: str
-    description: str  # what it checks and why, shown by CrossGuard and in the README
+    description: str  # what it checks and why, shown by CrossGuard and in docs/policy.md
     enforcement: Literal["mandatory", "advisory"]
     check_resource: ResourceCheck | None = None
     check_stack: StackCheck | None = None

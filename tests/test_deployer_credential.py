@@ -206,7 +206,7 @@ def test_a_job_without_a_matching_federated_credential_is_told_its_subject(
     assert "AADSTS70021: No matching federated identity record found" in message
     for fact in (entra.client_id, entra.tenant_id, SCOPE, PR_SUBJECT, GITHUB_ISSUER, "api://AzureADTokenExchange"):
         assert fact in message
-    assert "federated credential" in message and "README.md" in message
+    assert "federated credential" in message and "docs/ci-cd.md" in message
     assert "Trace ID" not in message  # the first line of Entra's description, not its diagnostics
     assert_no_credential_in(message, github, entra)
 
@@ -458,8 +458,8 @@ def federated_subjects_the_workflows_present() -> set[str]:
     return subjects
 
 
-def test_the_readme_documents_a_federated_credential_for_every_job_that_signs_in() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_document_a_federated_credential_for_every_job_that_signs_in() -> None:
+    readme = (ROOT / "docs" / "ci-cd.md").read_text()
     subjects = federated_subjects_the_workflows_present()
     assert subjects == {
         "repo:<owner>/<repo>:pull_request",

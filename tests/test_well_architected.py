@@ -4,7 +4,7 @@ The rules these tests stand for: Azure.VNET.UseNSGs (a subnet has a network secu
 Azure.ContainerApp.AvailabilityZone (zone-redundant environment), Azure.ContainerApp.RestrictIngress
 (IP restrictions, Allow rules only), Azure.PostgreSQL.MaintenanceWindow (a custom maintenance window),
 Azure.PublicIP.AvailabilityZone (a zone-redundant public IP). What prod leaves out on purpose (one
-replica, the EmptyDir token volume, workspace replication) is in the README's exceptions.
+replica, the EmptyDir token volume, workspace replication) is in docs/architecture.md's exceptions.
 """
 
 from __future__ import annotations
