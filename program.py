@@ -67,6 +67,7 @@ def main() -> None:
                 "vnet_cidr": str(config.vnet_cidr),
                 "app_subnet_cidr": str(config.app_subnet_cidr),
                 "client_sources": config.mcp_client_sources,
+                "internal": config.ingress_internal,
                 "zone_redundant": config.zone_redundant,
             },
         )

@@ -2,10 +2,13 @@
 
 Reachable inside the VNet only (`internal`): an internal environment (no public address at
 all) whose apps keep `external: true` ingress, which there means "the VNet", plus a private
-DNS zone named after the environment's default domain with `*` and `@` A records to its
-static IP, linked to the VNet (Microsoft Learn, "Provide a virtual network to an internal
-Azure Container Apps environment"). `internal` and `zoneRedundant` are create-only: changing
-one replaces the environment, which needs a new subnet (preflight/environment_record.py).
+DNS zone named after the environment's default domain, linked to the VNet, with a `*` A record
+to its static IP (Microsoft Learn, "Provide a virtual network to an internal Azure Container
+Apps environment", deploy with a private DNS: zone, VNet link, `*` record). The `@` record this
+component adds as well is optional: apps are served at `<app>.<default domain>`, which `*`
+resolves; the apex only answers for the bare domain. `internal` and `zoneRedundant` are
+create-only: changing one replaces the environment, which needs a new subnet
+(preflight/environment_record.py).
 
 The app receives the environment by ID (Azure Verified Modules' `environmentResourceId`), so
 an environment this component creates and one the stack adopts (existingEnvironmentId) take
@@ -126,7 +129,8 @@ class Environment(pulumi.ComponentResource):
         args: EnvironmentArgs,
         child: Callable[..., pulumi.ResourceOptions],
     ) -> None:
-        """Resolves the internal environment's names inside the VNet: `<app>.<default domain>` and the apex."""
+        """Resolves the internal environment's names inside the VNet: `<app>.<default domain>` (the `*` record
+        Microsoft's guide creates) and, optionally, the apex (`@`)."""
         zone = privatedns.PrivateZone(
             f"{name}-private-dns",
             private_zone_name=environment.default_domain,

@@ -34,6 +34,10 @@ CONTAINER_APP = "azure-native:app:ContainerApp"
 MANAGED_ENVIRONMENT = "azure-native:app:ManagedEnvironment"
 AUTH_CONFIG = "azure-native:app:ContainerAppsAuthConfig"
 DIAGNOSTIC_SETTING = "azure-native:monitor:DiagnosticSetting"
+SUBNET = "azure-native:network:Subnet"
+PRIVATE_ZONE = "azure-native:privatedns:PrivateZone"
+VIRTUAL_NETWORK_LINK = "azure-native:privatedns:VirtualNetworkLink"
+CONTAINER_APPS_DELEGATION = "Microsoft.App/environments"
 
 # Types that carry tags in azure-native; others (sub-resources, role assignments) cannot.
 TAGGABLE = frozenset(
@@ -50,7 +54,12 @@ TAGGABLE = frozenset(
         "azure-native:network:PublicIPAddress",
     }
 )
-SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CONNECTION_?STRING)", re.IGNORECASE)
+# A name that holds a secret. TOKEN only at the name's end (ACCESS_TOKEN, GITHUB_TOKEN): settings
+# *about* tokens (TOKEN_RESOURCE, TOKEN_REFRESH_MARGIN_SECONDS) hold no secret.
+SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CONNECTION_?STRING)|TOKEN$", re.IGNORECASE)
+# A value that is a secret whatever its name: a JSON Web Token (an Entra access token), header.payload.signature
+# in base64url, the header a JSON object (`{"` encodes as `eyJ`; RFC 7519).
+JWT_VALUE = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 URI_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]+:[^/@\s]+@", re.IGNORECASE)
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 WIDEST_FIREWALL_PREFIX = 16
@@ -158,6 +167,9 @@ def _label(resource: Resource) -> str:
         MANAGED_ENVIRONMENT: "Container Apps environment",
         AUTH_CONFIG: "auth config",
         DIAGNOSTIC_SETTING: "diagnostic setting",
+        SUBNET: "subnet",
+        PRIVATE_ZONE: "private DNS zone",
+        VIRTUAL_NETWORK_LINK: "private DNS link",
     }.get(resource.type, resource.type.rsplit(":", 1)[-1])
     return f"{kind} '{resource.name}'"
 
@@ -324,6 +336,11 @@ def secrets_only_by_reference(resource: Resource, _: Options) -> list[str]:
                 problems.append(
                     f"{where} sets {name} to a URI with a password in it: drop the password (token mode) "
                     "or pass the URI with secretRef to a Key Vault reference"
+                )
+            elif isinstance(value, str) and JWT_VALUE.search(value):
+                problems.append(
+                    f"{where} sets {name} to a token (a JSON Web Token) as a plain value: pass it with secretRef "
+                    "to a Key Vault reference, or let the app fetch it with its managed identity"
                 )
             elif isinstance(name, str) and SECRET_NAME.search(name):
                 # A plain value for a secret's name is a violation even while the value is unknown.
@@ -528,6 +545,56 @@ def restricted_access_mode(resource: Resource, _: Options) -> list[str]:
     return problems
 
 
+def apps_subnet_has_nsg(resource: Resource, _: Options) -> list[str]:
+    """A subnet delegated to Container Apps has a network security group (PSRule Azure.VNET.UseNSGs)."""
+    if resource.type != SUBNET:
+        return []
+    delegations = get(resource.props, "delegations")
+    if isinstance(delegations, Unknown):
+        return [_undecided(resource, "delegations", "whether it needs a network security group")]
+    services = [get(delegation, "serviceName") for delegation in items(delegations)]
+    if any(isinstance(service, Unknown) for service in services):
+        return [_undecided(resource, "delegations[].serviceName", "whether it needs a network security group")]
+    if not any(str(service).lower() == CONTAINER_APPS_DELEGATION.lower() for service in services):
+        return []
+    group = get(resource.props, "networkSecurityGroup")
+    group_id = get(group, "id")
+    if isinstance(group_id, Unknown):
+        return [_undecided(resource, "networkSecurityGroup.id", "its network security group")]
+    if not group_id:
+        return [
+            f"{_label(resource)} is delegated to {CONTAINER_APPS_DELEGATION} and has no network security group: "
+            "set networkSecurityGroup.id (components/network.py builds one from Microsoft's workload-profiles rules)"
+        ]
+    return []
+
+
+def maintenance_window_set(resource: Resource, options: Options) -> list[str]:
+    """A production server is patched in a window the team chose (PSRule Azure.PostgreSQL.MaintenanceWindow):
+    `customWindow` Enabled with a day (0 = Sunday ... 6) and an hour (0-23), REST API MaintenanceWindow."""
+    if resource.type != SERVER:
+        return []
+    production = options.is_production(resource)
+    if production is False:
+        return []
+    window = get(resource.props, "maintenanceWindow")
+    fields = {key: get(window, key) for key in ("customWindow", "dayOfWeek", "startHour")}
+    unknown = [key for key, value in fields.items() if isinstance(value, Unknown)]
+    if isinstance(window, Unknown) or unknown:
+        return [_undecided(resource, "maintenanceWindow", "its maintenance window")]
+    custom, day, hour = fields["customWindow"], fields["dayOfWeek"], fields["startHour"]
+    if custom == "Enabled" and isinstance(day, (int, float)) and isinstance(hour, (int, float)):
+        if 0 <= day <= 6 and 0 <= hour <= 23:
+            return []
+    if production is None:
+        return [_undecided(resource, "tags.environment", "a custom maintenance window in production")]
+    return [
+        f"{_label(resource)} is production and has no custom maintenance window (maintenanceWindow "
+        f"customWindow {custom!r}, dayOfWeek {day!r}, startHour {hour!r}): set customWindow 'Enabled' with "
+        "dayOfWeek 0-6 (0 = Sunday) and startHour 0-23 (config maintenanceWindow, e.g. 'Sun 02:00')"
+    ]
+
+
 # --- stack rules (outputs, `AnalyzeStack`) ---------------------------------------------------
 
 
@@ -728,6 +795,85 @@ def not_anonymous_and_public(resources: Sequence[Resource], _: Options) -> list[
     return findings
 
 
+def _zone_name(zone: Resource) -> Any:
+    """A private DNS zone's name: `name` in outputs, `privateZoneName` in inputs."""
+    name = get(zone.props, "name")
+    return get(zone.props, "privateZoneName") if name is None else name
+
+
+def _vnet_of_subnet(subnet_id: Any) -> str | None:
+    """The VNet's ARM ID from a subnet's (`<vnet>/subnets/<name>`); None when it is not in that form."""
+    if not isinstance(subnet_id, str) or "/subnets/" not in subnet_id.lower():
+        return None
+    return subnet_id[: subnet_id.lower().rindex("/subnets/")]
+
+
+def private_dns_linked_in_internal_mode(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
+    """An internal environment has no public name: its apps resolve inside the VNet only through a private DNS
+    zone named after its default domain and linked to the VNet (Microsoft Learn, "Provide a virtual network to
+    an internal Azure Container Apps environment")."""
+    zones = _of_type(resources, PRIVATE_ZONE)
+    links = _of_type(resources, VIRTUAL_NETWORK_LINK)
+    findings: list[tuple[Resource, str]] = []
+    for environment in _of_type(resources, MANAGED_ENVIRONMENT):
+        internal = get(environment.props, "vnetConfiguration", "internal")
+        if isinstance(internal, Unknown):
+            findings.append((environment, _undecided(environment, "vnetConfiguration.internal", "its private DNS")))
+            continue
+        if internal is not True:
+            continue
+        domain = get(environment.props, "defaultDomain")
+        names = [_zone_name(zone) for zone in zones]
+        if not zones:
+            findings.append(
+                (
+                    environment,
+                    f"{_label(environment)} is internal and the stack declares no private DNS zone: its apps "
+                    "resolve nowhere. Add a PrivateZone named after its defaultDomain with a `*` A record to its "
+                    "staticIp, and a VirtualNetworkLink to the VNet",
+                )
+            )
+            continue
+        if not isinstance(domain, str) or any(not isinstance(name, str) for name in names):
+            findings.append((environment, _undecided(environment, "defaultDomain", "its private DNS zone")))
+            continue
+        matching = [z for z, n in zip(zones, names, strict=True) if str(n).lower().rstrip(".") == domain.lower()]
+        if not matching:
+            findings.append(
+                (
+                    environment,
+                    f"{_label(environment)} is internal and no private DNS zone is named after its default domain "
+                    f"{domain} (the stack has {', '.join(sorted(map(str, names)))}): name the zone after it",
+                )
+            )
+            continue
+        wanted_vnet = _vnet_of_subnet(get(environment.props, "vnetConfiguration", "infrastructureSubnetId"))
+        undecided = False
+        linked = False
+        for zone in matching:
+            for link in links:
+                belongs = _belongs(link, zone, zones, "virtualNetworkLinks", "privateZoneName")
+                vnet = get(link.props, "virtualNetwork", "id")
+                if belongs is None or (belongs and isinstance(vnet, Unknown)):
+                    undecided = True
+                elif belongs and isinstance(vnet, str) and vnet:
+                    linked = linked or wanted_vnet is None or _same_id(vnet, wanted_vnet)
+        if linked:
+            continue
+        if undecided:
+            findings.append((environment, _undecided(environment, "its private DNS links", "its private DNS link")))
+            continue
+        findings.append(
+            (
+                environment,
+                f"{_label(environment)} is internal and its private DNS zone {domain} is not linked to the VNet "
+                f"of its subnet{f' ({wanted_vnet})' if wanted_vnet else ''}: add a VirtualNetworkLink from the "
+                "zone to that VNet, or the apps' names do not resolve there",
+            )
+        )
+    return findings
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "entra-auth-on",
@@ -836,6 +982,28 @@ RULES: tuple[Rule, ...] = (
         "postgres-mcp runs in restricted (read-only) mode unless unrestricted was chosen explicitly.",
         "advisory",
         check_resource=restricted_access_mode,
+    ),
+    Rule(
+        "apps-subnet-has-nsg",
+        "The subnet delegated to Container Apps has a network security group, so that inbound traffic through "
+        "the VNet meets Microsoft's workload-profiles rules.",
+        "mandatory",
+        check_resource=apps_subnet_has_nsg,
+    ),
+    Rule(
+        "private-dns-linked-in-internal-mode",
+        "An internal Container Apps environment has a private DNS zone named after its default domain, linked "
+        "to the VNet of its subnet: without it the app's name resolves nowhere.",
+        "mandatory",
+        check_stack=private_dns_linked_in_internal_mode,
+    ),
+    Rule(
+        "maintenance-window-set",
+        "A production server has a custom maintenance window (day and hour), so that patches and their "
+        "restart or failover come when the team chose.",
+        "mandatory",
+        check_resource=maintenance_window_set,
+        config=("productionEnvironments",),
     ),
 )
 

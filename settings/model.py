@@ -281,8 +281,10 @@ class Settings(BaseModel):
     )
     zone_redundant: Boolean = Field(
         False,
-        description="Spread the Container Apps environment and the egress public IP over the region's availability "
-        "zones. Chosen at creation: a change replaces the environment (and needs a new `appSubnetCidr`) and the "
+        description="Spread the Container Apps environment over the region's availability zones and make the "
+        "egress public IP zone-redundant. Egress is not: the Standard NAT gateway in front of the IP is zonal "
+        '("no zone", in one zone Azure picks), so an outage of that zone stops the app\'s connections to the '
+        "server. Chosen at creation: a change replaces the environment (and needs a new `appSubnetCidr`) and the "
         "egress IP (a new address, which the server firewall follows).",
     )
     ingress_internal: Boolean = Field(
@@ -293,8 +295,9 @@ class Settings(BaseModel):
     allowed_client_networks: Annotated[tuple[ClientRange, ...], list_of("IPv4 addresses or CIDR ranges")] = Field(
         (),
         alias="allowedClientCidrs",
-        description="IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list, also enforced by the "
-        "apps subnet's network security group); private ranges only with `ingressInternal`; empty admits any "
+        description="IPv4 addresses or CIDR ranges admitted by the MCP ingress (an allow-list; with "
+        "`ingressInternal` also enforced by the apps subnet's network security group, which cannot lock down an "
+        "external environment's inbound traffic); private ranges only with `ingressInternal`; empty admits any "
         "address, so Entra sign-in or internal ingress must then close the endpoint.",
     )
     entra_auth_client_id: Annotated[

@@ -216,16 +216,39 @@ def azure_outputs(resource_type: str, outputs: Mapping[str, Any], resource_id: A
     return shaped
 
 
+def _flat_id(resource_type: str, name: str) -> str:
+    """The ID the mocks give a resource (tests/harness.py)."""
+    return f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/{resource_type}/{name}"
+
+
+def _renamed(value: Any, ids: Mapping[str, str]) -> Any:
+    """`value` with every string that is a key of `ids` replaced by its value, at any depth."""
+    if isinstance(value, str):
+        return ids.get(value, value)
+    if isinstance(value, Mapping):
+        return {key: _renamed(item, ids) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_renamed(item, ids) for item in value]
+    return value
+
+
 def _arm_ids(run: ProgramRun) -> dict[str, str]:
     """Resource IDs by Pulumi name, sub-resources nested under their parent as ARM nests them."""
     # The mocks' IDs of top-level resources (the program wires these into other resources' inputs).
-    ids = {
-        r.name: f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/{r.type}/{r.name}" for r in run.resources
-    }
+    ids = {r.name: _flat_id(r.type, r.name) for r in run.resources}
     servers = {r.inputs.get("serverName"): ids[r.name] for r in run.of_type("azure-native:dbforpostgresql:Server")}
     apps = {r.inputs.get("containerAppName"): ids[r.name] for r in run.of_type("azure-native:app:ContainerApp")}
+    networks = {r.outputs.get("name"): ids[r.name] for r in run.of_type("azure-native:network:VirtualNetwork")}
+    zones = {r.inputs.get("privateZoneName"): ids[r.name] for r in run.of_type("azure-native:privatedns:PrivateZone")}
     for r in run.resources:
-        if r.type == "azure-native:dbforpostgresql:Configuration":
+        if r.type == "azure-native:network:Subnet" and r.inputs.get("virtualNetworkName") in networks:
+            ids[r.name] = f"{networks[r.inputs['virtualNetworkName']]}/subnets/{r.outputs.get('name', r.name)}"
+        elif r.type == "azure-native:privatedns:VirtualNetworkLink":
+            ids[r.name] = f"{zones[r.inputs['privateZoneName']]}/virtualNetworkLinks/{r.outputs.get('name', r.name)}"
+        elif r.type == "azure-native:privatedns:PrivateRecordSet":
+            record = f"{r.inputs['recordType']}/{r.inputs['relativeRecordSetName']}"
+            ids[r.name] = f"{zones[r.inputs['privateZoneName']]}/{record}"
+        elif r.type == "azure-native:dbforpostgresql:Configuration":
             ids[r.name] = f"{servers[r.inputs['serverName']]}/configurations/{r.inputs['configurationName']}"
         elif r.type == "azure-native:app:ContainerAppsAuthConfig":
             ids[r.name] = f"{apps[r.inputs['containerAppName']]}/authConfigs/{r.inputs['authConfigName']}"
@@ -253,11 +276,15 @@ def _urn(run: ProgramRun, resource_type: str, name: str) -> str:
 def deployment(stack: str, mode: str, **overrides: Any) -> Deployment:
     run = run_program(stack, {"authMode": mode, **overrides}, recording=RecordingMocks())
     ids = _arm_ids(run)
+    # The mocks gave every resource a flat ID; where ARM nests one (a subnet under its VNet), the outputs
+    # that refer to it (an environment's infrastructureSubnetId) carry the nested one, as Azure's do.
+    flat = {r.name: _flat_id(r.type, r.name) for r in run.resources}
+    nested = {flat[name]: arm_id for name, arm_id in ids.items() if name in flat and flat[name] != arm_id}
     inputs, outputs = [], []
     for r in run.resources:
         urn = _urn(run, r.type, r.name)
         inputs.append(Wire(r.type, r.name, urn, _serialize(r.raw_inputs)))
-        shaped = azure_outputs(r.type, unwrap_secrets(r.outputs), ids[r.name])
+        shaped = azure_outputs(r.type, _renamed(unwrap_secrets(r.outputs), nested), ids[r.name])
         outputs.append(Wire(r.type, r.name, urn, _serialize(shaped)))
     return Deployment(tuple(inputs), tuple(outputs), run)
 
