@@ -397,5 +397,5 @@ def refuse_adopting_over_an_owned_server(record: Mapping[str, Any] | None, confi
         "config key 'existingServerId': this stack created its own server (recorded in its output "
         "'serverCreateOnly'), and adopting another one would make pulumi delete that server and its data. "
         "Nothing was changed. Expected existingServerId empty here; adopt a server from a new stack "
-        "(pulumi stack init), as the README's 'Fix an existing deployment' shows."
+        "(pulumi stack init), as docs/fix-existing-deployment.md shows."
     )

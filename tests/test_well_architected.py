@@ -210,7 +210,7 @@ def test_what_zone_redundancy_claims_matches_what_is_built() -> None:
     described = Settings.model_fields["zone_redundant"].description or ""
     assert "NAT gateway" in described and "zonal" in described and "Egress is not" in described
     assert "NAT gateway" in (ROOT / "Pulumi.yaml").read_text().split("zoneRedundant:", 1)[1].split("default:", 1)[0]
-    page = (ROOT / "docs" / "zone-redundancy.md").read_text()
+    page = (ROOT / "docs" / "architecture.md").read_text()
     assert '"no zone"' in page and "NAT gateway and availability zones" in page
     # The private DNS `@` record is optional: Microsoft's guide creates only the `*` record.
     assert "`@` (apex) record" in page and "optional" in page
