@@ -73,10 +73,10 @@ def earlier_admin_name() -> str | None:
 
 def run(loaded: Settings) -> Preflight:
     """Reads who deploys, the records and what is adopted, and refuses what Azure could only do by replacement."""
+    recorded = own_stack_outputs()  # the last update's outputs, read once
     # Who deploys: an empty Entra administrator key defaults to the principal of the deployer's Azure token
     # (an invoke, so apart from settings.load, which does no I/O).
-    config = complete_entra_admin(loaded, earlier_admin_name)
-    recorded = own_stack_outputs()  # the last update's outputs
+    config = complete_entra_admin(loaded, lambda: earlier_entra_admin(recorded))
     server_record = recorded_create_only_values(recorded)
     adopted_server: AdoptedServer | None = None
     adopted_environment: AdoptedEnvironment | None = None
