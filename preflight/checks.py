@@ -43,6 +43,7 @@ from preflight.server_record import (
     refuse_password_mode_without_login,
 )
 from preflight.stack_record import own_stack_outputs
+from preflight.version_upgrade import check_major_version
 from settings import Settings, complete_entra_admin
 
 
@@ -94,7 +95,10 @@ def run(loaded: Settings) -> Preflight:
         login = administrator_login(own_record)
         refuse_password_mode_without_login(login, config.auth_mode)
         declared = create_only_values(config.base_name, config.location, config.geo_redundant_backup, login)
-        new_server_record: Mapping[str, Any] = refuse_create_only_changes(server_record, declared)
+        new_server_record: Mapping[str, Any] = {
+            **refuse_create_only_changes(server_record, declared),
+            **check_major_version(own_record, config.postgres_version, config.allow_major_version_upgrade),
+        }
     else:
         login = adopted_server.administrator_login  # the server's own (adopt_server refused none in password mode)
         new_server_record = adoption_record(adopted_server, config)

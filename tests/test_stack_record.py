@@ -45,7 +45,7 @@ class Backend(RecordingMocks):
         self.layout = layout
         self.names_asked: list[str] = []
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:  # type: ignore[override]
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
         if args.token != "pulumi:pulumi:readStackOutputs":
             return super().call(args)
         self.calls.append((args.token, dict(args.args)))
