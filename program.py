@@ -242,5 +242,5 @@ def main() -> None:
     pulumi.export("mcpClientConfig", client_config)
 
     # The machine's records, apart: what the next run reads back before it declares anything (serverCreateOnly,
-    # environmentCreateOnly). Their names are part of every existing stack's state.
+    # environmentCreateOnly, entraAdminRecord). Their names are part of every existing stack's state.
     preflight.export_records(checked)

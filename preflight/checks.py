@@ -28,6 +28,12 @@ from preflight.adoption import (
     recorded_adoption,
     refuse_adopting_over_an_owned_server,
 )
+from preflight.entra_admin_record import (
+    ENTRA_ADMIN_OUTPUT,
+    entra_admin_record,
+    keep_recorded_entra_admin,
+    refuse_silent_entra_admin_change,
+)
 from preflight.environment_record import (
     ENVIRONMENT_OUTPUT,
     environment_create_only_values,
@@ -77,7 +83,10 @@ def run(loaded: Settings) -> Preflight:
     recorded = own_stack_outputs()  # the last update's outputs, read once
     # Who deploys: an empty Entra administrator key defaults to the principal of the deployer's Azure token
     # (an invoke, so apart from settings.load, which does no I/O).
-    config = complete_entra_admin(loaded, lambda: earlier_entra_admin(recorded))
+    config = keep_recorded_entra_admin(
+        recorded, loaded, complete_entra_admin(loaded, lambda: earlier_entra_admin(recorded))
+    )
+    refuse_silent_entra_admin_change(recorded, loaded, config)  # a deployer's change is no administrator's change
     server_record = recorded_create_only_values(recorded)
     adopted_server: AdoptedServer | None = None
     adopted_environment: AdoptedEnvironment | None = None
@@ -125,3 +134,4 @@ def export_records(checked: Preflight) -> None:
     stack's state: renaming one would make the next run see no record, and guard nothing."""
     pulumi.export(CREATE_ONLY_OUTPUT, dict(checked.server_record))
     pulumi.export(ENVIRONMENT_OUTPUT, dict(checked.environment_record))
+    pulumi.export(ENTRA_ADMIN_OUTPUT, entra_admin_record(checked.config.entra_admin))
