@@ -27,6 +27,7 @@ from components.mcp_app import secret_password_database_uri as password_uri
 from components.monitoring import Monitoring
 from components.network import AppNetwork
 from preflight.adoption import AdoptedEnvironment, owned_prefix
+from preflight.created_database import retains_created_database
 from preflight.server_record import server_name_prefix
 
 
@@ -138,6 +139,7 @@ def main() -> None:
             "owned_prefix": owned_prefix(name),
             "existing_database": config.existing_database,
             "entra_admin_exists": config.entra_admin_exists,
+            "retain_database": retains_created_database(config, adopted=checked.adopted_server is not None),
         },
     )
 

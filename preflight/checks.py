@@ -28,6 +28,7 @@ from preflight.adoption import (
     recorded_adoption,
     refuse_adopting_over_an_owned_server,
 )
+from preflight.created_database import refuse_dropping_a_created_database, retention_record
 from preflight.entra_admin_record import (
     ENTRA_ADMIN_OUTPUT,
     entra_admin_record,
@@ -90,6 +91,7 @@ def run(loaded: Settings) -> Preflight:
     server_record = recorded_create_only_values(recorded)
     adopted_server: AdoptedServer | None = None
     adopted_environment: AdoptedEnvironment | None = None
+    refuse_dropping_a_created_database(server_record, config)  # before adoption: the old server's database
     if config.existing_server is not None or config.existing_environment is not None:
         subscription_id = authorization.get_client_config().subscription_id
         if config.existing_server is not None:
@@ -110,7 +112,7 @@ def run(loaded: Settings) -> Preflight:
         }
     else:
         login = adopted_server.administrator_login  # the server's own (adopt_server refused none in password mode)
-        new_server_record = adoption_record(adopted_server, config)
+        new_server_record = {**adoption_record(adopted_server, config), **retention_record(config, adopted=True)}
 
     if adopted_environment is None:
         environment_record: Mapping[str, Any] = refuse_environment_replacement_in_place(
