@@ -98,6 +98,7 @@ def main() -> None:
             "with_passwords": config.auth_mode == "password",
             "purge_protection": config.key_vault_purge_protection,
             "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
+            "key_vault_role_wait_seconds": config.key_vault_role_wait_seconds,
             "protect": config.protect_resources,
             "workspace_id": monitoring.workspace_id,
             # An adopted server's administrator password is the owner's (secret config); none is generated.
@@ -145,7 +146,7 @@ def main() -> None:
 
     # Deploy the app's role and grants, converged by a dynamic provider signed in as the administrator
     token_mode = config.auth_mode == "token"
-    app_needs: list[pulumi.Resource] = [secrets.secrets_user_assignment, *database.ready]
+    app_needs: list[pulumi.Resource] = [*secrets.secrets_readable, *database.ready]
     if config.manage_database_access:
         access = DatabaseAccess(
             f"{name}-access",
