@@ -7,6 +7,7 @@ servicer in its own process, rpc-serialized requests): the wait's create, diff a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -129,3 +130,20 @@ def test_a_replaced_assignment_is_waited_for_again(host: ProviderHost) -> None:
     elapsed = timed(lambda: run.up({"role_assignment_id": NEW_ASSIGNMENT_ID, "seconds": 1}))
     assert run.steps[-2:] == ["create", "delete-replaced"] and elapsed >= SHORT
     assert run.state is not None and run.state.id == f"{NEW_ASSIGNMENT_ID}#propagated"
+
+
+def test_a_wait_does_not_hold_up_the_other_dynamic_resources(host: ProviderHost) -> None:
+    # The role/grant step's resource is served by the same provider process (one per deployment), which
+    # answers on a thread pool (pulumi.dynamic.__main__: grpc.server(ThreadPoolExecutor(max_workers=4))):
+    # a sleeping create must leave the other calls free.
+    waiting = engine_for(host)
+    sleeper = threading.Thread(target=lambda: waiting.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 3}))
+    sleeper.start()
+    try:
+        time.sleep(0.3)  # the first create is asleep in the provider process
+        other = engine_for(host)
+        elapsed = timed(lambda: other.up({"role_assignment_id": NEW_ASSIGNMENT_ID, "seconds": 0}))
+        assert other.steps == ["create"] and elapsed < 2
+    finally:
+        sleeper.join(timeout=30)
+    assert waiting.steps == ["create"]
