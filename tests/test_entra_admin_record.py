@@ -116,3 +116,11 @@ def test_the_earlier_version_fallback_keeps_working() -> None:
     # ...and the next run from the same pipeline passes on that record.
     _, again = deploy(CI_APP_CLAIMS, run.exports)
     assert admin_of(again) == (DEPLOYER_OBJECT_ID, "pulumi-deployer", "ServicePrincipal")
+
+
+def test_the_same_principal_keeps_its_role_name_when_its_token_names_it_differently() -> None:
+    # A renamed UPN: the server knows the administrator by the role name it was created with.
+    renamed = {**LAPTOP_USER_CLAIMS, "upn": "alice.smith@contoso.example", "unique_name": "alice.smith@contoso.example"}
+    _, run = deploy(renamed, laptop_outputs())
+    assert admin_of(run) == (DEPLOYER_OBJECT_ID, "alice@contoso.example", "User")
+    assert run.one(DYNAMIC).inputs["admin_user"] == "alice@contoso.example"
