@@ -3,11 +3,11 @@
 The order is the one a refusal needs: read the stack's records (its last update's outputs), look
 up what the stack adopts (existingServerId, existingEnvironmentId), then compare what the program
 would declare with what Azure can only change by replacement (the server and its data; the
-environment, on the subnet it still holds), and with what nobody asked to change: the Entra administrator
-when only the deployer changed, the server's major version, a database the stack created on an adopted
-server. Every lookup is a synchronous invoke, so a refusal
-ends the run before the first resource exists, in `pulumi preview` and `pulumi up --skip-preview`
-alike. Then the records for the next run are exported, apart from the user's outputs.
+environment, on the subnet it still holds), and with what nobody asked to change (the Entra
+administrator when only the deployer changed, the server's major version, a database the stack
+created on an adopted server). Every lookup is a synchronous invoke, so a refusal ends the run
+before the first resource exists, in `pulumi preview` and `pulumi up --skip-preview` alike. Then
+the records for the next run are exported, apart from the user's outputs.
 """
 
 from __future__ import annotations
