@@ -27,6 +27,7 @@ from components.mcp_app import secret_password_database_uri as password_uri
 from components.monitoring import Monitoring
 from components.network import AppNetwork
 from preflight.adoption import AdoptedEnvironment, owned_prefix
+from preflight.created_database import retains_created_database
 from preflight.server_record import server_name_prefix
 
 
@@ -97,6 +98,7 @@ def main() -> None:
             "with_passwords": config.auth_mode == "password",
             "purge_protection": config.key_vault_purge_protection,
             "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
+            "key_vault_role_wait_seconds": config.key_vault_role_wait_seconds,
             "protect": config.protect_resources,
             "workspace_id": monitoring.workspace_id,
             # An adopted server's administrator password is the owner's (secret config); none is generated.
@@ -138,12 +140,13 @@ def main() -> None:
             "owned_prefix": owned_prefix(name),
             "existing_database": config.existing_database,
             "entra_admin_exists": config.entra_admin_exists,
+            "retain_database": retains_created_database(config, adopted=checked.adopted_server is not None),
         },
     )
 
     # Deploy the app's role and grants, converged by a dynamic provider signed in as the administrator
     token_mode = config.auth_mode == "token"
-    app_needs: list[pulumi.Resource] = [secrets.secrets_user_assignment, *database.ready]
+    app_needs: list[pulumi.Resource] = [*secrets.secrets_readable, *database.ready]
     if config.manage_database_access:
         access = DatabaseAccess(
             f"{name}-access",
@@ -254,5 +257,5 @@ def main() -> None:
     pulumi.export("mcpClientConfig", client_config)
 
     # The machine's records, apart: what the next run reads back before it declares anything (serverCreateOnly,
-    # environmentCreateOnly). Their names are part of every existing stack's state.
+    # environmentCreateOnly, entraAdminRecord). Their names are part of every existing stack's state.
     preflight.export_records(checked)

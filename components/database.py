@@ -108,6 +108,9 @@ class DatabaseArgs(TypedDict):
     owned_prefix: NotRequired[str]
     existing_database: NotRequired[bool]
     entra_admin_exists: NotRequired[bool]
+    retain_database: NotRequired[bool]
+    """Declare the database with `retainOnDelete` (releaseCreatedDatabase): when the stack stops declaring it,
+    Pulumi forgets it instead of dropping it (preflight/created_database.py)."""
 
 
 class Database(pulumi.ComponentResource):
@@ -186,7 +189,11 @@ class Database(pulumi.ComponentResource):
                 # On an adopted server the database is the most valuable thing the stack owns: protectResources
                 # covers it there (on the stack's own server, the protected server stands for it).
                 opts=pulumi.ResourceOptions.merge(
-                    serialized(), pulumi.ResourceOptions(protect=True if adopted and args["protect"] else None)
+                    serialized(),
+                    pulumi.ResourceOptions(
+                        protect=True if adopted and args["protect"] else None,
+                        retain_on_delete=True if args.get("retain_database", False) else None,
+                    ),
                 ),
             )
             previous = database

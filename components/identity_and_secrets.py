@@ -18,6 +18,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, keyvault, managedidentity
 
 from components.monitoring import send_diagnostics
+from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RolePropagationWait
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
@@ -58,6 +59,9 @@ class IdentityAndSecretsArgs(TypedDict):
     protect: bool
     tags: dict[str, str]
     workspace_id: pulumi.Input[str]
+    key_vault_role_wait_seconds: NotRequired[int]
+    """Password mode: how long the app waits for Key Vault Secrets User to apply (components/role_propagation.py);
+    the documented bound, 600, unless set."""
     adopted_admin_password: NotRequired[pulumi.Input[str] | None]
     """An adopted server's administrator password (secret config, "" in token mode): used as it is, neither
     generated nor copied into the vault, since the server's owner keeps it."""
@@ -71,6 +75,9 @@ class IdentityAndSecrets(pulumi.ComponentResource):
     vault_name: pulumi.Output[str]
     vault_uri: pulumi.Output[str]
     secrets_user_assignment: authorization.RoleAssignment
+    secrets_readable: list[pulumi.Resource]
+    """What an app that references the vault's secrets waits for: the role assignment, and in password mode the
+    time Azure takes to apply it (a revision created before fails to resolve its Key Vault reference)."""
     admin_password: pulumi.Output[str]
     app_password: pulumi.Output[str] | None
 
@@ -119,6 +126,18 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             description="postgres-mcp reads its Key Vault references",
             opts=child,
         )
+        self.secrets_readable = [self.secrets_user_assignment]
+        if args["with_passwords"]:  # only password mode's app references the vault
+            self.secrets_readable.append(
+                RolePropagationWait(
+                    f"{name}-app-secrets-user-propagation",
+                    {
+                        "role_assignment_id": self.secrets_user_assignment.id,
+                        "seconds": args.get("key_vault_role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS),
+                    },
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secrets_user_assignment]),
+                )
+            )
         self._vault = vault
         self._resource_group_name = args["resource_group_name"]
         # The server's password administrator exists in both modes: `administratorLogin` can only be set

@@ -3,6 +3,6 @@
 `run(config)` is the one call the program makes; `export_records` writes what the next run reads back.
 """
 
-from preflight.checks import Preflight, earlier_admin_name, export_records, run
+from preflight.checks import Preflight, export_records, run
 
-__all__ = ["Preflight", "earlier_admin_name", "export_records", "run"]
+__all__ = ["Preflight", "export_records", "run"]

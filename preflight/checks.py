@@ -3,9 +3,11 @@
 The order is the one a refusal needs: read the stack's records (its last update's outputs), look
 up what the stack adopts (existingServerId, existingEnvironmentId), then compare what the program
 would declare with what Azure can only change by replacement (the server and its data; the
-environment, on the subnet it still holds). Every lookup is a synchronous invoke, so a refusal
-ends the run before the first resource exists, in `pulumi preview` and `pulumi up --skip-preview`
-alike. Then the records for the next run are exported, apart from the user's outputs.
+environment, on the subnet it still holds), and with what nobody asked to change (the Entra
+administrator when only the deployer changed, the server's major version, a database the stack
+created on an adopted server). Every lookup is a synchronous invoke, so a refusal ends the run
+before the first resource exists, in `pulumi preview` and `pulumi up --skip-preview` alike. Then
+the records for the next run are exported, apart from the user's outputs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ from preflight.adoption import (
     refuse_adopting_over_an_owned_server,
 )
 from preflight.alert_workspace import AlertWorkspace, alert_workspace
+from preflight.created_database import refuse_dropping_a_created_database, retention_record
+from preflight.entra_admin_record import (
+    ENTRA_ADMIN_OUTPUT,
+    entra_admin_record,
+    keep_recorded_entra_admin,
+    refuse_silent_entra_admin_change,
+)
 from preflight.environment_record import (
     ENVIRONMENT_OUTPUT,
     environment_create_only_values,
@@ -45,6 +54,7 @@ from preflight.server_record import (
     refuse_password_mode_without_login,
 )
 from preflight.stack_record import own_stack_outputs
+from preflight.version_upgrade import check_major_version
 from settings import Settings, complete_entra_admin
 
 
@@ -70,24 +80,23 @@ class Preflight:
     token alerts go; None otherwise (the stack's own environment logs to the stack's own workspace)."""
 
 
-def earlier_admin_name() -> str | None:
-    """The Entra administrator's name of a stack last deployed by a version from before the record, else
-    None: `run` keeps it when the administrator keys are empty (see server_record)."""
-    return earlier_entra_admin(own_stack_outputs())
-
-
 def run(loaded: Settings) -> Preflight:
     """Reads who deploys, the records and what is adopted, and refuses what Azure could only do by replacement."""
-    # Who deploys: an empty Entra administrator key defaults to the principal of the deployer's Azure token
-    # (an invoke, so apart from settings.load, which does no I/O).
     # First, every resource provider the stack declares resources of is registered (azure-native never registers
     # one): the lookups below would otherwise fail on an unregistered namespace with a less helpful message.
     refuse_unregistered_providers(authorization.get_client_config().subscription_id)
-    config = complete_entra_admin(loaded, earlier_admin_name)
-    recorded = own_stack_outputs()  # the last update's outputs
+    recorded = own_stack_outputs()  # the last update's outputs, read once
+    # Who deploys: an empty Entra administrator key defaults to the principal of the deployer's Azure token
+    # (an invoke, so apart from settings.load, which does no I/O); the recorded administrator stays unless a key
+    # says otherwise.
+    config = keep_recorded_entra_admin(
+        recorded, loaded, complete_entra_admin(loaded, lambda: earlier_entra_admin(recorded))
+    )
+    refuse_silent_entra_admin_change(recorded, loaded, config)  # a deployer's change is no administrator's change
     server_record = recorded_create_only_values(recorded)
     adopted_server: AdoptedServer | None = None
     adopted_environment: AdoptedEnvironment | None = None
+    refuse_dropping_a_created_database(server_record, config)  # before adoption: the old server's database
     if config.existing_server is not None or config.existing_environment is not None:
         subscription_id = authorization.get_client_config().subscription_id
         if config.existing_server is not None:
@@ -102,10 +111,13 @@ def run(loaded: Settings) -> Preflight:
         login = administrator_login(own_record)
         refuse_password_mode_without_login(login, config.auth_mode)
         declared = create_only_values(config.base_name, config.location, config.geo_redundant_backup, login)
-        new_server_record: Mapping[str, Any] = refuse_create_only_changes(server_record, declared)
+        new_server_record: Mapping[str, Any] = {
+            **refuse_create_only_changes(server_record, declared),
+            **check_major_version(own_record, config.postgres_version, config.allow_major_version_upgrade),
+        }
     else:
         login = adopted_server.administrator_login  # the server's own (adopt_server refused none in password mode)
-        new_server_record = adoption_record(adopted_server, config)
+        new_server_record = {**adoption_record(adopted_server, config), **retention_record(config, adopted=True)}
 
     watched: AlertWorkspace | None = None
     if adopted_environment is None:
@@ -127,3 +139,4 @@ def export_records(checked: Preflight) -> None:
     stack's state: renaming one would make the next run see no record, and guard nothing."""
     pulumi.export(CREATE_ONLY_OUTPUT, dict(checked.server_record))
     pulumi.export(ENVIRONMENT_OUTPUT, dict(checked.environment_record))
+    pulumi.export(ENTRA_ADMIN_OUTPUT, entra_admin_record(checked.config.entra_admin))

@@ -161,6 +161,13 @@ class Settings(BaseModel):
         ),
     ] = Field("platform-team", description="Value of the `owner` tag on every resource.")
     postgres_version: PostgresVersion = Field("17", description="PostgreSQL major version of the Flexible Server.")
+    allow_major_version_upgrade: Boolean = Field(
+        False,
+        description="Let a `postgresVersion` above the one the stack's server runs (recorded in the output "
+        "`serverCreateOnly`) upgrade it in place: an offline operation of usually under 15 minutes, with no way "
+        "back but a point-in-time restore. Without it such a change stops at preview; a lower version is always "
+        "refused (see docs/upgrades-and-records.md).",
+    )
     sku_tier: SkuTier = Field("Burstable", description="Flexible Server compute tier.")
     sku_name: Annotated[str, matching(r"Standard_[A-Za-z0-9_]+", "a Flexible Server SKU name")] = Field(
         "Standard_B1ms",
@@ -348,6 +355,15 @@ class Settings(BaseModel):
     key_vault_soft_delete_retention_days: WholeNumber = Field(
         90, ge=7, le=90, description="Days a deleted vault or secret can be recovered."
     )
+    key_vault_role_wait_seconds: WholeNumber = Field(
+        600,
+        ge=0,
+        le=1800,
+        description="Password mode: seconds the app waits after its identity is given Key Vault Secrets User, "
+        "before its first revision resolves the Key Vault reference (Azure: up to 10 minutes for a role "
+        "assignment to apply). The wait runs alongside the server's creation and again only when the role "
+        "assignment is replaced; 0 turns it off.",
+    )
     protect_resources: Boolean = Field(
         False,
         description="Set Pulumi `protect` on the server and the vault (on an adopted server: on the database the "
@@ -374,6 +390,13 @@ class Settings(BaseModel):
         False,
         description="With `existingServerId`: `databaseName` already exists on the server; it is referenced, never "
         "created or dropped.",
+    )
+    release_created_database: Boolean = Field(
+        False,
+        description="With `existingServerId`: let go of the database this stack created on that server (recorded "
+        "in `serverCreateOnly`) instead of deleting it. Run `pulumi up` once with it (the database is then kept "
+        "in Azure when the stack stops declaring it), then change `existingServerId` or `databaseName`; without "
+        "it such a change is refused (see docs/upgrades-and-records.md).",
     )
     entra_admin_exists: Boolean = Field(
         False,

@@ -150,10 +150,14 @@ class Engine:
     host: ProviderHost
     state: State | None = None
     steps: list[str] = field(default_factory=list)
+    provider: str = PROVIDER
+    """The pickled provider the engine sends as `__provider` (another dynamic provider's, to step that one)."""
 
     def preview(self, inputs: Mapping[str, Any]) -> Any:
         """Check, then Diff when there is state: what `pulumi preview` asks of the provider."""
-        checked, failures = self.host.check(self.state.inputs if self.state else {}, {**inputs, "__provider": PROVIDER})
+        checked, failures = self.host.check(
+            self.state.inputs if self.state else {}, {**inputs, "__provider": self.provider}
+        )
         if failures:
             raise CheckFailedError(failures)
         return None if self.state is None else self.host.diff(self.state.id, self.state.outputs, checked)
@@ -161,7 +165,9 @@ class Engine:
     def up(self, inputs: Mapping[str, Any]) -> list[str]:
         """Brings the resource to `inputs`; returns the steps taken."""
         steps: list[str] = []
-        checked, failures = self.host.check(self.state.inputs if self.state else {}, {**inputs, "__provider": PROVIDER})
+        checked, failures = self.host.check(
+            self.state.inputs if self.state else {}, {**inputs, "__provider": self.provider}
+        )
         if failures:
             raise CheckFailedError(failures)
         if self.state is None:

@@ -170,6 +170,8 @@ def test_the_new_keys_at_their_defaults_change_nothing() -> None:
         "existingEnvironmentId": "",
         "appEgressIps": [],
         "containerAppName": "",
+        "releaseCreatedDatabase": False,
+        "allowMajorVersionUpgrade": False,
     }
     plain, explicit = run_program("dev", {}), run_program("dev", defaults)
     assert plain.urns == explicit.urns

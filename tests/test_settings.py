@@ -26,6 +26,9 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "storageSizeGb": [(33, "one of 32, 64"), ("lots", "a whole number"), (0, "one of 32")],
     "backupRetentionDays": [(3, "7 to 35"), (36, "7 to 35"), ("week", "a whole number")],
     "geoRedundantBackup": [("yes", "true or false")],
+    "allowMajorVersionUpgrade": [("yes", "true or false")],
+    "releaseCreatedDatabase": [("yes", "true or false")],
+    "keyVaultRoleWaitSeconds": [(-1, "0 to 1800"), (1801, "0 to 1800"), ("ten", "whole number")],
     "highAvailability": [
         ("Enabled", "one of Disabled, ZoneRedundant, SameZone"),
         ("ZoneRedundant", "Disabled on the Burstable tier"),

@@ -1,0 +1,149 @@
+"""Password mode's Key Vault reference survives RBAC propagation: the app waits for the identity's Key Vault
+Secrets User to apply ("up to 10 minutes", Microsoft Learn, "Troubleshoot Azure RBAC"), through a dynamic
+wait resource that depends on the role assignment and runs again only when the assignment is replaced.
+
+Under mocks: who waits for whom. Through the engine protocol (tests/engine.py: the SDK's own dynamic provider
+servicer in its own process, rpc-serialized requests): the wait's create, diff and update, with short waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from engine import Engine, ProviderHost
+from harness import ProgramRun, run_program
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import provider_pb2
+
+from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RolePropagationWaitProvider
+
+pytestmark = pytest.mark.program
+
+WAIT = "pulumi-python:dynamic:RolePropagationWait"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+CONTAINER_APP = "azure-native:app:ContainerApp"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+
+
+def secrets_user(run: ProgramRun) -> str:
+    (assignment,) = [
+        r for r in run.of_type(ROLE_ASSIGNMENT) if r.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_USER)
+    ]
+    return assignment.name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_password_mode_app_waits_for_the_role_to_apply(stack: str) -> None:
+    run = run_program(stack, {"authMode": "password"})
+    wait = run.one(WAIT)
+    assignment = secrets_user(run)
+    # The wait follows the role assignment (its ID is the trigger) and starts only once it exists...
+    assert wait.inputs["role_assignment_id"].endswith(f"/{ROLE_ASSIGNMENT}/{assignment}")  # the mock's ARM ID
+    assert run.depends_on(wait.name) == [assignment]
+    # ...for the documented bound by default...
+    assert wait.inputs["seconds"] == DOCUMENTED_PROPAGATION_SECONDS == 600
+    # ...and the app, whose first revision resolves the Key Vault reference, waits for the wait.
+    app = run.one(CONTAINER_APP)
+    assert wait.name in run.depends_on(app.name) and assignment in run.depends_on(app.name)
+    assert app.inputs["configuration"]["secrets"][0]["keyVaultUrl"].startswith("https://")
+
+
+def test_the_wait_is_configurable_and_independent_of_the_server() -> None:
+    run = run_program("dev", {"authMode": "password", "keyVaultRoleWaitSeconds": 120})
+    wait = run.one(WAIT)
+    assert wait.inputs["seconds"] == 120
+    # Nothing but the role assignment: the wait runs alongside the server's creation.
+    assert run.depends_on(wait.name) == [secrets_user(run)]
+
+
+def test_token_mode_references_no_secret_and_waits_for_nothing() -> None:
+    run = run_program("dev", {"authMode": "token"})
+    assert run.of_type(WAIT) == []
+    assert "secrets" not in run.one(CONTAINER_APP).inputs["configuration"]
+
+
+# --- the wait provider, as the engine runs it ---------------------------------------------------
+
+ASSIGNMENT_ID = (
+    "/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
+    "/providers/Microsoft.Authorization/roleAssignments/8f2c7a54-1111-4a4a-9b9b-0123456789ab"
+)
+NEW_ASSIGNMENT_ID = ASSIGNMENT_ID[:-12] + "ba9876543210"
+WAIT_PROVIDER = serialize_provider(RolePropagationWaitProvider())
+SHORT = 1.0
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[ProviderHost]:
+    provider_host = ProviderHost({})
+    yield provider_host
+    provider_host.close()
+
+
+def engine_for(host: ProviderHost) -> Engine:
+    return Engine(host, provider=WAIT_PROVIDER)
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.monotonic()
+    action()
+    return time.monotonic() - started
+
+
+def test_create_waits_the_configured_seconds(host: ProviderHost) -> None:
+    run = engine_for(host)
+    assert run.preview({"role_assignment_id": rpc.UNKNOWN, "seconds": 1}) is None  # a first preview: no diff
+    elapsed = timed(lambda: run.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 1}))
+    assert elapsed >= SHORT
+    assert run.steps == ["create"]
+    assert run.state is not None and run.state.outputs["waited_seconds"] == 1
+
+
+def test_an_unchanged_assignment_never_waits_again(host: ProviderHost) -> None:
+    run = engine_for(host)
+    run.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 0})
+    same = run.preview({"role_assignment_id": ASSIGNMENT_ID, "seconds": 0})
+    assert same.changes == provider_pb2.DiffResponse.DIFF_NONE and list(same.replaces) == []
+    assert run.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 0}) == []
+    # A longer wait configured later applies to the next assignment, not to the one already waited for.
+    longer = run.preview({"role_assignment_id": ASSIGNMENT_ID, "seconds": 3})
+    assert longer.changes == provider_pb2.DiffResponse.DIFF_SOME and list(longer.replaces) == []
+    elapsed = timed(lambda: run.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 3}))
+    assert run.steps[-1] == "update" and elapsed < 3
+
+
+@pytest.mark.parametrize("new_id", [NEW_ASSIGNMENT_ID, rpc.UNKNOWN], ids=["new-id", "unknown-in-preview"])
+def test_a_replaced_assignment_plans_a_new_wait(host: ProviderHost, new_id: str) -> None:
+    run = engine_for(host)
+    run.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 0})
+    diff = run.preview({"role_assignment_id": new_id, "seconds": 1})
+    assert diff.changes == provider_pb2.DiffResponse.DIFF_SOME
+    assert list(diff.replaces) == ["role_assignment_id"] and diff.deleteBeforeReplace is False
+
+
+def test_a_replaced_assignment_is_waited_for_again(host: ProviderHost) -> None:
+    run = engine_for(host)
+    run.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 0})
+    elapsed = timed(lambda: run.up({"role_assignment_id": NEW_ASSIGNMENT_ID, "seconds": 1}))
+    assert run.steps[-2:] == ["create", "delete-replaced"] and elapsed >= SHORT
+    assert run.state is not None and run.state.id == f"{NEW_ASSIGNMENT_ID}#propagated"
+
+
+def test_a_wait_does_not_hold_up_the_other_dynamic_resources(host: ProviderHost) -> None:
+    # The role/grant step's resource is served by the same provider process (one per deployment), which
+    # answers on a thread pool (pulumi.dynamic.__main__: grpc.server(ThreadPoolExecutor(max_workers=4))):
+    # a sleeping create must leave the other calls free.
+    waiting = engine_for(host)
+    sleeper = threading.Thread(target=lambda: waiting.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 3}))
+    sleeper.start()
+    try:
+        time.sleep(0.3)  # the first create is asleep in the provider process
+        other = engine_for(host)
+        elapsed = timed(lambda: other.up({"role_assignment_id": NEW_ASSIGNMENT_ID, "seconds": 0}))
+        assert other.steps == ["create"] and elapsed < 2
+    finally:
+        sleeper.join(timeout=30)
+    assert waiting.steps == ["create"]
