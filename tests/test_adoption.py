@@ -175,9 +175,11 @@ def test_the_new_keys_at_their_defaults_change_nothing() -> None:
     }
     plain, explicit = run_program("dev", {}), run_program("dev", defaults)
     assert plain.urns == explicit.urns
-    assert {r.name: (r.type, r.inputs) for r in plain.resources} == {
-        r.name: (r.type, r.inputs) for r in explicit.resources
+    # Keyed by type and name: a component and its child may share a name (the Environment and the McpApp do).
+    assert {(r.type, r.name): r.inputs for r in plain.resources} == {
+        (r.type, r.name): r.inputs for r in explicit.resources
     }
+    assert len(plain.resources) == len(explicit.resources)
 
 
 # --- an adopted server --------------------------------------------------------------------------
