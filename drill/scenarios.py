@@ -36,9 +36,9 @@ from pathlib import Path
 from psycopg import sql
 
 from components.mcp_app import password_database_uri, passwordless_database_uri, refresher_command
-from drill.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
-from drill.local_ca import LocalCA
-from drill.postgres_server import PostgresServer, free_port, running_postgres
+from testing.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
+from testing.local_ca import LocalCA
+from testing.postgres_server import PostgresServer, free_port, running_postgres
 
 TLS_HOST = "localhost"  # the name on the server's certificate; the server listens on 127.0.0.1
 

@@ -1,7 +1,7 @@
 """The deployer's credential: a fresh GitHub ID token for each Entra token request in GitHub Actions with OIDC,
 DefaultAzureCredential elsewhere, and errors that say what to check without printing a credential.
 
-Runs against the local stand-ins in `oidc_endpoints.py`: GitHub's ID token endpoint minting tokens valid for
+Runs against the local stand-ins in `testing/oidc_endpoints.py`: GitHub's ID token endpoint minting tokens valid for
 three seconds, and Entra's token endpoint over HTTPS (a local CA, trusted through REQUESTS_CA_BUNDLE, which
 `requests` reads because azure-core's RequestsTransport keeps `session.trust_env` on and passes `verify=True`),
 reached through AZURE_AUTHORITY_HOST, refusing expired assertions as Entra does.
@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from oidc_endpoints import GITHUB_ISSUER, ActionsIdTokenEndpoint, EntraTokenEndpoint, FederatedCredential, local_ca
 
 from components import database_access, deployer_credential
 from components.deployer_credential import (
@@ -28,7 +27,14 @@ from components.deployer_credential import (
     get_token,
     id_token_url,
 )
-from drill.identity_endpoint import IdentityEndpoint
+from testing.identity_endpoint import IdentityEndpoint
+from testing.oidc_endpoints import (
+    GITHUB_ISSUER,
+    ActionsIdTokenEndpoint,
+    EntraTokenEndpoint,
+    FederatedCredential,
+    local_ca,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCOPE = database_access.ENTRA_SCOPE

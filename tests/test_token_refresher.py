@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from components import token_refresher
-from drill.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
-from drill.postgres_server import free_port
+from testing.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
+from testing.postgres_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "components" / "token_refresher.py"
@@ -263,7 +263,7 @@ def test_malformed_answers_are_rejected_and_the_last_good_file_kept(endpoint: Id
     refresher = Refresher(
         refresher_env(endpoint, passfile), "--margin-seconds=3599.5", "--min-interval-seconds=0.2", *FAST
     )
-    from drill.identity_endpoint import MALFORMED_BODIES
+    from testing.identity_endpoint import MALFORMED_BODIES
 
     try:
         wait_for(lambda: len(endpoint.minted) == 1)
@@ -658,7 +658,7 @@ def test_the_refresher_fits_its_memory_with_room_to_spare(endpoint: IdentityEndp
 
 
 def test_jwt_expiry_reads_the_exp_claim_and_nothing_else() -> None:
-    from drill.identity_endpoint import jwt_like_token
+    from testing.identity_endpoint import jwt_like_token
 
     assert token_refresher.jwt_expiry(jwt_like_token(1_800_000_000.0, 1_799_990_000.0, 1)) == 1_800_000_000.0
     for not_a_jwt in ("a.b.c", "abc", "eyJ0eXAiOiJKV1QifQ.eyJleHAiOiJzb29uIn0.sig", "x.eyJleHAiOnRydWV9.y"):
