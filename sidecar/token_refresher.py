@@ -5,8 +5,9 @@ password file named by PGPASSFILE on every new connection, so each connection th
 postgres-mcp's pool opens signs in with a token that has not expired, and postgres-mcp
 itself needs no change: its DATABASE_URI simply carries no password.
 
-Standard library only: this file is shipped verbatim into the stock postgres-mcp image
-(`python -c <this file's text>`) and runs as `python3 components/token_refresher.py`.
+Standard library only: this file is shipped into the stock postgres-mcp image as
+`python -c <its code>` (comments and docstrings stripped: sidecar/shipping.py) and runs on
+its own as `python3 sidecar/token_refresher.py`.
 
 Environment (the Container Apps managed identity contract plus libpq's own names):
   IDENTITY_ENDPOINT, IDENTITY_HEADER  the platform's token endpoint; the header value
