@@ -40,6 +40,8 @@ from testing.flexible_server import (
 )
 from testing.postgres_server import PostgresServer
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture(scope="module", params=FLAVOURS)
 def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:

@@ -35,6 +35,8 @@ from components.database_access import (
     validate,
 )
 
+pytestmark = pytest.mark.unit
+
 PRINCIPAL = "22222222-2222-2222-2222-222222222222"
 
 

@@ -29,6 +29,8 @@ from testing.flexible_server import (
 from testing.local_ca import LocalCA
 from testing.postgres_server import PostgresServer, running_postgres
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture(scope="module")
 def server_ca() -> LocalCA:

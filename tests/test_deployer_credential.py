@@ -36,6 +36,8 @@ from testing.oidc_endpoints import (
     local_ca,
 )
 
+pytestmark = pytest.mark.program
+
 ROOT = Path(__file__).resolve().parent.parent
 SCOPE = database_access.ENTRA_SCOPE
 REPOSITORY = "octo-org/postgres-mcp-azure"

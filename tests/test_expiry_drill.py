@@ -15,6 +15,8 @@ import pytest
 from drill import scenarios
 from drill.postgres_mcp_venv import ensure_venv
 
+pytestmark = pytest.mark.drill
+
 
 @pytest.fixture(scope="session")
 def venv() -> Path:

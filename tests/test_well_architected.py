@@ -16,6 +16,8 @@ from harness import ProgramRun, run_program
 
 from components.network import inbound_rules
 
+pytestmark = pytest.mark.program
+
 SUBNET = "azure-native:network:Subnet"
 NSG = "azure-native:network:NetworkSecurityGroup"
 ENVIRONMENT = "azure-native:app:ManagedEnvironment"

@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from harness import run_program
+
+pytestmark = pytest.mark.program
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
 

@@ -1,0 +1,49 @@
+"""Test tiers, for every test under tests/ and sidecar/tests/ (the markers are listed in pyproject.toml).
+
+Each test module says its tier once, `pytestmark = pytest.mark.<tier>`, and every test ends up
+with exactly one of them; a test without one (or with two) stops the run at collection, naming it.
+The default run (pyproject's addopts, `-m 'unit or program'`) is the fast loop; `--all-tiers`
+runs every tier, as .ci/run does.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+# The program's modules, and the tests' own helpers (harness, engine, crossguard) by their bare names.
+for path in (ROOT, ROOT / "tests"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+TIERS = ("unit", "program", "postgres", "drill")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all-tiers",
+        action="store_true",
+        help=f"run every tier ({', '.join(TIERS)}); without it, and without -m, only unit and program run",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--all-tiers"):
+        config.option.markexpr = ""  # drops addopts' `-m 'unit or program'`
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything: an unmarked test must not vanish silently
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wrong = []
+    for item in items:
+        tiers = sorted({mark.name for mark in item.iter_markers() if mark.name in TIERS})
+        if len(tiers) != 1:
+            wrong.append(f"{item.nodeid}: {' and '.join(tiers) or 'no tier'}")
+    if wrong:
+        raise pytest.UsageError(
+            f"every test is marked with exactly one tier of {', '.join(TIERS)} "
+            "(a module-level `pytestmark = pytest.mark.<tier>`; see pyproject.toml):\n  " + "\n  ".join(wrong)
+        )
