@@ -1,0 +1,84 @@
+"""The test tiers hold: every test has exactly one, and the default run is the fast loop.
+
+Runs pytest itself in a subprocess, on a throwaway test file beside a copy of the repository's
+conftest.py and pyproject.toml, and on the repository's own tests (collection only).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.program
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_in(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *arguments],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def project_with(tmp_path: Path, test_file: str) -> Path:
+    for name in ("conftest.py", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "test_sample.py").write_text(test_file)
+    return tmp_path
+
+
+def test_a_test_without_a_tier_fails_collection_naming_it(tmp_path: Path) -> None:
+    project = project_with(
+        tmp_path,
+        "import pytest\n\n\n"
+        "@pytest.mark.unit\ndef test_with_a_tier():\n    pass\n\n\n"
+        "def test_forgotten():\n    pass\n",
+    )
+    result = pytest_in(project, "test_sample.py")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "test_sample.py::test_forgotten: no tier" in result.stderr
+    assert "test_with_a_tier" not in result.stderr
+
+
+def test_a_test_with_two_tiers_fails_collection_naming_both(tmp_path: Path) -> None:
+    project = project_with(
+        tmp_path,
+        "import pytest\n\npytestmark = pytest.mark.program\n\n\n@pytest.mark.unit\ndef test_both():\n    pass\n",
+    )
+    result = pytest_in(project, "test_sample.py")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "test_sample.py::test_both: program and unit" in result.stderr
+
+
+def test_a_test_with_one_tier_runs(tmp_path: Path) -> None:
+    project = project_with(tmp_path, "import pytest\n\npytestmark = pytest.mark.unit\n\n\ndef test_fine():\n    pass\n")
+    result = pytest_in(project, "test_sample.py")
+    assert result.returncode == pytest.ExitCode.OK, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+def collected(*arguments: str) -> set[str]:
+    result = pytest_in(ROOT, "--collect-only", "-q", *arguments)
+    assert result.returncode == pytest.ExitCode.OK, result.stdout + result.stderr
+    # Some parameter IDs hold an object's address, different in each run.
+    return {re.sub(r" at 0x[0-9a-f]+", "", line) for line in result.stdout.splitlines() if "::" in line}
+
+
+def test_the_default_run_is_the_fast_tiers_and_all_tiers_is_everything() -> None:
+    default = collected()
+    slow = collected("-m", "postgres or drill")
+    everything = collected("--all-tiers")
+    assert default and slow
+    assert default.isdisjoint(slow) and default | slow == everything
+    for module in ("tests/test_expiry_drill.py", "tests/test_database_access.py", "test_token_refresher_clock.py"):
+        assert any(module in test for test in slow) and not any(module in test for test in default), module
+    assert any("tests/test_program.py" in test for test in default)
