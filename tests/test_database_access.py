@@ -39,7 +39,8 @@ from testing.flexible_server import (
 from testing.identity_endpoint import IdentityEndpoint
 from testing.postgres_server import PostgresServer
 
-pytestmark = pytest.mark.postgres
+# One worker per module under pytest-xdist (--dist loadgroup): its PostgreSQL servers are module fixtures.
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("test_database_access")]
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)

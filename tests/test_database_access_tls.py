@@ -29,7 +29,8 @@ from testing.flexible_server import (
 from testing.local_ca import LocalCA
 from testing.postgres_server import PostgresServer, running_postgres
 
-pytestmark = pytest.mark.postgres
+# One worker per module under pytest-xdist (--dist loadgroup): its PostgreSQL servers are module fixtures.
+pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("test_database_access_tls")]
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,8 @@ def drilled(name: str, venv: Path) -> scenarios.Result:
     return scenarios.run(scenarios.SCENARIOS[name], venv, PROGRESS[name].append)
 
 
+# The two tests of the "refresher" run share it (drilled() caches it per process): one worker.
+@pytest.mark.xdist_group("drill-refresher")
 def test_the_drill_reports_progress_while_the_calls_run(venv: Path) -> None:
     result = drilled("refresher", venv)
     lines = PROGRESS["refresher"]
@@ -50,6 +52,7 @@ def test_token_baked_into_the_uri_fails_after_expiry_and_never_recovers(venv: Pa
     assert not result.calls[-1].ok
 
 
+@pytest.mark.xdist_group("drill-refresher")
 def test_refresher_keeps_every_call_working_across_many_expiries(venv: Path) -> None:
     result = drilled("refresher", venv)
     assert scenarios.judge(result) == [], scenarios.timeline(result)
