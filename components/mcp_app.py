@@ -41,7 +41,9 @@ PGPASS_DIRECTORY = "/var/run/pgpass"
 PGPASS_FILE = f"{PGPASS_DIRECTORY}/pgpass"
 WORKLOAD_PROFILE = "Consumption"
 REFRESHER_SOURCE = Path(__file__).resolve().parent.parent / "sidecar" / "token_refresher.py"
-REFRESHER_DIGEST_VARIABLE = "TOKEN_REFRESHER_DIGEST"  # which program a revision runs (sidecar/shipping.py)
+# Which program a revision runs (sidecar/shipping.py). Not TOKEN_...: the policy pack takes a
+# name with TOKEN in it for a secret, and a digest is none.
+REFRESHER_DIGEST_VARIABLE = "REFRESHER_DIGEST"
 REFRESHER_HEALTH_PORT = 8081  # the replica's containers share one network namespace: not MCP_PORT
 REFRESHER_HEALTH_PATH = "/healthz"
 

@@ -142,7 +142,7 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
 
     command = by_name["token-refresher"]["command"]
     assert command[:2] == ["python", "-c"] and command[2] == refresher_source()
-    assert refresher_env["TOKEN_REFRESHER_DIGEST"]["value"] == refresher_digest()
+    assert refresher_env["REFRESHER_DIGEST"]["value"] == refresher_digest()
     assert command[3] == "--margin-seconds=900"
     assert by_name["token-refresher"]["image"] == by_name["postgres-mcp"]["image"]
     # No password for the app: no secrets on the app, no password auth on the server. The server's

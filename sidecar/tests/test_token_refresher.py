@@ -297,7 +297,7 @@ def test_a_change_of_code_is_a_new_digest_on_the_sidecar() -> None:
     from sidecar.shipping import content_digest, strip
 
     source = SCRIPT.read_text(encoding="utf-8")
-    assert REFRESHER_DIGEST_VARIABLE == "TOKEN_REFRESHER_DIGEST"
+    assert REFRESHER_DIGEST_VARIABLE == "REFRESHER_DIGEST"
     assert refresher_digest() == content_digest(refresher_source()) and len(refresher_digest()) == 12
     for changed in (source + "\nSPARE = 1\n", source.replace("def main(", "def main_loop(", 1)):
         assert changed != source
