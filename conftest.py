@@ -21,6 +21,9 @@ for path in (ROOT, ROOT / "tests"):
 
 TIERS = ("unit", "program", "postgres", "drill")
 
+# Fixtures shared by the tests of the deployer credential, fast and across expiry (tests/).
+pytest_plugins = ["deployer_sign_in"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
