@@ -40,8 +40,7 @@ from testing.flexible_server import (
 )
 from testing.postgres_server import PostgresServer
 
-# One worker per module under pytest-xdist (--dist loadgroup): its PostgreSQL servers are module fixtures.
-pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("test_database_access_engine")]
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)

@@ -29,8 +29,7 @@ from testing.flexible_server import (
 from testing.local_ca import LocalCA
 from testing.postgres_server import PostgresServer, running_postgres
 
-# One worker per module under pytest-xdist (--dist loadgroup): its PostgreSQL servers are module fixtures.
-pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("test_database_access_tls")]
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,7 @@ from drill.postgres_mcp_venv import ensure_venv
 from testing.local_ca import LocalCA
 from testing.postgres_server import PostgresServer, running_postgres
 
-# One worker per module under pytest-xdist (--dist loadgroup): its PostgreSQL servers are module fixtures.
-pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("test_tls_verification")]
+pytestmark = pytest.mark.postgres
 
 ROLE, PASSWORD, DATABASE = "mcp_app", "s3cret-Pass_word", "app"
 DEBIAN_TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"
