@@ -5,10 +5,12 @@ ends on its own or on a condition it reaches, never by waiting for a token to ex
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -329,3 +331,43 @@ def test_the_shipped_code_runs_as_the_sidecar_runs_it(endpoint: IdentityEndpoint
         assert refresher.stop() == 0
     assert passfile.read_text() == expected_line(endpoint.minted[-1].token)
     assert "stopping" in refresher.lines[-1]
+
+
+# --- the health verdict racing a refresh -------------------------------------------------------
+
+
+@pytest.mark.parametrize("recorded", [False, True], ids=["renamed-not-yet-recorded", "renamed-and-recorded"])
+def test_a_health_check_racing_a_refresh_judges_the_new_file_as_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: bool
+) -> None:
+    # The verdict snapshots the state, then reads the file; a refresh can rename its new file into
+    # place in between. Seen in the expiry drill on a loaded machine as a lone 503 "does not hold
+    # the token this refresher last wrote" right after a healthy refresh.
+    environ = {"PGHOST": "h", "PGPORT": "5432", "PGDATABASE": "app", "PGUSER": "u"}
+    path = tmp_path / "pgpass"
+    now = time.time()
+    lines = {name: token_refresher.password_file_line(f"eyJ0.{name}.c2ln", environ) for name in ("old", "new")}
+    written = {
+        name: token_refresher.Written(token_refresher.digest(line.encode()), now + 600) for name, line in lines.items()
+    }
+    state = token_refresher.HealthState()
+    state.wrote(written["old"])
+    token_refresher.write_atomically(str(path), lines["old"])
+    read = token_refresher.read_password_file
+
+    def refresh_lands_between_snapshot_and_read(name: str) -> tuple[bytes, os.stat_result] | None:
+        state.writing(written["new"])
+        token_refresher.write_atomically(str(path), lines["new"])
+        if recorded:
+            state.wrote(written["new"])
+        return read(name)
+
+    monkeypatch.setattr(token_refresher, "read_password_file", refresh_lands_between_snapshot_and_read)
+    prefix = token_refresher.line_prefix(environ)
+    healthy, reason = token_refresher.health_verdict(str(path), prefix, state, 300, now, time.monotonic())
+    assert healthy, reason
+    # Someone else's line is still refused.
+    monkeypatch.setattr(token_refresher, "read_password_file", read)
+    token_refresher.write_atomically(str(path), token_refresher.password_file_line("eyJ0.theirs.c2ln", environ))
+    healthy, reason = token_refresher.health_verdict(str(path), prefix, state, 300, now, time.monotonic())
+    assert not healthy and "does not hold the token this refresher last wrote" in reason
