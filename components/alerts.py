@@ -30,7 +30,7 @@ Both notify an action group whose e-mail receivers come from `alertEmails`; with
 rules still fire (Azure Monitor's alert list) but nobody is notified.
 
 The query texts are pure functions of the app's name, tested against what the refresher really
-logs (tests/test_token_refresher.py runs it), so that a change of wording cannot silence them.
+logs (sidecar/tests/test_token_refresher_clock.py runs it), so that a change of wording cannot silence them.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ SCHEMA_BY_DESTINATION = {"azure-monitor": RESOURCE_SPECIFIC, "log-analytics": LE
 
 # What PostgreSQL on Flexible Server answers a login with an expired Entra token; postgres-mcp logs it.
 EXPIRY_ERROR = "The access token has expired"
-# The refresher's lines (components/token_refresher.py) that mean trouble, matched case-sensitively.
+# The refresher's lines (sidecar/token_refresher.py) that mean trouble, matched case-sensitively.
 REFRESHER_FAILURE_MARKERS = ("EXPIRED", "configuration error")
 REFRESHER_UNHEALTHY = "health: UNHEALTHY"
 # Unhealthy reasons that are normal for a few seconds after a start: "no password file at ... yet",

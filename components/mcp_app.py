@@ -22,6 +22,7 @@ import pulumi
 from pulumi_azure_native import app
 
 from components.database import POSTGRES_PORT
+from sidecar.shipping import content_digest, shipped_source
 
 MCP_PORT = 8000
 MCP_CONTAINER = "postgres-mcp"
@@ -30,7 +31,10 @@ DATABASE_URI_SECRET = "database-uri"  # noqa: S105 (a secret name, not a secret)
 PGPASS_VOLUME = "pgpass"
 PGPASS_DIRECTORY = "/var/run/pgpass"
 PGPASS_FILE = f"{PGPASS_DIRECTORY}/pgpass"
-REFRESHER_SOURCE = Path(__file__).with_name("token_refresher.py")
+REFRESHER_SOURCE = Path(__file__).resolve().parent.parent / "sidecar" / "token_refresher.py"
+# Which program a revision runs (sidecar/shipping.py). Not TOKEN_...: the policy pack takes a
+# name with TOKEN in it for a secret, and a digest is none.
+REFRESHER_DIGEST_VARIABLE = "REFRESHER_DIGEST"
 REFRESHER_HEALTH_PORT = 8081  # the replica's containers share one network namespace: not MCP_PORT
 REFRESHER_HEALTH_PATH = "/healthz"
 
@@ -57,7 +61,7 @@ class Resources:
 APP_RESOURCES = Resources(cpu=0.5, memory_gib=1.0)
 # The refresher idles: its peak RSS with the health endpoint answering is 26 MiB under Python 3.12
 # (the image's) and 24 MiB under 3.11 (`python -m drill.benchmark`), so 0.1 GiB leaves about 4x;
-# tests/test_token_refresher.py keeps the peak under half of it.
+# sidecar/tests/test_token_refresher.py keeps the peak under half of it.
 REFRESHER_RESOURCES = Resources(cpu=0.05, memory_gib=0.1)
 
 
@@ -117,8 +121,13 @@ def refresher_probes() -> list[app.ContainerAppProbeArgs]:
 
 
 def refresher_source() -> str:
-    """The sidecar's program, verbatim from components/token_refresher.py."""
-    return REFRESHER_SOURCE.read_text(encoding="utf-8")
+    """The sidecar's program as shipped: sidecar/token_refresher.py without comments or docstrings."""
+    return shipped_source(REFRESHER_SOURCE)
+
+
+def refresher_digest() -> str:
+    """The short content digest of what `refresher_source` ships."""
+    return content_digest(refresher_source())
 
 
 # Verified TLS: the server's certificate must chain to a trusted root and name the host, so that
@@ -281,6 +290,7 @@ class McpApp(pulumi.ComponentResource):
                     image=args["image"],  # same image, same user: the 0600 file stays readable
                     command=refresher_command(args["token_refresh_margin_seconds"]),
                     env=[
+                        app.EnvironmentVarArgs(name=REFRESHER_DIGEST_VARIABLE, value=refresher_digest()),
                         app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=args["identity_client_id"]),
                         app.EnvironmentVarArgs(name="PGPASSFILE", value=PGPASS_FILE),
                         app.EnvironmentVarArgs(name="PGHOST", value=args["database_host"]),

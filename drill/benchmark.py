@@ -29,11 +29,11 @@ import psycopg.conninfo
 from psycopg import sql
 
 from components.mcp_app import REFRESHER_LIVENESS, REFRESHER_RESOURCES
-from drill.identity_endpoint import IdentityEndpoint
-from drill.postgres_server import PostgresServer, free_port, running_postgres
+from testing.identity_endpoint import IdentityEndpoint
+from testing.postgres_server import PostgresServer, free_port, running_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-REFRESHER = ROOT / "components" / "token_refresher.py"
+REFRESHER = ROOT / "sidecar" / "token_refresher.py"
 SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
 TOKEN = "eyJ0eXAiOiJKV1QifQ." + "x" * 1600 + ".sig"  # as long as an Entra access token
 

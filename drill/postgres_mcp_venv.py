@@ -11,6 +11,8 @@ and pip's own output only when a step fails.
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import glob
 import hashlib
 import os
@@ -18,7 +20,9 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".drill" / "postgres-mcp-0.3.0"
@@ -116,6 +120,23 @@ def _activity(output: list[str]) -> str:
     return "working"
 
 
+Build = TypeVar("Build", bound=Callable[..., Path])
+
+
+def _one_builder_at_a_time(build: Build) -> Build:
+    """Test workers (pytest-xdist) may all ask for the venv at once: the first builds, the others wait."""
+
+    @functools.wraps(build)
+    def locked(*args: Any, **kwargs: Any) -> Path:
+        VENV.parent.mkdir(parents=True, exist_ok=True)
+        with open(VENV.parent / f"{VENV.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return build(*args, **kwargs)
+
+    return cast(Build, locked)
+
+
+@_one_builder_at_a_time
 def ensure_venv(log: bool = True) -> Path:
     """Returns the venv's directory, building it when missing or out of date."""
     stamp = hashlib.sha256("\n".join((POSTGRES_MCP, *DEPENDENCIES)).encode()).hexdigest()

@@ -14,6 +14,7 @@ pool replaces connections every `POOL_MAX_LIFETIME` seconds instead of every hou
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -36,9 +37,9 @@ from pathlib import Path
 from psycopg import sql
 
 from components.mcp_app import password_database_uri, passwordless_database_uri, refresher_command
-from drill.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
-from drill.local_ca import LocalCA
-from drill.postgres_server import PostgresServer, free_port, running_postgres
+from testing.identity_endpoint import RESOURCE, IdentityEndpoint, Minted
+from testing.local_ca import LocalCA
+from testing.postgres_server import PostgresServer, free_port, running_postgres
 
 TLS_HOST = "localhost"  # the name on the server's certificate; the server listens on 127.0.0.1
 
@@ -48,6 +49,8 @@ CLIENT = Path(__file__).resolve().parent / "mcp_client.py"
 
 ROLE, DATABASE = "postgres_mcp", "app"
 TOKEN_LIFETIME = 6  # seconds (Entra: up to 24 h for a managed identity)
+BAKED_FETCH_LIFETIME = 3600.0  # the baked token until the first call; then TOKEN_LIFETIME from that call
+FIRST_CALL_TIMEOUT = 180.0  # seconds for postgres-mcp's client to connect and make its first call
 REFRESH_MARGIN = 3  # seconds before expiry the refresher fetches the next token (production: 900)
 POOL_MAX_LIFETIME = 2.0  # seconds (psycopg_pool default: 3600)
 POOL_TIMEOUT = 3.0  # seconds a call waits for a connection (psycopg_pool default: 30)
@@ -327,7 +330,8 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
         trust_store = authority.write_bundle(workdir / "ca.pem")
         progress(f"{scenario.name}: PostgreSQL up on :{server.port} (TLS, certificate from a local CA)")
         _prepare(server)
-        endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=server.token_becomes_password(ROLE)).start()
+        expire_token = server.token_becomes_password(ROLE)
+        endpoint = IdentityEndpoint(lifetime=TOKEN_LIFETIME, on_mint=expire_token).start()
         refresher: RefresherProcess | None = None
         health: HealthWatch | None = None
         try:
@@ -340,7 +344,9 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 SSL_CERT_FILE=str(trust_store),
             )
             if scenario.setup == "baked":
+                endpoint.lifetime = BAKED_FETCH_LIFETIME
                 token = _fetch_token_once(endpoint)
+                endpoint.lifetime = TOKEN_LIFETIME
                 mcp_env["DATABASE_URI"] = password_database_uri(ROLE, token, TLS_HOST, DATABASE, server.port)
             else:
                 # The Container App's environment, container by container (components/mcp_app.py).
@@ -391,8 +397,17 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                     text=True,
                 )
                 start = time.time()
-                fault_events = _apply_faults(scenario, start, endpoint, refresher, client)
-                stdout, stderr = _wait_for_client(client, scenario, start, endpoint, progress)
+                output = ClientOutput(client)
+                # Every deadline of the run counts from the first call, an observed event: how long
+                # postgres-mcp and the client take to start depends on the machine's load.
+                first_call = output.first_call(timeout=FIRST_CALL_TIMEOUT)
+                if scenario.setup == "baked":
+                    # The baked token expires TOKEN_LIFETIME after the first call, as if fetched then.
+                    baked = dataclasses.replace(endpoint.minted[0], expires_on=first_call + TOKEN_LIFETIME)
+                    expire_token(baked)
+                    endpoint.minted[0] = baked
+                fault_events = _apply_faults(scenario, first_call, endpoint, refresher, client)
+                stdout, stderr = _wait_for_client(client, output, scenario, start, endpoint, progress)
                 if client.returncode != 0:
                     raise RuntimeError(f"MCP client failed: {stderr.strip()[-2000:]}")
             calls = [Call(**json.loads(line)) for line in stdout.splitlines() if line.startswith("{")]
@@ -431,22 +446,49 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
             endpoint.stop()
 
 
+class ClientOutput:
+    """The MCP client's stdout (one JSON line per call) and stderr, read as they come."""
+
+    def __init__(self, client: subprocess.Popen[str]) -> None:
+        self.client = client
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.readers = [
+            threading.Thread(target=lambda: self.out.extend(iter(client.stdout.readline, "")), daemon=True),  # type: ignore[union-attr]
+            threading.Thread(target=lambda: self.err.extend(iter(client.stderr.readline, "")), daemon=True),  # type: ignore[union-attr]
+        ]
+        for reader in self.readers:
+            reader.start()
+
+    def first_call(self, timeout: float) -> float:
+        """When the client started its first call (its own record), waiting for it as long as it runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = [line for line in list(self.out) if line.startswith("{")]
+            if lines:
+                return float(json.loads(lines[0])["t"])
+            if self.client.poll() is not None:
+                self.join()
+                raise RuntimeError(f"MCP client ended before its first call: {''.join(self.err).strip()[-2000:]}")
+            time.sleep(0.05)
+        self.client.kill()
+        raise RuntimeError(f"MCP client made no call within {timeout:.0f}s")
+
+    def join(self) -> None:
+        for reader in self.readers:
+            reader.join(timeout=10)
+
+
 def _wait_for_client(
     client: subprocess.Popen[str],
+    output: ClientOutput,
     scenario: Scenario,
     start: float,
     endpoint: IdentityEndpoint,
     progress: Callable[[str], None],
 ) -> tuple[str, str]:
     """The client's output once it is done, with a progress line every PROGRESS_EVERY seconds meanwhile."""
-    out: list[str] = []
-    err: list[str] = []
-    readers = [
-        threading.Thread(target=lambda: out.extend(iter(client.stdout.readline, "")), daemon=True),  # type: ignore[union-attr]
-        threading.Thread(target=lambda: err.extend(iter(client.stderr.readline, "")), daemon=True),  # type: ignore[union-attr]
-    ]
-    for reader in readers:
-        reader.start()
+    out, err = output.out, output.err
     deadline = start + scenario.duration + 180
     next_report = start + PROGRESS_EVERY
     while client.poll() is None:
@@ -462,21 +504,20 @@ def _wait_for_client(
                 f"{failed} failed, {len(endpoint.minted)} tokens minted"
             )
             next_report += PROGRESS_EVERY
-    for reader in readers:
-        reader.join(timeout=10)
+    output.join()
     return "".join(out), "".join(err)
 
 
 def _apply_faults(
     scenario: Scenario,
-    start: float,
+    first_call: float,
     endpoint: IdentityEndpoint,
     refresher: RefresherProcess | None,
     client: subprocess.Popen[str],
 ) -> list[tuple[float, str, str]]:
     applied: list[tuple[float, str, str]] = []
     for fault in scenario.faults:
-        delay = start + fault.at - time.time()
+        delay = first_call + fault.at - time.time()
         if delay > 0:
             time.sleep(delay)
         if client.poll() is not None:
@@ -519,7 +560,8 @@ def judge(result: Result) -> list[str]:
             problems.append(f"only {len(expiries)} token(s) expired during the run: too short to prove anything")
     elif scenario.expect == "fails-after-expiry":
         expiry = result.minted[0].expires_on
-        before = [c for c in calls if c.t < expiry - 0.5]
+        # Calls that ended before the expiry: their logins, whenever the pool made them, were earlier.
+        before = [c for c in calls if c.t + c.ms / 1000 < expiry]
         settled = [c for c in calls if c.t > expiry + POOL_MAX_LIFETIME + POOL_TIMEOUT]
         if not before or not all(c.ok for c in before):
             problems.append("calls before the token expired did not all succeed")

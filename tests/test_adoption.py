@@ -30,6 +30,8 @@ from harness import (
     server_id,
 )
 
+pytestmark = pytest.mark.program
+
 SERVER = "azure-native:dbforpostgresql:Server"
 DATABASE = "azure-native:dbforpostgresql:Database"
 CONFIGURATION = "azure-native:dbforpostgresql:Configuration"

@@ -10,6 +10,8 @@ import pulumi
 import pytest
 from harness import ProgramRun, RecordingMocks, run_program
 
+pytestmark = pytest.mark.program
+
 SERVER = "azure-native:dbforpostgresql:Server"
 
 # Create-only properties of Microsoft.DBforPostgreSQL/flexibleServers, REST API 2025-08-01 (the

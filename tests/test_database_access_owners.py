@@ -14,7 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flexible_server import (
+from psycopg import sql
+
+from components.database_access import AccessSpec, DatabaseAccessError, DatabaseAccessProvider, expected_grants
+from components.database_owners import fix_statement
+from testing.flexible_server import (
     FLAVOURS,
     access_props,
     admin_of,
@@ -31,12 +35,8 @@ from flexible_server import (
     relation_owners,
     role_exists,
 )
-from psycopg import sql
-
-from components.database_access import AccessSpec, DatabaseAccessError, DatabaseAccessProvider, expected_grants
-from components.database_owners import fix_statement
-from drill.identity_endpoint import IdentityEndpoint
-from drill.postgres_server import PostgresServer
+from testing.identity_endpoint import IdentityEndpoint
+from testing.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres
 

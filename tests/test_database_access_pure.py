@@ -35,6 +35,8 @@ from components.database_access import (
     validate,
 )
 
+pytestmark = pytest.mark.unit
+
 PRINCIPAL = "22222222-2222-2222-2222-222222222222"
 
 
@@ -77,7 +79,10 @@ def test_the_wire_sentinel_is_the_sdks() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [unknown(), UNKNOWN, ["public", unknown()], {"a": [unknown()]}, ("x", UNKNOWN)], ids=repr
+    "value",
+    [unknown(), UNKNOWN, ["public", unknown()], {"a": [unknown()]}, ("x", UNKNOWN)],
+    # Not repr: an Unknown's repr holds its address, and pytest-xdist's workers must agree on the IDs.
+    ids=["unknown", "wire-sentinel", "in-a-list", "in-a-nested-dict", "sentinel-in-a-tuple"],
 )
 def test_unknowns_are_recognised_in_every_form(value: Any) -> None:
     assert has_unknown(value)

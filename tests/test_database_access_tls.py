@@ -14,7 +14,9 @@ from typing import Any
 
 import certifi
 import pytest
-from flexible_server import (
+
+from components.database_access import AccessSpec, DatabaseAccessError, DatabaseAccessProvider, trust_store
+from testing.flexible_server import (
     APP_PASSWORD,
     SERVER_ADMIN,
     SERVER_ADMIN_PASSWORD,
@@ -24,10 +26,10 @@ from flexible_server import (
     new_name,
     role_exists,
 )
+from testing.local_ca import LocalCA
+from testing.postgres_server import PostgresServer, running_postgres
 
-from components.database_access import AccessSpec, DatabaseAccessError, DatabaseAccessProvider, trust_store
-from drill.local_ca import LocalCA
-from drill.postgres_server import PostgresServer, running_postgres
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture(scope="module")

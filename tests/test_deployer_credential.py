@@ -1,7 +1,7 @@
 """The deployer's credential: a fresh GitHub ID token for each Entra token request in GitHub Actions with OIDC,
 DefaultAzureCredential elsewhere, and errors that say what to check without printing a credential.
 
-Runs against the local stand-ins in `oidc_endpoints.py`: GitHub's ID token endpoint minting tokens valid for
+Runs against the local stand-ins in `testing/oidc_endpoints.py`: GitHub's ID token endpoint minting tokens valid for
 three seconds, and Entra's token endpoint over HTTPS (a local CA, trusted through REQUESTS_CA_BUNDLE, which
 `requests` reads because azure-core's RequestsTransport keeps `session.trust_env` on and passes `verify=True`),
 reached through AZURE_AUTHORITY_HOST, refusing expired assertions as Entra does.
@@ -9,14 +9,16 @@ reached through AZURE_AUTHORITY_HOST, refusing expired assertions as Entra does.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from oidc_endpoints import GITHUB_ISSUER, ActionsIdTokenEndpoint, EntraTokenEndpoint, FederatedCredential, local_ca
+from deployer_sign_in import (
+    REPOSITORY,
+    SCOPE,
+    assert_no_credential_in,
+)
 
 from components import database_access, deployer_credential
 from components.deployer_credential import (
@@ -28,162 +30,20 @@ from components.deployer_credential import (
     get_token,
     id_token_url,
 )
-from drill.identity_endpoint import IdentityEndpoint
-
-ROOT = Path(__file__).resolve().parent.parent
-SCOPE = database_access.ENTRA_SCOPE
-REPOSITORY = "octo-org/postgres-mcp-azure"
-DEPLOY_SUBJECT = f"repo:{REPOSITORY}:environment:dev"
-PR_SUBJECT = f"repo:{REPOSITORY}:pull_request"
-AZURE_VARIABLES = (
-    "ARM_USE_OIDC",
-    "ARM_CLIENT_ID",
-    "ARM_TENANT_ID",
-    "ARM_OIDC_AUDIENCE",
-    "ARM_OIDC_TOKEN",
-    "ARM_OIDC_TOKEN_FILE_PATH",
-    "ARM_ENVIRONMENT",
-    "AZURE_ENVIRONMENT",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "AZURE_AUTHORITY_HOST",
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "GITHUB_ACTIONS",
+from testing.identity_endpoint import IdentityEndpoint
+from testing.oidc_endpoints import (
+    GITHUB_ISSUER,
+    ActionsIdTokenEndpoint,
+    EntraTokenEndpoint,
 )
 
+pytestmark = pytest.mark.program
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    return local_ca(tmp_path_factory.mktemp("entra-ca"))
-
-
-@pytest.fixture
-def github() -> Iterator[ActionsIdTokenEndpoint]:
-    endpoint = ActionsIdTokenEndpoint(subject=DEPLOY_SUBJECT, repository=REPOSITORY, lifetime=3).start()
-    yield endpoint
-    endpoint.stop()
-
-
-@pytest.fixture
-def entra(github: ActionsIdTokenEndpoint, tls: tuple[Path, Path, Path]) -> Iterator[EntraTokenEndpoint]:
-    endpoint = EntraTokenEndpoint(
-        github=github, tls=(tls[1], tls[2]), federated=[FederatedCredential(GITHUB_ISSUER, DEPLOY_SUBJECT)]
-    ).start()
-    yield endpoint
-    endpoint.stop()
-
-
-@pytest.fixture
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in AZURE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    return monkeypatch
-
-
-@pytest.fixture
-def actions_job(
-    clean_environment: pytest.MonkeyPatch,
-    github: ActionsIdTokenEndpoint,
-    entra: EntraTokenEndpoint,
-    tls: tuple[Path, Path, Path],
-) -> dict[str, str]:
-    """What the deploy job's environment holds: the workflow's ARM_* variables and the runner's ACTIONS_*."""
-    variables = {
-        "GITHUB_ACTIONS": "true",
-        "ARM_USE_OIDC": "true",
-        "ARM_CLIENT_ID": entra.client_id,
-        "ARM_TENANT_ID": entra.tenant_id,
-        "ACTIONS_ID_TOKEN_REQUEST_URL": github.url,
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": github.request_token,
-        "AZURE_AUTHORITY_HOST": entra.authority,
-        "REQUESTS_CA_BUNDLE": str(tls[0]),
-    }
-    for name, value in variables.items():
-        clean_environment.setenv(name, value)
-    return variables
-
-
-def two_tokens_across_expiry(github: ActionsIdTokenEndpoint) -> list[str]:
-    """The provider's pattern: a token for one connection attempt, then another once the first ID token expired."""
-    first = get_token(SCOPE)
-    time.sleep(max(0.0, github.minted[0].claims["exp"] - time.time()) + 0.2)
-    return [first, get_token(SCOPE)]
-
-
-def assert_no_credential_in(message: str, github: ActionsIdTokenEndpoint, entra: EntraTokenEndpoint) -> None:
-    for secret in [m.token for m in github.minted] + entra.issued + [github.request_token]:
-        assert secret not in message
-    assert "eyJ" not in message  # no JWT at all, not even one this test did not see minted
+ROOT = Path(__file__).resolve().parent.parent
+PR_SUBJECT = f"repo:{REPOSITORY}:pull_request"
 
 
 # --- GitHub Actions with OIDC ---------------------------------------------------------------------
-
-
-def test_each_token_request_presents_a_fresh_github_id_token(
-    actions_job: dict[str, str], github: ActionsIdTokenEndpoint, entra: EntraTokenEndpoint
-) -> None:
-    started = time.monotonic()
-    first, second = two_tokens_across_expiry(github)
-
-    assert entra.outcomes == ["ok", "ok"]
-    assert [first, second] == entra.issued and first != second
-    assert len(github.minted) == 2
-    assert entra.presented == [minted.token for minted in github.minted]  # each request its own, new ID token
-    assert github.minted[1].claims["nbf"] >= github.minted[0].claims["exp"]  # the second minted after the first died
-    assert all(minted.claims["aud"] == "api://AzureADTokenExchange" for minted in github.minted)
-    # azure-identity's ClientAssertionCredential asks the token endpoint only (no discovery, no instance metadata).
-    assert entra.paths == [f"POST /{entra.tenant_id}/oauth2/v2.0/token"] * 2
-    assert time.monotonic() - started < 10
-
-
-def test_one_id_token_reused_fails_the_same_test(
-    actions_job: dict[str, str],
-    github: ActionsIdTokenEndpoint,
-    entra: EntraTokenEndpoint,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """What an Azure CLI signed in by Azure/login does: it keeps presenting the ID token it was given."""
-    fetch = deployer_credential.github_id_token
-    kept: list[str] = []
-
-    def first_id_token_forever(config: GitHubOidc) -> str:
-        if not kept:
-            kept.append(fetch(config))
-        return kept[0]
-
-    monkeypatch.setattr(deployer_credential, "github_id_token", first_id_token_forever)
-    with pytest.raises(DeployerCredentialError) as failure:
-        two_tokens_across_expiry(github)
-
-    assert entra.outcomes == ["ok", "AADSTS700024"]
-    assert entra.presented == [github.minted[0].token] * 2
-    message = str(failure.value)
-    assert "AADSTS700024: Client assertion is not within its valid time range" in message
-    assert entra.client_id in message and entra.tenant_id in message and SCOPE in message
-    assert_no_credential_in(message, github, entra)
-
-
-def test_a_credential_kept_across_expiry_also_fetches_a_new_id_token(
-    actions_job: dict[str, str], github: ActionsIdTokenEndpoint, entra: EntraTokenEndpoint
-) -> None:
-    """azure-identity calls the callback for every token it does not have cached, not once per credential."""
-    entra.access_token_lifetime = 1
-    signed_in = deployer_credential.credential(choose(actions_job))
-    try:
-        first = signed_in.get_token(SCOPE).token
-        time.sleep(max(0.0, github.minted[0].claims["exp"] - time.time()) + 0.2)
-        second = signed_in.get_token(SCOPE).token
-    finally:
-        signed_in.close()
-    assert entra.outcomes == ["ok", "ok"] and first != second
-    assert entra.presented == [minted.token for minted in github.minted] and len(github.minted) == 2
 
 
 def test_entra_is_reached_over_https_with_a_certificate_the_client_must_trust(
@@ -368,46 +228,6 @@ def test_azure_natives_other_oidc_sources_come_first_in_its_order() -> None:
     assert from_file == OidcAssertion(
         ACTIONS_OIDC["ARM_CLIENT_ID"], ACTIONS_OIDC["ARM_TENANT_ID"], "login.microsoftonline.com", "/var/run/oidc/token"
     )
-
-
-def without_runner_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_URL")
-    monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-
-
-def test_a_token_file_is_read_again_for_each_token_request(
-    actions_job: dict[str, str],
-    github: ActionsIdTokenEndpoint,
-    entra: EntraTokenEndpoint,
-    clean_environment: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    without_runner_variables(clean_environment)
-    token_file = tmp_path / "oidc-token"
-    token_file.write_text(github.mint("api://AzureADTokenExchange"))
-    clean_environment.setenv("ARM_OIDC_TOKEN_FILE_PATH", str(token_file))
-    first = get_token(SCOPE)
-    time.sleep(max(0.0, github.minted[0].claims["exp"] - time.time()) + 0.2)
-    token_file.write_text(github.mint("api://AzureADTokenExchange") + "\n")  # its writer renews it
-    assert get_token(SCOPE) != first
-    assert entra.outcomes == ["ok", "ok"] and entra.presented == [minted.token for minted in github.minted]
-
-
-def test_a_fixed_oidc_token_works_until_it_expires_and_then_says_so(
-    actions_job: dict[str, str],
-    github: ActionsIdTokenEndpoint,
-    entra: EntraTokenEndpoint,
-    clean_environment: pytest.MonkeyPatch,
-) -> None:
-    without_runner_variables(clean_environment)
-    clean_environment.setenv("ARM_OIDC_TOKEN", github.mint("api://AzureADTokenExchange"))
-    with pytest.raises(DeployerCredentialError) as failure:
-        two_tokens_across_expiry(github)
-    assert entra.outcomes == ["ok", "AADSTS700024"]
-    message = str(failure.value)
-    assert "ARM_OIDC_TOKEN is one fixed assertion and it has expired" in message
-    assert entra.client_id in message and SCOPE in message
-    assert_no_credential_in(message, github, entra)
 
 
 def test_laptop_and_managed_identity_keep_default_azure_credential(clean_environment: pytest.MonkeyPatch) -> None:

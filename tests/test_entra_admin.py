@@ -10,6 +10,8 @@ from harness import CI_APP_CLAIMS, DEPLOYER_OBJECT_ID, LAPTOP_USER_CLAIMS, Progr
 
 from settings import ConfigError, Deployer, EntraAdmin, deployer_from_claims, token_claims, with_deployer_defaults
 
+pytestmark = pytest.mark.program
+
 ADMIN = "azure-native:dbforpostgresql:AdministratorsMicrosoftEntra"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 OTHER_OBJECT_ID = "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"

@@ -7,7 +7,10 @@ endpoint and, in token mode, the project's refresher exactly as the sidecar runs
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -15,23 +18,43 @@ import pytest
 from drill import scenarios
 from drill.postgres_mcp_venv import ensure_venv
 
+pytestmark = pytest.mark.drill
+
 
 @pytest.fixture(scope="session")
 def venv() -> Path:
     return ensure_venv(log=False)
 
 
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a scenario's run is kept for every test process: pytest-xdist's workers share the parent."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 PROGRESS: dict[str, list[str]] = {}
 
 
 @functools.cache
-def drilled(name: str, venv: Path) -> scenarios.Result:
-    PROGRESS[name] = []
-    return scenarios.run(scenarios.SCENARIOS[name], venv, PROGRESS[name].append)
+def drilled(name: str, venv: Path, runs: Path) -> scenarios.Result:
+    """One run per scenario, whichever test (and worker) asks first; the others read it."""
+    stored = runs / f"drill-{name}.pickle"
+    with open(runs / f"drill-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stored.exists():
+            kept: tuple[scenarios.Result, list[str]] = pickle.loads(stored.read_bytes())  # noqa: S301 (this run's own)
+            result, progress = kept
+        else:
+            progress = []
+            result = scenarios.run(scenarios.SCENARIOS[name], venv, progress.append)
+            stored.write_bytes(pickle.dumps((result, progress)))
+    PROGRESS[name] = progress
+    return result
 
 
-def test_the_drill_reports_progress_while_the_calls_run(venv: Path) -> None:
-    result = drilled("refresher", venv)
+def test_the_drill_reports_progress_while_the_calls_run(venv: Path, runs: Path) -> None:
+    result = drilled("refresher", venv, runs)
     lines = PROGRESS["refresher"]
     assert any("PostgreSQL up" in line for line in lines) and any("postgres-mcp serving" in line for line in lines)
     # One line every 10 s of the 30 s run, with the counts so far.
@@ -39,8 +62,8 @@ def test_the_drill_reports_progress_while_the_calls_run(venv: Path) -> None:
     assert len(ticks) >= int(result.scenario.duration // scenarios.PROGRESS_EVERY) - 1, lines
 
 
-def test_token_baked_into_the_uri_fails_after_expiry_and_never_recovers(venv: Path) -> None:
-    result = drilled("baked", venv)
+def test_token_baked_into_the_uri_fails_after_expiry_and_never_recovers(venv: Path, runs: Path) -> None:
+    result = drilled("baked", venv, runs)
     assert scenarios.judge(result) == [], scenarios.timeline(result)
     assert len(result.minted) == 1
     assert all("couldn't get a connection" in call.detail for call in result.failed)
@@ -48,8 +71,8 @@ def test_token_baked_into_the_uri_fails_after_expiry_and_never_recovers(venv: Pa
     assert not result.calls[-1].ok
 
 
-def test_refresher_keeps_every_call_working_across_many_expiries(venv: Path) -> None:
-    result = drilled("refresher", venv)
+def test_refresher_keeps_every_call_working_across_many_expiries(venv: Path, runs: Path) -> None:
+    result = drilled("refresher", venv, runs)
     assert scenarios.judge(result) == [], scenarios.timeline(result)
     assert result.failed == []
     assert len(result.minted) >= 6  # 30 s of 6 s tokens
@@ -61,14 +84,14 @@ def test_refresher_keeps_every_call_working_across_many_expiries(venv: Path) -> 
 
 
 @pytest.mark.parametrize("name", ["short-outage", "garbage", "refresher-restart"])
-def test_faults_shorter_than_a_token_cost_no_call(venv: Path, name: str) -> None:
-    result = drilled(name, venv)
+def test_faults_shorter_than_a_token_cost_no_call(venv: Path, runs: Path, name: str) -> None:
+    result = drilled(name, venv, runs)
     assert scenarios.judge(result) == [], scenarios.timeline(result)
     assert result.failed == []
 
 
-def test_long_outage_fails_while_down_then_recovers_without_restart(venv: Path) -> None:
-    result = drilled("long-outage", venv)
+def test_long_outage_fails_while_down_then_recovers_without_restart(venv: Path, runs: Path) -> None:
+    result = drilled("long-outage", venv, runs)
     assert scenarios.judge(result) == [], scenarios.timeline(result)
     assert result.failed
     assert any("wrote" in line and "failure(s)" in line for line in result.refresher_log)  # it recovered itself

@@ -35,6 +35,8 @@ from policy import rules
 from policy.pack import plain
 from policy.rules import Options, Resource, Undecided, Unknown, evaluate
 
+pytestmark = pytest.mark.program
+
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = [(stack, mode) for stack in ("dev", "prod") for mode in ("token", "password")]
 STACK_IDS = [f"{s}-{m}" for s, m in STACKS]

@@ -25,6 +25,8 @@ from harness import (
     run_program,
 )
 
+pytestmark = pytest.mark.program
+
 CONTAINER_APP = "azure-native:app:ContainerApp"
 SERVER = "azure-native:dbforpostgresql:Server"
 VAULT = "azure-native:keyvault:Vault"
@@ -135,11 +137,12 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     assert refresher_env["AZURE_CLIENT_ID"]["value"] == run.exports["appIdentityClientId"]
     for container in by_name.values():
         assert container["volumeMounts"] == [{"volumeName": "pgpass", "mountPath": "/var/run/pgpass"}]
-    # The sidecar is the project's refresher, shipped verbatim, in the server's own image.
-    from components.mcp_app import refresher_source
+    # The sidecar is the project's refresher, its code shipped and named by digest, in the server's own image.
+    from components.mcp_app import refresher_digest, refresher_source
 
     command = by_name["token-refresher"]["command"]
     assert command[:2] == ["python", "-c"] and command[2] == refresher_source()
+    assert refresher_env["REFRESHER_DIGEST"]["value"] == refresher_digest()
     assert command[3] == "--margin-seconds=900"
     assert by_name["token-refresher"]["image"] == by_name["postgres-mcp"]["image"]
     # No password for the app: no secrets on the app, no password auth on the server. The server's

@@ -18,6 +18,8 @@ import pulumi
 import pytest
 from harness import ENVIRONMENT_PUBLIC_IP, ProgramRun, RecordingMocks, run_program
 
+pytestmark = pytest.mark.program
+
 ENVIRONMENT = "azure-native:app:ManagedEnvironment"
 CONTAINER_APP = "azure-native:app:ContainerApp"
 ZONE = "azure-native:privatedns:PrivateZone"

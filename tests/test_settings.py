@@ -12,6 +12,8 @@ from harness import RecordingMocks, layered_config, run_program
 import settings
 from settings import ConfigError, EntraAdmin, parse
 
+pytestmark = pytest.mark.program
+
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000aa"
 FLEXIBLE_SERVERS = "Microsoft.DBforPostgreSQL/flexibleServers"
 # key -> values that must be refused, each with a fragment the message must contain.

@@ -26,9 +26,11 @@ import pytest
 from harness import run_program
 
 from components.mcp_app import SYSTEM_TRUST_STORE, password_database_uri, passwordless_database_uri
-from drill.local_ca import LocalCA
 from drill.postgres_mcp_venv import ensure_venv
-from drill.postgres_server import PostgresServer, running_postgres
+from testing.local_ca import LocalCA
+from testing.postgres_server import PostgresServer, running_postgres
+
+pytestmark = pytest.mark.postgres
 
 ROLE, PASSWORD, DATABASE = "mcp_app", "s3cret-Pass_word", "app"
 DEBIAN_TRUST_STORE = "/etc/ssl/certs/ca-certificates.crt"

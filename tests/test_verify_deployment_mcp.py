@@ -21,7 +21,7 @@ from psycopg import sql
 
 from components.mcp_app import password_database_uri
 from drill.postgres_mcp_venv import ensure_venv
-from drill.postgres_server import free_port, running_postgres
+from testing.postgres_server import free_port, running_postgres
 from tools.verify_deployment import McpCheckError, list_tools, mcp_verdict
 
 pytestmark = pytest.mark.drill

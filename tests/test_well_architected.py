@@ -20,6 +20,8 @@ import components.environment as environment_module
 from components.network import InboundRule, inbound_rules
 from settings.model import Settings
 
+pytestmark = pytest.mark.program
+
 SUBNET = "azure-native:network:Subnet"
 NSG = "azure-native:network:NetworkSecurityGroup"
 ENVIRONMENT = "azure-native:app:ManagedEnvironment"

@@ -8,10 +8,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from harness import run_program
 
 from tools import verify_deployment
+
+pytestmark = pytest.mark.program
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / ".github" / "workflows"
 

@@ -48,7 +48,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from drill.local_ca import LocalCA
+from testing.local_ca import LocalCA
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from drill.identity_endpoint import Minted
+from testing.identity_endpoint import Minted
 
 
 def postgres_bin() -> Path:

@@ -5,7 +5,7 @@
   password mode), with ADMIN OPTION on the predefined roles they hand out.
 - The application database belongs to `azure_pg_admin`.
 - In token mode the Entra administrator's password is whatever token the local identity
-  endpoint minted last, valid until that token's expiry (drill.identity_endpoint).
+  endpoint minted last, valid until that token's expiry (testing.identity_endpoint).
 - Azure's `pgaadauth` functions exist only on Azure. `PGAADAUTH_SHIM` is a clearly labelled
   stand-in with the documented signatures and result columns (Microsoft Learn, "Manage
   Microsoft Entra roles", how-to-manage-azure-ad-users): `pgaadauth_create_principal_with_oid`
@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from drill.identity_endpoint import IdentityEndpoint
-from drill.postgres_server import PostgresServer, running_postgres
+from testing.identity_endpoint import IdentityEndpoint
+from testing.postgres_server import PostgresServer, running_postgres
 
 ENTRA_ADMIN = "pulumi-deployer"
 SERVER_ADMIN, SERVER_ADMIN_PASSWORD = "pgadmin", "Server-admin-Pw-9x"

@@ -5,8 +5,9 @@ password file named by PGPASSFILE on every new connection, so each connection th
 postgres-mcp's pool opens signs in with a token that has not expired, and postgres-mcp
 itself needs no change: its DATABASE_URI simply carries no password.
 
-Standard library only: this file is shipped verbatim into the stock postgres-mcp image
-(`python -c <this file's text>`) and runs as `python3 components/token_refresher.py`.
+Standard library only: this file is shipped into the stock postgres-mcp image as
+`python -c <its code>` (comments and docstrings stripped: sidecar/shipping.py) and runs on
+its own as `python3 sidecar/token_refresher.py`.
 
 Environment (the Container Apps managed identity contract plus libpq's own names):
   IDENTITY_ENDPOINT, IDENTITY_HEADER  the platform's token endpoint; the header value
@@ -229,12 +230,23 @@ class HealthState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._written: Written | None = None
+        self._pending: Written | None = None  # announced before the rename, until wrote()
         self._activity = "starting"
         self._deadline: float | None = None  # time.monotonic() by which the loop must move on
 
+    def writing(self, written: Written) -> None:
+        """The loop is about to rename this into place: from then on the file may already hold it."""
+        with self._lock:
+            self._pending = written
+
     def wrote(self, written: Written) -> None:
         with self._lock:
-            self._written = written
+            self._written, self._pending = written, None
+
+    def latest(self) -> tuple[Written | None, Written | None]:
+        """What was last written and what is being written, as of now."""
+        with self._lock:
+            return self._written, self._pending
 
     def expect_progress(self, activity: str, within: float) -> None:
         """The loop promises to be done with `activity` within `within` seconds."""
@@ -274,6 +286,12 @@ def health_verdict(
     if read is None:
         return False, f"password file {path} is not a plain file: libpq ignores it"
     content, status = read
+    if written is None or digest(content) != written.digest:
+        # The file is read after the snapshot: a refresh may have renamed its new file into place
+        # since. Then the loop has announced it (writing) or recorded it (wrote) by now.
+        for candidate in state.latest():
+            if candidate is not None and digest(content) == candidate.digest:
+                written = candidate
     if status.st_mode & 0o077:
         mode = oct(stat.S_IMODE(status.st_mode))
         return False, f"password file {path} has mode {mode}, open to others: libpq ignores it"
@@ -453,8 +471,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return arguments
 
 
-def refresh(path: str, resource: str, timeout: float) -> Token:
+def refresh(path: str, resource: str, timeout: float, announce: Callable[[Token], None] = lambda _: None) -> Token:
     token = fetch_token(resource, timeout)
+    announce(token)  # before the rename, for the health check
     try:
         write_atomically(path, password_file_line(token.value))
     except OSError as error:
@@ -495,7 +514,12 @@ def run(arguments: argparse.Namespace, stop: threading.Event) -> int:
             # One attempt: a connect and a read, each bounded by the timeout, then a local write.
             state.expect_progress("refreshing", 2 * arguments.timeout_seconds + grace)
             try:
-                token = refresh(path, arguments.resource, arguments.timeout_seconds)
+                token = refresh(
+                    path,
+                    arguments.resource,
+                    arguments.timeout_seconds,
+                    lambda new: state.writing(Written(digest(password_file_line(new.value).encode()), new.expires_on)),
+                )
             except RefreshError as error:
                 failures += 1
                 delay = backoff_delay(failures, arguments.backoff_base_seconds, arguments.backoff_max_seconds)

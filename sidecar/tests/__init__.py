@@ -1,0 +1,1 @@
+"""The sidecar programs tested as programs: subprocesses against the stand-ins in testing/."""
