@@ -252,3 +252,11 @@ def test_the_docs_pytest_commands_collect_tests() -> None:
         )
         assert collected.returncode == 0, (selection, collected.stdout[-2000:], collected.stderr[-2000:])
         assert re.search(r"^\d+(/\d+)? tests? collected", collected.stdout, flags=re.MULTILINE), selection
+
+
+def test_the_testing_page_says_what_each_test_file_proves() -> None:
+    page = (ROOT / "docs" / "testing.md").read_text()
+    files = sorted([*ROOT.glob("tests/test_*.py"), *ROOT.glob("sidecar/tests/test_*.py")])
+    assert len(files) > 20
+    unlisted = [str(path.relative_to(ROOT)) for path in files if path.stem not in page]
+    assert not unlisted, unlisted
