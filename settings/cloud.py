@@ -137,7 +137,11 @@ def resolve(configured: str, environ: Mapping[str, str], provider_environment: s
         return native
     chosen = by_name(configured, CONFIG_KEY)
     if native is not chosen:
-        where = f"{setting} is {value!r}" if setting else "neither azure-native:environment nor ARM_ENVIRONMENT is set"
+        where = (
+            f"{setting} is {value!r} ({native.name})"
+            if setting
+            else "neither azure-native:environment nor ARM_ENVIRONMENT is set"
+        )
         hint = chosen.azure_native_names[0]
         raise CloudError(
             f"{CONFIG_KEY} is {configured!r} ({chosen.name}) but {where}, so azure-native deploys to {native.name} "
