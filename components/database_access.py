@@ -60,6 +60,7 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 
 from components import deployer_credential
+from components.cloud import PUBLIC, by_ossrdbms_scope
 from components.database_owners import (
     OWNERS_CONFIG_KEY,
     Acting,
@@ -72,7 +73,6 @@ from components.database_owners import (
     owner_scope,
     validate_owner_roles,
 )
-from settings.cloud import PUBLIC, by_ossrdbms_scope
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the wire sentinel for an unknown value (pulumi.runtime.rpc)
 ENTRA_SCOPE = PUBLIC.ossrdbms_scope
@@ -162,7 +162,7 @@ class AccessSpec:
     connect_attempts: int = 6
     retry_base_seconds: float = 2.0
     entra_scope: str = ENTRA_SCOPE
-    """What the administrator's Entra token is asked for: the stack's cloud's PostgreSQL scope (settings/cloud.py)."""
+    """What the administrator's Entra token is asked for: the stack's cloud's PostgreSQL scope (components/cloud.py)."""
 
     @staticmethod
     def from_props(props: Mapping[str, Any]) -> AccessSpec:
@@ -1088,7 +1088,7 @@ class DatabaseAccessArgs(TypedDict):
     owner_roles: NotRequired[list[str]]
     """Config key grantOnObjectsOwnedBy: roles whose objects in `schemas` the role is granted on."""
     entra_scope: NotRequired[str]
-    """The stack's cloud's PostgreSQL token scope (settings/cloud.py); default the public cloud's."""
+    """The stack's cloud's PostgreSQL token scope (components/cloud.py); default the public cloud's."""
 
 
 class DatabaseAccess(pulumi.dynamic.Resource):

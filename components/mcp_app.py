@@ -21,8 +21,8 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import app
 
+from components.cloud import PUBLIC, Cloud
 from components.database import POSTGRES_PORT
-from settings.cloud import PUBLIC, Cloud
 from sidecar.shipping import content_digest, shipped_source
 
 MCP_PORT = 8000
@@ -255,7 +255,7 @@ class McpAppArgs(TypedDict):
     container_app_name: NotRequired[str]
     """Default: `<base_name>-mcp`, cut to Azure's 32 characters."""
     cloud: NotRequired[Cloud]
-    """The stack's Azure cloud (settings/cloud.py): the refresher's token audience and the sign-in authority.
+    """The stack's Azure cloud (components/cloud.py): the refresher's token audience and the sign-in authority.
     Default: the public cloud."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization
 
+from components.cloud import PUBLIC, Cloud, stack_cloud
 from preflight.adoption import (
     ADOPTED_RECORD_KEY,
     ENVIRONMENT_RECORD_KEY,
@@ -56,7 +57,6 @@ from preflight.server_record import (
 from preflight.stack_record import own_stack_outputs
 from preflight.version_upgrade import check_major_version
 from settings import Settings, complete_entra_admin
-from settings.cloud import PUBLIC, Cloud, stack_cloud
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Preflight:
     """Token mode in an adopted environment: the workspace that receives its logs (alertWorkspaceId), where the
     token alerts go; None otherwise (the stack's own environment logs to the stack's own workspace)."""
     cloud: Cloud = PUBLIC
-    """The Azure cloud the stack lives in (settings/cloud.py): its token audiences, authority and endpoints."""
+    """The Azure cloud the stack lives in (components/cloud.py): its token audiences, authority and endpoints."""
 
 
 def run(loaded: Settings) -> Preflight:

@@ -97,7 +97,7 @@ class IdentityEndpoint:
     behaviour: str = "ok"  # or "drop", "http-<code>", "stall", or one of MALFORMED_BODIES
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
-    resource: str = RESOURCE  # the audience it issues tokens for (a sovereign cloud's: settings/cloud.py)
+    resource: str = RESOURCE  # the audience it issues tokens for (a sovereign cloud's: components/cloud.py)
     upcoming: list[str] = field(default_factory=list)  # see answer_next()
     minted: list[Minted] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)

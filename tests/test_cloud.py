@@ -1,4 +1,4 @@
-"""The table of Azure clouds (settings/cloud.py) against its sources, how a stack's cloud is chosen, and every
+"""The table of Azure clouds (components/cloud.py) against its sources, how a stack's cloud is chosen, and every
 place that reads it: the provider's scope and diff, the deployer's authority, the ARM endpoints.
 
 Sources: Azure CLI's cloud definitions (Azure/azure-cli, src/azure-cli-core/azure/cli/core/cloud.py:
@@ -11,12 +11,11 @@ from __future__ import annotations
 import pytest
 from pulumi.dynamic import DiffResult
 
-from components import database_access, deployer_credential
+from components import cloud, database_access, deployer_credential
+from components.cloud import CHINA, PUBLIC, US_GOVERNMENT, CloudError, resolve
 from components.database_access import AccessSpec, plan_diff
 from components.deployer_credential import DefaultChain, GitHubOidc, choose
 from preflight import providers
-from settings import cloud
-from settings.cloud import CHINA, PUBLIC, US_GOVERNMENT, CloudError, resolve
 from tools import verify_deployment
 
 pytestmark = pytest.mark.unit

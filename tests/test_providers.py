@@ -16,8 +16,8 @@ import pulumi
 import pytest
 from harness import SUBSCRIPTION_ID, TENANT_ID, ProgramRun, RecordingMocks, jwt, run_program
 
+from components import cloud
 from preflight.providers import REQUIRED_PROVIDERS, arm_endpoint, registration_refusal, unregistered
-from settings import cloud
 
 pytestmark = pytest.mark.program
 

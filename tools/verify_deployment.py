@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from settings.cloud import PUBLIC, CloudError, resolve  # noqa: E402 (after the repository root is on the path)
+from components.cloud import PUBLIC, CloudError, resolve  # noqa: E402 (after the repository root is on the path)
 
 # Microsoft.App stable API (azure-rest-api-specs specification/app/resource-manager/Microsoft.App/stable/2025-01-01:
 # ContainerApps.json, ContainerAppsRevisions.json and the definitions they reference).
@@ -456,7 +456,7 @@ class Arm:
 
 def arm_endpoint(environ: Mapping[str, str]) -> str:
     """ARM's endpoint in the cloud the job's ARM_ENVIRONMENT (or AZURE_ENVIRONMENT) names, as azure-native
-    deployed to it (settings/cloud.py)."""
+    deployed to it (components/cloud.py)."""
     try:
         return resolve("", environ).resource_manager
     except CloudError as error:
