@@ -163,6 +163,7 @@ def main() -> None:
                 "principal_id": secrets.identity_principal_id if token_mode else None,
                 "admin_password": secrets.admin_password,
                 "role_password": secrets.app_password,
+                "entra_scope": checked.cloud.ossrdbms_scope,
             },
             opts=pulumi.ResourceOptions(depends_on=database.ready),
         )
@@ -197,6 +198,7 @@ def main() -> None:
             "database_name": database.database_name,
             "database_uri_secret_url": database_uri,
             "app_role_name": config.app_role_name,
+            "cloud": checked.cloud,
             "admission": Admission(
                 allowed_cidrs=tuple(str(cidr) for cidr in config.allowed_client_networks),
                 entra_client_id=config.entra_auth_client_id,

@@ -60,6 +60,7 @@ from pulumi.dynamic import (
 from pulumi.output import Unknown
 
 from components import deployer_credential
+from components.cloud import PUBLIC, by_ossrdbms_scope
 from components.database_owners import (
     OWNERS_CONFIG_KEY,
     Acting,
@@ -74,7 +75,8 @@ from components.database_owners import (
 )
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the wire sentinel for an unknown value (pulumi.runtime.rpc)
-ENTRA_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+ENTRA_SCOPE = PUBLIC.ossrdbms_scope
+"""The public cloud's PostgreSQL scope: what an absent `entra_scope` input (a state written before it existed) means."""
 FIREWALL_CONFIG_KEY = "deployerCidrs"
 ROLE_CONFIG_KEY = "appRoleName"
 STATS_ROLE = "pg_read_all_stats"
@@ -159,6 +161,8 @@ class AccessSpec:
     connect_timeout: int = 10
     connect_attempts: int = 6
     retry_base_seconds: float = 2.0
+    entra_scope: str = ENTRA_SCOPE
+    """What the administrator's Entra token is asked for: the stack's cloud's PostgreSQL scope (components/cloud.py)."""
 
     @staticmethod
     def from_props(props: Mapping[str, Any]) -> AccessSpec:
@@ -178,6 +182,7 @@ class AccessSpec:
             connect_timeout=int(props.get("connect_timeout") or 10),
             connect_attempts=int(props.get("connect_attempts") or 6),
             retry_base_seconds=float(props.get("retry_base_seconds") or 2.0),
+            entra_scope=str(props.get("entra_scope") or ENTRA_SCOPE),
         )
 
 
@@ -268,7 +273,10 @@ def plan_diff(olds: Mapping[str, Any], news: Mapping[str, Any]) -> DiffResult:
     keys = (set(olds) | set(news)) - {"__provider", "grants"}
 
     def value(props: Mapping[str, Any], key: str) -> Any:
-        # No owner roles, absent or empty, is one and the same declaration.
+        # No owner roles, absent or empty, is one and the same declaration; so are an absent Entra scope
+        # (a state written before the input existed) and the public cloud's.
+        if key == "entra_scope":
+            return props.get(key) or ENTRA_SCOPE
         return props.get(key) or None if key in ("owner_roles", "owner_scope") else props.get(key)
 
     changed = sorted(key for key in keys if has_unknown(news.get(key)) or value(olds, key) != value(news, key))
@@ -562,11 +570,12 @@ def redact(message: str, *secrets: str | None) -> str:
     return message
 
 
-def entra_token() -> str:
+def entra_token(scope: str = ENTRA_SCOPE) -> str:
     """A token for the server administrator as the deployer: a fresh GitHub ID token per request in
-    GitHub Actions with OIDC, DefaultAzureCredential elsewhere (components/deployer_credential.py)."""
+    GitHub Actions with OIDC, DefaultAzureCredential elsewhere (components/deployer_credential.py), signed in
+    at the authority of the cloud whose PostgreSQL scope it is."""
     try:
-        return deployer_credential.get_token(ENTRA_SCOPE)
+        return deployer_credential.get_token(scope, cloud=by_ossrdbms_scope(scope))
     except deployer_credential.DeployerCredentialError as error:
         raise DatabaseAccessError(str(error)) from None
 
@@ -602,7 +611,7 @@ class Connector:
 
     def password(self) -> str:
         if self.spec.auth_mode == "token":
-            return entra_token()
+            return entra_token(self.spec.entra_scope)
         if not self._admin_password:
             raise DatabaseAccessError("password mode needs the server administrator's password (admin_password)")
         return self._admin_password
@@ -1078,6 +1087,8 @@ class DatabaseAccessArgs(TypedDict):
     role_password: pulumi.Input[str] | None
     owner_roles: NotRequired[list[str]]
     """Config key grantOnObjectsOwnedBy: roles whose objects in `schemas` the role is granted on."""
+    entra_scope: NotRequired[str]
+    """The stack's cloud's PostgreSQL token scope (components/cloud.py); default the public cloud's."""
 
 
 class DatabaseAccess(pulumi.dynamic.Resource):
@@ -1103,6 +1114,9 @@ class DatabaseAccess(pulumi.dynamic.Resource):
             "connect_timeout": 10,
             "connect_attempts": 6,
             "retry_base_seconds": 2.0,
+            # In the inputs, so the state and a preview show which audience the administrator's token is for; an
+            # absent value (a state from before) means the public cloud's, and `plan_diff` sees no change.
+            "entra_scope": args.get("entra_scope") or ENTRA_SCOPE,
             "grants": None,
         }
         if args.get("owner_roles"):

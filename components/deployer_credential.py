@@ -33,23 +33,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.cloud import PUBLIC, Cloud, CloudError, by_name
+
 # What the Entra federated credential for GitHub expects (GitHub's "Configuring OpenID Connect in Azure";
 # azure-native's default `oidcAudience`, `ARM_OIDC_AUDIENCE` overrides it there and here).
 GITHUB_AUDIENCE = "api://AzureADTokenExchange"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
-# azure-native's cloud names (provider/pkg/azure/cloud/cloud.go, FromName) and their Entra authority hosts
-# (azcore/cloud: AzurePublic, AzureChina, AzureGovernment).
-CLOUD_AUTHORITIES = {
-    "public": "login.microsoftonline.com",
-    "azurecloud": "login.microsoftonline.com",
-    "china": "login.chinacloudapi.cn",
-    "azurechinacloud": "login.chinacloudapi.cn",
-    "usgov": "login.microsoftonline.us",
-    "usgovernment": "login.microsoftonline.us",
-    "azureusgovernment": "login.microsoftonline.us",
-    "azureusgovernmentcloud": "login.microsoftonline.us",
-    "usgovernmentl4": "login.microsoftonline.us",
-}
 # @actions/http-client retries GET on 502, 503 and 504 only (HttpResponseRetryCodes, RetryableHttpVerbs).
 RETRY_STATUSES = (502, 503, 504)
 ID_TOKEN_ATTEMPTS = 3
@@ -106,6 +95,9 @@ class DefaultChain:
 
     in_github_actions: bool = False
     client_id: str = ""
+    authority: str = ""
+    """A sovereign cloud's Entra authority host (azure-identity's `authority`); empty: azure-identity's default,
+    AZURE_AUTHORITY_HOST or the public cloud."""
 
     def describe(self) -> str:
         who = f" (AZURE_CLIENT_ID {self.client_id})" if self.client_id else ""
@@ -116,7 +108,7 @@ Choice = GitHubOidc | OidcAssertion | DefaultChain
 RUNNER_VARIABLES = "set by the runner when the job has `permissions: id-token: write`"
 
 
-def choose(environ: Mapping[str, str]) -> Choice:
+def choose(environ: Mapping[str, str], cloud: Cloud | None = None) -> Choice:
     """The credential for this environment; raises DeployerCredentialError for a half-configured OIDC job.
 
     With ARM_USE_OIDC the assertion comes from where azure-native takes it, in its order (`newOidcCredential`):
@@ -124,8 +116,13 @@ def choose(environ: Mapping[str, str]) -> Choice:
     # azure-native enables OIDC only for the exact string "true" (`getConfig("useOidc", "ARM_USE_OIDC") == "true"`):
     # the same test here keeps both providers on the same identity.
     if environ.get("ARM_USE_OIDC") != "true":
+        # DefaultAzureCredential signs in at the public cloud unless told otherwise (Microsoft Learn, "Multi-cloud:
+        # Connect to all regions with the Azure libraries for Python": a sovereign cloud needs `authority`).
+        host = "" if environ.get("AZURE_AUTHORITY_HOST", "").strip() else authority(environ, cloud)
         return DefaultChain(
-            in_github_actions=environ.get("GITHUB_ACTIONS") == "true", client_id=environ.get("AZURE_CLIENT_ID", "")
+            in_github_actions=environ.get("GITHUB_ACTIONS") == "true",
+            client_id=environ.get("AZURE_CLIENT_ID", ""),
+            authority="" if host == PUBLIC.authority_host else host,
         )
     required = {
         "ARM_CLIENT_ID": "the app registration's client id (repository variable AZURE_CLIENT_ID)",
@@ -142,7 +139,7 @@ def choose(environ: Mapping[str, str]) -> Choice:
             + "; ".join(missing)
             + f". See {README_SECTION}."
         )
-    client_id, tenant_id, host = environ["ARM_CLIENT_ID"], environ["ARM_TENANT_ID"], authority(environ)
+    client_id, tenant_id, host = environ["ARM_CLIENT_ID"], environ["ARM_TENANT_ID"], authority(environ, cloud)
     if has_source:
         return OidcAssertion(
             client_id,
@@ -161,20 +158,24 @@ def choose(environ: Mapping[str, str]) -> Choice:
     )
 
 
-def authority(environ: Mapping[str, str]) -> str:
-    """AZURE_AUTHORITY_HOST (azure-identity's own variable) first, then azure-native's cloud name, then public."""
+def authority(environ: Mapping[str, str], cloud: Cloud | None = None) -> str:
+    """AZURE_AUTHORITY_HOST (azure-identity's own variable) first, then the stack's cloud (the provider's
+    `entra_scope` input says which), then azure-native's cloud name, then public (components/cloud.py)."""
     host = environ.get("AZURE_AUTHORITY_HOST", "").strip()
     if host:
         if "://" in host and not host.lower().startswith("https://"):
             raise DeployerCredentialError(f"AZURE_AUTHORITY_HOST {host!r} must be an https:// URL or a host name")
         return host.rstrip("/")
-    cloud = environ.get("ARM_ENVIRONMENT") or environ.get("AZURE_ENVIRONMENT") or "public"
-    if cloud.lower() not in CLOUD_AUTHORITIES:
+    if cloud is not None:
+        return cloud.authority_host
+    name = environ.get("ARM_ENVIRONMENT") or environ.get("AZURE_ENVIRONMENT") or "public"
+    try:
+        return by_name(name, "ARM_ENVIRONMENT").authority_host
+    except CloudError:
         raise DeployerCredentialError(
-            f"ARM_ENVIRONMENT {cloud!r} is not an Azure cloud azure-native knows; expected one of "
+            f"ARM_ENVIRONMENT {name!r} is not an Azure cloud azure-native knows; expected one of "
             "public, usgovernment, china (or set AZURE_AUTHORITY_HOST to the Entra authority host)"
-        )
-    return CLOUD_AUTHORITIES[cloud.lower()]
+        ) from None
 
 
 # --- the assertion callback ---------------------------------------------------------------------
@@ -304,13 +305,16 @@ def credential(choice: Choice, assertions: Assertions | None = None) -> Any:
         )
     from azure.identity import DefaultAzureCredential
 
+    if choice.authority:
+        return DefaultAzureCredential(exclude_interactive_browser_credential=True, authority=choice.authority)
     return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
 
-def get_token(scope: str, environ: Mapping[str, str] | None = None) -> str:
-    """An Entra access token for `scope` as the deployer. A new credential per call, as the provider asks once per
-    connection attempt: in GitHub Actions every call presents a new GitHub ID token."""
-    choice = choose(os.environ if environ is None else environ)
+def get_token(scope: str, environ: Mapping[str, str] | None = None, cloud: Cloud | None = None) -> str:
+    """An Entra access token for `scope` as the deployer, signed in at `cloud`'s authority (default: the one
+    ARM_ENVIRONMENT names). A new credential per call, as the provider asks once per connection attempt: in GitHub
+    Actions every call presents a new GitHub ID token."""
+    choice = choose(os.environ if environ is None else environ, cloud)
     assertions = None if isinstance(choice, DefaultChain) else Assertions(choice)
     try:
         signed_in = credential(choice, assertions)

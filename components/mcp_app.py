@@ -21,6 +21,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import app
 
+from components.cloud import PUBLIC, Cloud
 from components.database import POSTGRES_PORT
 from sidecar.shipping import content_digest, shipped_source
 
@@ -253,6 +254,9 @@ class McpAppArgs(TypedDict):
     """Password mode: the versionless Key Vault URL of the DATABASE_URI secret (see `password_database_uri`)."""
     container_app_name: NotRequired[str]
     """Default: `<base_name>-mcp`, cut to Azure's 32 characters."""
+    cloud: NotRequired[Cloud]
+    """The stack's Azure cloud (components/cloud.py): the refresher's token audience and the sign-in authority.
+    Default: the public cloud."""
 
 
 class McpApp(pulumi.ComponentResource):
@@ -270,6 +274,13 @@ class McpApp(pulumi.ComponentResource):
         admission = args["admission"]
 
         token_mode = args["auth_mode"] == "token"
+        cloud = args.get("cloud") or PUBLIC
+        # The refresher's token audience: its default is the public cloud's (sidecar/token_refresher.py,
+        # DEFAULT_RESOURCE), so TOKEN_RESOURCE is set only in another cloud and a public stack's container,
+        # hence its revision, stays exactly as it was.
+        resource_env = (
+            [] if cloud.is_public else [app.EnvironmentVarArgs(name="TOKEN_RESOURCE", value=cloud.ossrdbms_resource_id)]
+        )
         trust_store_env = app.EnvironmentVarArgs(name="SSL_CERT_FILE", value=SYSTEM_TRUST_STORE)
         secrets: list[app.SecretArgs] = []
         volumes: list[app.VolumeArgs] = []
@@ -297,6 +308,7 @@ class McpApp(pulumi.ComponentResource):
                         app.EnvironmentVarArgs(name="PGPORT", value=str(POSTGRES_PORT)),
                         app.EnvironmentVarArgs(name="PGDATABASE", value=args["database_name"]),
                         app.EnvironmentVarArgs(name="PGUSER", value=args["app_role_name"]),
+                        *resource_env,
                     ],
                     resources=app.ContainerResourcesArgs(
                         cpu=REFRESHER_RESOURCES.cpu, memory=REFRESHER_RESOURCES.memory
@@ -409,8 +421,10 @@ class McpApp(pulumi.ComponentResource):
                         enabled=True,
                         registration=app.AzureActiveDirectoryRegistrationArgs(
                             client_id=admission.entra_client_id,
+                            # The tenant's v2 issuer at the cloud's authority (login.microsoftonline.us in
+                            # US Government, login.chinacloudapi.cn in China).
                             open_id_issuer=pulumi.Output.concat(
-                                "https://login.microsoftonline.com/", admission.tenant_id, "/v2.0"
+                                f"{cloud.active_directory}/", admission.tenant_id, "/v2.0"
                             ),
                         ),
                         validation=app.AzureActiveDirectoryValidationArgs(

@@ -19,6 +19,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization
 
+from components.cloud import PUBLIC, Cloud, stack_cloud
 from preflight.adoption import (
     ADOPTED_RECORD_KEY,
     ENVIRONMENT_RECORD_KEY,
@@ -78,13 +79,16 @@ class Preflight:
     alert_workspace: AlertWorkspace | None = None
     """Token mode in an adopted environment: the workspace that receives its logs (alertWorkspaceId), where the
     token alerts go; None otherwise (the stack's own environment logs to the stack's own workspace)."""
+    cloud: Cloud = PUBLIC
+    """The Azure cloud the stack lives in (components/cloud.py): its token audiences, authority and endpoints."""
 
 
 def run(loaded: Settings) -> Preflight:
     """Reads who deploys, the records and what is adopted, and refuses what Azure could only do by replacement."""
     # First, every resource provider the stack declares resources of is registered (azure-native never registers
     # one): the lookups below would otherwise fail on an unregistered namespace with a less helpful message.
-    refuse_unregistered_providers(authorization.get_client_config().subscription_id)
+    cloud = stack_cloud(loaded.azure_cloud)  # azureCloud and azure-native's cloud agree, or the run stops here
+    refuse_unregistered_providers(authorization.get_client_config().subscription_id, cloud)
     recorded = own_stack_outputs()  # the last update's outputs, read once
     # Who deploys: an empty Entra administrator key defaults to the principal of the deployer's Azure token
     # (an invoke, so apart from settings.load, which does no I/O); the recorded administrator stays unless a key
@@ -131,7 +135,9 @@ def run(loaded: Settings) -> Preflight:
         # says that no token alerts are created.
         watched = alert_workspace(config, adopted_environment)
 
-    return Preflight(config, adopted_server, adopted_environment, login, new_server_record, environment_record, watched)
+    return Preflight(
+        config, adopted_server, adopted_environment, login, new_server_record, environment_record, watched, cloud
+    )
 
 
 def export_records(checked: Preflight) -> None:

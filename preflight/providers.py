@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +30,8 @@ from typing import Any
 
 import pulumi
 from pulumi_azure_native import authorization
+
+from components.cloud import Cloud, by_management_audience, stack_cloud
 
 REQUIRED_PROVIDERS: tuple[str, ...] = (
     "Microsoft.App",  # the Container Apps environment, the app, its sign-in configuration
@@ -45,16 +46,6 @@ REQUIRED_PROVIDERS: tuple[str, ...] = (
 """Microsoft.Resources (resource groups) is registered in every subscription and cannot be unregistered."""
 REGISTERED = "Registered"
 API_VERSION = "2021-04-01"
-# The Resource Manager endpoint of each cloud, by the audience of its tokens (Azure CLI's cloud definitions:
-# `az cloud show`, endpoints.resourceManager and endpoints.activeDirectoryResourceId).
-ARM_ENDPOINTS = {
-    "https://management.azure.com/": "https://management.azure.com",
-    "https://management.core.windows.net/": "https://management.azure.com",
-    "https://management.usgovcloudapi.net/": "https://management.usgovcloudapi.net",
-    "https://management.core.usgovcloudapi.net/": "https://management.usgovcloudapi.net",
-    "https://management.chinacloudapi.cn/": "https://management.chinacloudapi.cn",
-    "https://management.core.chinacloudapi.cn/": "https://management.chinacloudapi.cn",
-}
 TIMEOUT_SECONDS = 30
 
 ArmGet = Callable[[str, str], tuple[int, Mapping[str, Any]]]
@@ -93,38 +84,20 @@ def registration_refusal(states: Mapping[str, str | None], subscription_id: str)
     )
 
 
-# azure-native's own cloud setting (`azure-native:environment`, or ARM_ENVIRONMENT), for a token whose audience
-# is not one of the URIs above (a v2 token names the Resource Manager application by its GUID instead).
-CLOUD_ENDPOINTS = {
-    "public": "https://management.azure.com",
-    "usgovernment": "https://management.usgovcloudapi.net",
-    "china": "https://management.chinacloudapi.cn",
-}
-
-
-def configured_cloud() -> str:
-    return (pulumi.Config("azure-native").get("environment") or os.environ.get("ARM_ENVIRONMENT") or "public").lower()
-
-
-def arm_endpoint(token: str, cloud: Callable[[], str] = configured_cloud) -> str:
-    """The Resource Manager endpoint of the cloud the token was issued for: by its `aud` claim, else by the
-    cloud azure-native is configured for."""
+def arm_endpoint(token: str, cloud: Cloud | None = None) -> str:
+    """The Resource Manager endpoint of the cloud the token was issued for: by its `aud` claim
+    (components/cloud.py `management_audiences`), else that of the stack's cloud (a v2 token names the Resource
+    Manager application by its GUID instead)."""
     try:
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         audience = str(claims.get("aud", ""))
     except (IndexError, ValueError) as error:
         raise ProviderRegistrationError(f"cannot read the Azure token's audience: {error}") from None
-    endpoint = ARM_ENDPOINTS.get(audience if audience.endswith("/") else audience + "/")
-    if endpoint is not None:
-        return endpoint
-    name = cloud()
-    if name not in CLOUD_ENDPOINTS:
-        raise ProviderRegistrationError(
-            f"azure-native:environment (or ARM_ENVIRONMENT) is {name!r}; expected one of "
-            f"{', '.join(CLOUD_ENDPOINTS)}: cannot tell which Resource Manager to ask about the resource providers"
-        )
-    return CLOUD_ENDPOINTS[name]
+    issued_for = by_management_audience(audience)
+    if issued_for is not None:
+        return issued_for.resource_manager
+    return (cloud or stack_cloud("")).resource_manager
 
 
 def http_get(url: str, token: str) -> tuple[int, Mapping[str, Any]]:
@@ -144,10 +117,12 @@ arm_get: ArmGet = http_get
 """The GET the check sends; tests stand in for it (tests/harness.py answers as ARM does)."""
 
 
-def registration_states(subscription_id: str, namespaces: Iterable[str] = REQUIRED_PROVIDERS) -> dict[str, str | None]:
+def registration_states(
+    subscription_id: str, namespaces: Iterable[str] = REQUIRED_PROVIDERS, cloud: Cloud | None = None
+) -> dict[str, str | None]:
     """Each namespace's registrationState, read from ARM; None for a namespace the cloud does not know (404)."""
     token = authorization.get_client_token().token
-    endpoint = arm_endpoint(token)
+    endpoint = arm_endpoint(token, cloud)
     states: dict[str, str | None] = {}
     for namespace in namespaces:
         url = (
@@ -176,8 +151,8 @@ def registration_states(subscription_id: str, namespaces: Iterable[str] = REQUIR
     return states
 
 
-def refuse_unregistered_providers(subscription_id: str) -> None:
+def refuse_unregistered_providers(subscription_id: str, cloud: Cloud | None = None) -> None:
     """Stops the run, before anything is declared, when a provider the stack needs is not registered."""
-    refusal = registration_refusal(registration_states(subscription_id), subscription_id)
+    refusal = registration_refusal(registration_states(subscription_id, cloud=cloud), subscription_id)
     if refusal is not None:
         raise ProviderRegistrationError(refusal)

@@ -81,6 +81,7 @@ StorageSize = Literal[32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 3276
 HighAvailability = Literal["Disabled", "ZoneRedundant", "SameZone"]
 PrivilegeLevel = Literal["read_only", "read_write"]
 AccessMode = Literal["restricted", "unrestricted"]
+AzureCloudName = Literal["", "AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]  # components/cloud.py CLOUD_NAMES
 # The widest deployer range admitted: a /16 is 65,536 addresses.
 WIDEST_DEPLOYER_PREFIX = 16
 DeployerRange = Annotated[
@@ -150,6 +151,14 @@ class Settings(BaseModel):
         "as a Key Vault reference).",
     )
     location: AzureLocation = Field("westeurope", description="Azure region of every resource.")
+    azure_cloud: AzureCloudName = Field(
+        "",
+        description="The Azure cloud the stack lives in, by Azure CLI's name (`az cloud show --query name`): "
+        "AzureCloud, AzureUSGovernment or AzureChinaCloud. Empty: the cloud azure-native deploys to "
+        "(`azure-native:environment`, else ARM_ENVIRONMENT; public when neither is set). When set, azure-native's "
+        "cloud must be the same or the run stops. It chooses the PostgreSQL token audience, the Entra authority "
+        "and the Resource Manager endpoint (see docs/deploy.md, Sovereign clouds).",
+    )
     name_prefix: Annotated[
         str, matching(r"[a-z][a-z0-9]{1,9}", "2-10 lowercase letters or digits starting with a letter")
     ] = Field("pgmcp", description="Prefix of resource names.")

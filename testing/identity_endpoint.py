@@ -97,6 +97,7 @@ class IdentityEndpoint:
     behaviour: str = "ok"  # or "drop", "http-<code>", "stall", or one of MALFORMED_BODIES
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
+    resource: str = RESOURCE  # the audience it issues tokens for (a sovereign cloud's: components/cloud.py)
     upcoming: list[str] = field(default_factory=list)  # see answer_next()
     minted: list[Minted] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
@@ -148,7 +149,7 @@ class IdentityEndpoint:
         if header != self.header:
             self._answer(handler, 401, b'{"error":"invalid X-IDENTITY-HEADER"}')
             return
-        if query.get("api-version") != ["2019-08-01"] or query.get("resource") != [RESOURCE]:
+        if query.get("api-version") != ["2019-08-01"] or query.get("resource") != [self.resource]:
             self._answer(handler, 400, b'{"error":"bad request"}')
             return
         if behaviour in MALFORMED_BODIES:
@@ -165,7 +166,7 @@ class IdentityEndpoint:
         body = {
             "access_token": minted.token,
             "expires_on": str(int(minted.expires_on)),
-            "resource": RESOURCE,
+            "resource": self.resource,
             "token_type": "Bearer",
             "client_id": (query.get("client_id") or [""])[0],
         }

@@ -224,6 +224,7 @@ class EntraTokenEndpoint(_Server):
     presented: list[str] = field(default_factory=list)  # every client_assertion, in order
     outcomes: list[str] = field(default_factory=list)  # "ok" or the AADSTS code, per token request
     issued: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)  # the scope of each issued token, in order
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> EntraTokenEndpoint:
@@ -329,6 +330,7 @@ class EntraTokenEndpoint(_Server):
         access_token = f"eyJ0eXAiOiJKV1QifQ.{b64url(secrets.token_bytes(900))}.{len(self.issued)}"
         with self._lock:
             self.issued.append(access_token)
+            self.scopes.append(scope)
             self.outcomes.append("ok")
         lifetime = self.access_token_lifetime
         return 200, {

@@ -16,6 +16,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2
 
+from components.cloud import PUBLIC, US_GOVERNMENT
 from components.database_access import AccessSpec, expected_grants
 from testing.flexible_server import (
     APP_PASSWORD,
@@ -42,6 +43,7 @@ from testing.flexible_server import (
     owned_database,
     role_exists,
 )
+from testing.identity_endpoint import IdentityEndpoint
 from testing.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -311,3 +313,45 @@ def test_a_failure_prints_no_password(postgres: PostgresServer, engine: Engine) 
         engine.up(wanted)
     assert "password authentication failed" in refused.value.details
     assert "Wrong-Admin-Pw-77" not in refused.value.details and APP_PASSWORD not in refused.value.details
+
+
+# --- the stack's cloud: the administrator's token audience (components/cloud.py) ------------------------------
+
+
+def test_a_stack_from_before_the_scope_input_sees_no_change_when_it_arrives(
+    postgres: PostgresServer, engine: Engine
+) -> None:
+    database, role = new_database(postgres, ENTRA_ADMIN), new_name("mcp")
+    before = declared(postgres, database, "token", role)
+    assert "entra_scope" not in before  # as DatabaseAccess declared it before the input existed
+    assert engine.up(before) == ["create"]
+    now = {**before, "entra_scope": PUBLIC.ossrdbms_scope}
+    assert engine.preview(now).changes == provider_pb2.DiffResponse.DIFF_NONE
+    assert engine.up(now) == []
+    moved = engine.preview({**now, "entra_scope": US_GOVERNMENT.ossrdbms_scope})
+    assert moved.changes == provider_pb2.DiffResponse.DIFF_SOME and list(moved.replaces) == []
+
+
+def test_a_us_government_stack_signs_in_with_a_token_for_its_own_cloud(postgres: PostgresServer) -> None:
+    # A managed identity endpoint that issues PostgreSQL tokens for the US Government audience only, each one the
+    # administrator's password until it expires, as the server would accept it.
+    identity = IdentityEndpoint(
+        resource=US_GOVERNMENT.ossrdbms_resource_id, on_mint=postgres.token_becomes_password(ENTRA_ADMIN)
+    ).start()
+    provider_host = ProviderHost({"IDENTITY_ENDPOINT": identity.url, "IDENTITY_HEADER": identity.header})
+    run = Engine(provider_host)
+    try:
+        database, role = new_database(postgres, ENTRA_ADMIN), new_name("mcp")
+        assert run.up(declared(postgres, database, "token", role, entra_scope=US_GOVERNMENT.ossrdbms_scope)) == [
+            "create"
+        ]
+        assert entra_mapping(postgres, role) == APP_PRINCIPAL_ID
+        assert run.state is not None and run.state.outputs["entra_scope"] == US_GOVERNMENT.ossrdbms_scope
+        assert {tuple(request.query["resource"]) for request in identity.requests} == {
+            ("https://ossrdbms-aad.database.usgovcloudapi.net",)
+        }
+        run.destroy()  # from the state's outputs: the same cloud's token again
+        assert not role_exists(postgres, role)
+    finally:
+        provider_host.close()
+        identity.stop()

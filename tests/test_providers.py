@@ -16,7 +16,7 @@ import pulumi
 import pytest
 from harness import SUBSCRIPTION_ID, TENANT_ID, ProgramRun, RecordingMocks, jwt, run_program
 
-from preflight import providers
+from components import cloud
 from preflight.providers import REQUIRED_PROVIDERS, arm_endpoint, registration_refusal, unregistered
 
 pytestmark = pytest.mark.program
@@ -140,7 +140,9 @@ def test_the_check_asks_the_resource_manager_of_the_cloud_the_token_is_for(audie
 def test_a_token_that_names_no_endpoint_falls_back_to_azure_natives_cloud_setting() -> None:
     # A v2 token's audience is the Resource Manager application's GUID, not a URI.
     token = jwt({"aud": "797f4846-ba00-4fd7-ba43-dac1f8f63013"})
-    assert arm_endpoint(token, lambda: "public") == "https://management.azure.com"
-    assert arm_endpoint(token, lambda: "usgovernment") == "https://management.usgovcloudapi.net"
-    with pytest.raises(providers.ProviderRegistrationError, match=r"azure-native:environment.*'germany'"):
-        arm_endpoint(token, lambda: "germany")
+    assert arm_endpoint(token, cloud.resolve("", {})) == "https://management.azure.com"
+    assert arm_endpoint(token, cloud.resolve("", {"ARM_ENVIRONMENT": "usgovernment"})) == (
+        "https://management.usgovcloudapi.net"
+    )
+    with pytest.raises(cloud.CloudError, match=r"azure-native:environment is 'germany'"):
+        arm_endpoint(token, cloud.resolve("", {}, provider_environment="germany"))

@@ -20,6 +20,7 @@ FLEXIBLE_SERVERS = "Microsoft.DBforPostgreSQL/flexibleServers"
 BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
     "authMode": [("tokens", "one of token, password"), ("", "one of token, password"), ("Token", "one of token")],
     "location": [("West Europe", "Azure region"), ("", "Azure region")],
+    "azureCloud": [("usgovernment", "AzureUSGovernment"), ("AzureGermanCloud", "AzureCloud")],
     "namePrefix": [("PG", "lowercase"), ("1abc", "starting with a letter"), ("averyveryverylongprefix", "2-10")],
     "owner": [("", "1-256 characters"), ("a/b", "without")],
     "postgresVersion": [("13", "one of 14, 15, 16, 17"), ("16.2", "one of 14"), ("latest", "one of 14")],

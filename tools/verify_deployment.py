@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from components.cloud import PUBLIC, CloudError, resolve  # noqa: E402 (after the repository root is on the path)
+
 # Microsoft.App stable API (azure-rest-api-specs specification/app/resource-manager/Microsoft.App/stable/2025-01-01:
 # ContainerApps.json, ContainerAppsRevisions.json and the definitions they reference).
 ARM_API_VERSION = "2025-01-01"
@@ -49,17 +51,6 @@ ARM_API_VERSION = "2025-01-01"
 # resource-manager/Microsoft.Network/stable/2024-05-01 (subnet.json, networkSecurityGroup.json).
 NETWORK_API_VERSION = "2024-05-01"
 HTTPS_PORT = 443
-# ARM's host per cloud (azure-native's ARM_ENVIRONMENT names, as in components/deployer_credential.py).
-ARM_ENDPOINTS = {
-    "public": "https://management.azure.com",
-    "azurecloud": "https://management.azure.com",
-    "usgovernment": "https://management.usgovcloudapi.net",
-    "usgov": "https://management.usgovcloudapi.net",
-    "azureusgovernment": "https://management.usgovcloudapi.net",
-    "azureusgovernmentcloud": "https://management.usgovcloudapi.net",
-    "china": "https://management.chinacloudapi.cn",
-    "azurechinacloud": "https://management.chinacloudapi.cn",
-}
 # components/mcp_app.py's container names.
 MCP_CONTAINER = "postgres-mcp"
 REFRESHER_CONTAINER = "token-refresher"
@@ -447,7 +438,7 @@ class Arm:
     """GETs on Azure Resource Manager with the deployer's token (one token for the whole run: it lasts an hour)."""
 
     token: Callable[[], str]
-    endpoint: str = ARM_ENDPOINTS["public"]
+    endpoint: str = PUBLIC.resource_manager
     _cached: str = field(default="", repr=False)
 
     def get(self, resource_id: str, child: str = "", api_version: str = ARM_API_VERSION) -> dict[str, Any]:
@@ -464,10 +455,12 @@ class Arm:
 
 
 def arm_endpoint(environ: Mapping[str, str]) -> str:
-    cloud = (environ.get("ARM_ENVIRONMENT") or environ.get("AZURE_ENVIRONMENT") or "public").lower()
-    if cloud not in ARM_ENDPOINTS:
-        raise SystemExit(f"ARM_ENVIRONMENT {cloud!r} is not a cloud this check knows: {sorted(ARM_ENDPOINTS)}")
-    return ARM_ENDPOINTS[cloud]
+    """ARM's endpoint in the cloud the job's ARM_ENVIRONMENT (or AZURE_ENVIRONMENT) names, as azure-native
+    deployed to it (components/cloud.py)."""
+    try:
+        return resolve("", environ).resource_manager
+    except CloudError as error:
+        raise SystemExit(str(error)) from None
 
 
 def entra_token(scope: str) -> str:
