@@ -22,8 +22,9 @@ for path in (ROOT, ROOT / "tests"):
 
 TIERS = ("unit", "program", "postgres", "drill")
 
-# Fixtures shared by the tests of the deployer credential, fast and across expiry (tests/).
-pytest_plugins = ["deployer_sign_in"]
+# Fixtures shared by test modules (tests/): the deployer credential's, fast and across expiry; the
+# Flexible-Server-shaped PostgreSQL servers of the provider's tests.
+pytest_plugins = ["deployer_sign_in", "flexible_server_fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

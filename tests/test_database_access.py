@@ -7,7 +7,6 @@ The pure parts are in test_database_access_pure.py; the engine's own protocol (a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from testing.flexible_server import (
     APP_PRINCIPAL_ID,
     ENTRA_ADMIN,
     EXTRAS,
-    FLAVOURS,
     OTHER_PRINCIPAL_ID,
     SERVER_ADMIN,
     SERVER_ADMIN_PASSWORD,
@@ -29,37 +27,15 @@ from testing.flexible_server import (
     as_admin,
     can,
     entra_mapping,
-    entra_sign_in,
-    flexible_server,
     login_as_app,
     new_database,
     new_name,
     role_exists,
 )
-from testing.identity_endpoint import IdentityEndpoint
 from testing.postgres_server import PostgresServer
 
-pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module", params=FLAVOURS)
-def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
-    with flexible_server(str(request.param)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def identity(postgres: PostgresServer) -> Iterator[IdentityEndpoint]:
-    with entra_sign_in(postgres) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(autouse=True)
-def managed_identity_environment(identity: IdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)
-    monkeypatch.setenv("IDENTITY_HEADER", identity.header)
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
+# postgres, identity and the managed identity environment: tests/flexible_server_fixtures.py
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("managed_identity_environment")]
 
 
 @pytest.fixture(params=["token", "password"])

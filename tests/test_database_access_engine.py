@@ -23,7 +23,6 @@ from testing.flexible_server import (
     APP_PRINCIPAL_ID,
     ENTRA_ADMIN,
     EXTRAS,
-    FLAVOURS,
     OTHER_PRINCIPAL_ID,
     SERVER_ADMIN,
     SERVER_ADMIN_PASSWORD,
@@ -35,7 +34,6 @@ from testing.flexible_server import (
     default_privileges_for,
     entra_mapping,
     entra_sign_in,
-    flexible_server,
     give_right,
     login_as_app,
     new_database,
@@ -46,13 +44,7 @@ from testing.flexible_server import (
 from testing.identity_endpoint import IdentityEndpoint
 from testing.postgres_server import PostgresServer
 
-pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module", params=FLAVOURS)
-def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
-    with flexible_server(str(request.param)) as server:
-        yield server
+pytestmark = pytest.mark.postgres  # `postgres`: tests/flexible_server_fixtures.py
 
 
 @pytest.fixture(scope="module")

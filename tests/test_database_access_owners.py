@@ -10,7 +10,6 @@ after the grant. The administrator the provider signs in as is given the right t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,14 +18,11 @@ from psycopg import sql
 from components.database_access import AccessSpec, DatabaseAccessError, DatabaseAccessProvider, expected_grants
 from components.database_owners import fix_statement
 from testing.flexible_server import (
-    FLAVOURS,
     access_props,
     admin_of,
     as_role,
     can,
     default_privileges_for,
-    entra_sign_in,
-    flexible_server,
     give_right,
     login_as_app,
     memberships,
@@ -35,30 +31,10 @@ from testing.flexible_server import (
     relation_owners,
     role_exists,
 )
-from testing.identity_endpoint import IdentityEndpoint
 from testing.postgres_server import PostgresServer
 
-pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="module", params=FLAVOURS)
-def postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
-    with flexible_server(str(request.param)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def identity(postgres: PostgresServer) -> Iterator[IdentityEndpoint]:
-    with entra_sign_in(postgres) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(autouse=True)
-def managed_identity_environment(identity: IdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)
-    monkeypatch.setenv("IDENTITY_HEADER", identity.header)
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE"):
-        monkeypatch.delenv(name, raising=False)
+# postgres, identity and the managed identity environment: tests/flexible_server_fixtures.py
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("managed_identity_environment")]
 
 
 def props(postgres: PostgresServer, database: str, mode: str, role: str, **overrides: Any) -> dict[str, Any]:
