@@ -94,7 +94,8 @@ class Request:
 class IdentityEndpoint:
     header: str = "rotating-header-value"
     lifetime: float = 3600.0
-    behaviour: str = "ok"  # or "drop", "http-<code>", "stall", or one of MALFORMED_BODIES
+    behaviour: str = "ok"  # or "drop", "http-<code>", "stall", "trickle", or one of MALFORMED_BODIES
+    trickle_interval: float = 0.5  # "trickle": seconds between two bytes of the whole answer
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
     upcoming: list[str] = field(default_factory=list)  # see answer_next()
@@ -172,6 +173,9 @@ class IdentityEndpoint:
         if behaviour == "stall":
             self._drip(handler, json.dumps(body).encode())
             return
+        if behaviour == "trickle":
+            self._trickle(handler, json.dumps(body).encode())
+            return
         self._answer(handler, 200, json.dumps(body).encode())
 
     def _drip(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
@@ -191,6 +195,25 @@ class IdentityEndpoint:
                 sent += 1
                 time.sleep(0.2)
             handler.wfile.write(body[sent:])
+        except OSError:  # the client gave up
+            pass
+
+    def _trickle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        """A good answer, status line and headers included, one byte every `trickle_interval` seconds.
+
+        Each byte beats any socket timeout longer than the interval, so a client bounded per read
+        waits for the whole answer: with a 2 KB token at 0.5 s a byte, a quarter of an hour."""
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        handler.close_connection = True
+        try:
+            for index in range(len(answer)):
+                handler.wfile.write(answer[index : index + 1])
+                handler.wfile.flush()
+                time.sleep(self.trickle_interval)
         except OSError:  # the client gave up
             pass
 
