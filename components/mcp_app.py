@@ -24,6 +24,7 @@ from pulumi_azure_native import app
 from components.cloud import PUBLIC, Cloud
 from components.database import POSTGRES_PORT
 from sidecar.shipping import content_digest, shipped_source
+from sidecar.token_refresher import DEFAULT_STALL_GRACE_SECONDS, DEFAULT_TIMEOUT_SECONDS
 
 MCP_PORT = 8000
 MCP_CONTAINER = "postgres-mcp"
@@ -37,7 +38,8 @@ REFRESHER_SOURCE = Path(__file__).resolve().parent.parent / "sidecar" / "token_r
 # name with TOKEN in it for a secret, and a digest is none.
 REFRESHER_DIGEST_VARIABLE = "REFRESHER_DIGEST"
 REFRESHER_HEALTH_PORT = 8081  # the replica's containers share one network namespace: not MCP_PORT
-REFRESHER_HEALTH_PATH = "/healthz"
+REFRESHER_HEALTH_PATH = "/healthz"  # the whole verdict: the startup probe's
+REFRESHER_LIVENESS_PATH = "/livez"  # fails only for a stalled refresh loop: the liveness probe's
 
 
 @dataclass(frozen=True)
@@ -83,41 +85,61 @@ class ProbeTiming:
         return self.period_seconds * self.failure_threshold
 
 
-# The sidecar's probes. No readiness probe: the replica is ready only when every container is,
-# and a refresher that is retrying must never take postgres-mcp out of the ingress's rotation.
-# Startup: 50 s to answer 200 once, i.e. to write a first token or to find a predecessor's still
-# valid one (the restart case). Liveness: three failed calls 10 s apart restart the refresher,
-# only that container (Kubernetes liveness semantics, which Container Apps probes follow).
+# The sidecar's probes. Readiness is per replica: the replica is ready only when every container
+# is (Kubernetes pod readiness, which Container Apps probes follow; Microsoft Learn, "Health probes
+# in Azure Container Apps"), and a container that restarts is not ready until it has started again.
+# So any refresher restart, a liveness kill included, takes the replica out of the ingress's
+# rotation until the new process passes its startup probe; with one replica, the MCP endpoint is
+# unreachable meanwhile (postgres-mcp's own process, pool and sessions are not restarted). Hence:
+# - no readiness probe on the sidecar: a refresher that is retrying must not take postgres-mcp out;
+# - liveness on /livez, which fails only when the refresh loop is stalled (past its own deadline):
+#   the one failure a restart cures. An aging token during an identity endpoint outage is logged
+#   and alerted on, never a kill: a new process would meet the same outage, out of rotation;
+# - startup on /healthz, which answers 200 at once when the new process finds its predecessor's
+#   still valid token (the restart case), and after the first fetch otherwise. Every 5 s from 1 s
+#   after the start: a restart with a valid file is out of rotation ~1 s plus the platform's own
+#   restart time, a fresh start up to one period longer than its fetch (docs/token-refresher.md,
+#   "Health endpoint and probes", measured by `python -m drill.benchmark`). 10 failures: 50 s to
+#   write a first token.
 REFRESHER_STARTUP = ProbeTiming(period_seconds=5, failure_threshold=10)
 REFRESHER_LIVENESS = ProbeTiming(period_seconds=10, failure_threshold=3)
 
 
 def refresher_min_validity(margin_seconds: int) -> float:
-    """The token life left below which the refresher calls itself unhealthy: half the margin.
+    """The token life left below which /healthz reports unhealthy (logged, alerted on): half the margin.
 
-    The refresher starts fetching `margin` before expiry; the first half of the margin is for its
-    own retries (backoff capped at 60 s: about ten attempts at the default 900 s), the second half
-    for the platform to restart it and for the new process to fetch, before the token expires."""
+    The refresher starts fetching `margin` before expiry; after half of it spent retrying (backoff
+    capped at 60 s: about ten attempts at the default 900 s) the failures are worth a person's
+    attention, with half the margin left to act. No restart: liveness does not look at the token."""
     return margin_seconds / 2
 
 
+def refresher_stall_seconds() -> float:
+    """At most this long after an attempt starts, a loop that made no progress reports a stall:
+    the request's whole deadline plus the grace (the refresher's defaults, which the stack keeps)."""
+    return DEFAULT_TIMEOUT_SECONDS + DEFAULT_STALL_GRACE_SECONDS
+
+
 def restart_lead_seconds(margin_seconds: int) -> float:
-    """Worst case: how long before the last good token expires a refresher that cannot refresh is
-    restarted (at the default margin of 900 s: 420 s, time for the new process to try again)."""
-    return refresher_min_validity(margin_seconds) - REFRESHER_LIVENESS.window_seconds
+    """Worst case: how long before the last good token expires a refresher whose loop stalls at its
+    first refresh attempt (`margin` before expiry) is restarted: 830 s at the default 900 s."""
+    return margin_seconds - refresher_stall_seconds() - REFRESHER_LIVENESS.window_seconds
 
 
 def refresher_probes() -> list[app.ContainerAppProbeArgs]:
     return [
         app.ContainerAppProbeArgs(
             type=kind,
-            http_get=app.ContainerAppProbeHttpGetArgs(path=REFRESHER_HEALTH_PATH, port=REFRESHER_HEALTH_PORT),
+            http_get=app.ContainerAppProbeHttpGetArgs(path=path, port=REFRESHER_HEALTH_PORT),
             period_seconds=timing.period_seconds,
             failure_threshold=timing.failure_threshold,
             timeout_seconds=timing.timeout_seconds,
             initial_delay_seconds=timing.initial_delay_seconds,
         )
-        for kind, timing in (("Startup", REFRESHER_STARTUP), ("Liveness", REFRESHER_LIVENESS))
+        for kind, path, timing in (
+            ("Startup", REFRESHER_HEALTH_PATH, REFRESHER_STARTUP),
+            ("Liveness", REFRESHER_LIVENESS_PATH, REFRESHER_LIVENESS),
+        )
     ]
 
 

@@ -7,6 +7,9 @@
 2. Identity endpoint calls per token lifetime made by the refresher.
 3. The refresher's resident memory and CPU while it waits for the next refresh, with its health
    endpoint on and probed, against the 0.1 GiB / 0.05 vCPU the sidecar gets.
+4. How long a refresher restart keeps the replica out of rotation: the shipped program's time (and
+   CPU) from its start to its first 200 on the startup probe's path, with a predecessor's valid token
+   and from scratch, turned into the startup probe's schedule (components/mcp_app.py ProbeTiming).
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +33,14 @@ import psycopg
 import psycopg.conninfo
 from psycopg import sql
 
-from components.mcp_app import REFRESHER_LIVENESS, REFRESHER_RESOURCES
+from components.mcp_app import (
+    REFRESHER_HEALTH_PATH,
+    REFRESHER_LIVENESS,
+    REFRESHER_RESOURCES,
+    REFRESHER_STARTUP,
+    ProbeTiming,
+    refresher_command,
+)
 from testing.identity_endpoint import IdentityEndpoint
 from testing.postgres_server import PostgresServer, free_port, running_postgres
 
@@ -201,17 +213,116 @@ def idle_footprint(seconds: float, probes: int) -> None:
     )
 
 
+def probe_passes_at(listening: float, answered: float, timing: ProbeTiming) -> float:
+    """When the startup probe (a call at initial delay + k x period, each waiting `timeout` for its
+    answer) first passes, for a container listening from `listening` seconds after its start and
+    answering 200 from `answered` on: the end of the out-of-rotation window (Kubernetes: a container
+    without a readiness probe is ready once its startup probe passes). A call before the port listens
+    is refused at once; a call that connects waits for the answer."""
+    call = float(timing.initial_delay_seconds)
+    while call < listening or call + timing.timeout_seconds < answered:
+        call += timing.period_seconds
+    return max(call, answered)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def time_to_first_ok(env: dict[str, str], port: int) -> tuple[float, float, float, float]:
+    """(wall, CPU) seconds from the start of the shipped refresher to its listening port, then to its first 200."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, *refresher_command(900, port)[1:]], env=env, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    listening, listening_cpu = time.perf_counter() - started, cpu_seconds(process.pid)
+                    break
+            if time.perf_counter() - started > 60:
+                raise RuntimeError("the refresher did not listen within 60 s")
+            time.sleep(0.002)
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{REFRESHER_HEALTH_PATH}", timeout=5) as answer:
+                    if answer.status == 200:
+                        return listening, listening_cpu, time.perf_counter() - started, cpu_seconds(process.pid)
+            except (urllib.error.HTTPError, OSError):
+                pass
+            if time.perf_counter() - started > 60:
+                raise RuntimeError("the refresher did not answer 200 within 60 s")
+            time.sleep(0.005)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def restart_window(runs: int) -> None:
+    print(f"\n   starting the shipped refresher {runs} times each way, timing its first 200 ...", flush=True)
+    endpoint = IdentityEndpoint(lifetime=3600).start()
+    results: dict[str, list[tuple[float, float, float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        passfile = Path(workdir) / "pgpass"
+        env = refresher_env(endpoint, passfile)
+        for way in ("predecessor's valid token, identity endpoint down", "no token: one fetch (loopback)"):
+            samples = []
+            for _ in range(runs):
+                endpoint.set("ok")
+                if way.startswith("predecessor"):
+                    once = [sys.executable, str(REFRESHER), "--once"]
+                    subprocess.run(once, env=env, check=True, timeout=30, capture_output=True)
+                    endpoint.set("http-503")
+                else:
+                    passfile.unlink(missing_ok=True)
+                samples.append(time_to_first_ok(env, free_port()))
+            results[way] = samples
+    endpoint.stop()
+    timing, share = REFRESHER_STARTUP, REFRESHER_RESOURCES.cpu
+    print(
+        f"\n4. Out of rotation on a refresher restart, counted from the new container's start: startup probe "
+        f"every {timing.period_seconds}s from {timing.initial_delay_seconds}s, {timing.timeout_seconds}s timeout "
+        f"(components/mcp_app.py); median of {runs} starts, Python {sys.version.split()[0]}"
+    )
+    print(f"   {'start':52} {'listens':>16} {'first 200':>16} {'out here':>9}   at {share} vCPU")
+    for way, samples in results.items():
+        listening, listening_cpu, answered, answered_cpu = (statistics.median(s[i] for s in samples) for i in range(4))
+        # Under the sidecar's CPU quota a start is CPU-bound: the same CPU time at a 1/20 share.
+        slow_listening, slow_answered = max(listening, listening_cpu / share), max(answered, answered_cpu / share)
+        here, throttled = (
+            probe_passes_at(listening, answered, timing),
+            probe_passes_at(slow_listening, slow_answered, timing),
+        )
+        print(
+            f"   {way:52} {listening * 1000:5.0f}ms ({listening_cpu * 1000:3.0f} CPU) "
+            f"{answered * 1000:5.0f}ms ({answered_cpu * 1000:3.0f} CPU) {here:8.1f}s   {throttled:.1f}s "
+            f"(listens at {slow_listening:.2f}s)"
+        )
+    print(
+        f"   A start that listens after the first call ({timing.initial_delay_seconds}s) waits for the next one, "
+        f"{timing.period_seconds}s later.\n"
+        "   Plus the platform's own restart before the start: immediate after a first exit, then 10 s doubling\n"
+        "   to 5 min for repeated ones, reset after 10 min of running (Kubernetes, Pod Lifecycle)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m drill.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=200)
     parser.add_argument("--idle-seconds", type=float, default=20)
     parser.add_argument("--probes", type=int, default=500)
+    parser.add_argument("--restart-runs", type=int, default=10)
+    parser.add_argument("--only-restart-window", action="store_true", help="measure only 4. (no PostgreSQL needed)")
     arguments = parser.parse_args()
+    if arguments.only_restart_window:
+        restart_window(arguments.restart_runs)
+        return
     print("starting a local PostgreSQL (TLS) ...", flush=True)
     with running_postgres() as server:
         connection_latency(server, arguments.connections)
     calls_per_lifetime(lifetime=6, margin=3, lifetimes=5)
     idle_footprint(arguments.idle_seconds, arguments.probes)
+    restart_window(arguments.restart_runs)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,14 @@ Environment (the Container Apps managed identity contract plus libpq's own names
   PGHOST, PGPORT, PGDATABASE, PGUSER  the line's fields; '*' where unset
   TOKEN_REFRESHER_HEALTH_PORT         serve GET /healthz on this port (or --health-port)
 
-Health endpoint (loop mode only, never with --once): `GET /healthz` answers 200 while the
+Health endpoints (loop mode only, never with --once): `GET /healthz` answers 200 while the
 password file holds the token this refresher last wrote with more than
 --health-min-validity-seconds left (after a restart: a predecessor's token, until the exp of
-its JWT), and the loop keeps to its own schedule; otherwise 503 with a one-line reason.
-Answers and logs never contain a token. The platform's startup and liveness probes call it,
-so that a stuck refresher is restarted long before the last good token expires.
+its JWT, so a restart with a valid file passes at once), and the loop keeps to its own
+schedule; otherwise 503 with a one-line reason. The startup probe calls it. `GET /livez`
+answers 503 only when the loop is stalled (behind its own schedule by more than the grace),
+the one failure a restart cures; the liveness probe calls it. Answers and logs never contain
+a token; each change of the /healthz verdict is logged once, whichever endpoint computed it.
 
 Exit codes: 0 on SIGTERM/SIGINT or after a successful --once, 1 when --once fails,
 2 on a configuration error. Transient failures never end the loop.
@@ -35,11 +37,13 @@ import argparse
 import base64
 import binascii
 import hashlib
+import http.client
 import http.server
 import json
 import os
 import random
 import signal
+import socket
 import stat
 import sys
 import tempfile
@@ -57,6 +61,9 @@ API_VERSION = "2019-08-01"
 TOKEN_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~+/=")
 HEALTH_PORT_VARIABLE = "TOKEN_REFRESHER_HEALTH_PORT"
 HEALTH_PATH = "/healthz"
+LIVENESS_PATH = "/livez"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_STALL_GRACE_SECONDS = 30.0
 
 
 class ConfigurationError(Exception):
@@ -118,7 +125,77 @@ def parse_token(body: bytes, resource: str, now: float) -> Token:
     return Token(token, expires)
 
 
+class _Watched:
+    """The sockets one request opens, so that its deadline can cut them from another thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.cut = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.cut:
+                return
+        self._shutdown(sock)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            self.cut, sockets = True, list(self._sockets)
+        for sock in sockets:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # a recv blocked in another thread returns at once
+        except OSError:
+            pass
+
+
+def _opener(watched: _Watched) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies and all), its connections reporting their sockets to `watched`."""
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            watched.add(self.sock)
+
+    class SecureConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            watched.add(self.sock)
+
+    class Handler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(Connection, req)
+
+    class SecureHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(SecureConnection, req)
+
+    return urllib.request.build_opener(Handler, SecureHandler)
+
+
+def _exchange(request: urllib.request.Request, timeout: float, watched: _Watched) -> bytes:
+    try:
+        with _opener(watched).open(request, timeout=timeout) as response:
+            return bytes(response.read(1_000_000))
+    except urllib.error.HTTPError as error:
+        raise RefreshError(f"identity endpoint answered HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        reason = getattr(error, "reason", error)
+        raise RefreshError(f"identity endpoint unreachable: {reason}") from None
+
+
 def fetch_token(resource: str, timeout: float) -> Token:
+    """One request, over within `timeout` seconds whatever the endpoint does.
+
+    A socket timeout bounds each connect and each read, not the exchange: an endpoint that sends
+    a byte every few seconds would hold it forever. So the exchange runs on a worker thread that
+    the caller waits for `timeout` seconds at most; then the request's socket is shut down, which
+    ends the worker's blocked read, and the attempt counts as failed."""
     endpoint = os.environ.get("IDENTITY_ENDPOINT", "")
     header = os.environ.get("IDENTITY_HEADER", "")
     if not endpoint or not header:
@@ -127,15 +204,27 @@ def fetch_token(resource: str, timeout: float) -> Token:
         )
     url = request_url(endpoint, resource, os.environ.get("AZURE_CLIENT_ID") or None)
     request = urllib.request.Request(url, headers={"X-IDENTITY-HEADER": header, "Metadata": "true"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read(1_000_000)
-    except urllib.error.HTTPError as error:
-        raise RefreshError(f"identity endpoint answered HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise RefreshError(f"identity endpoint unreachable: {reason}") from None
-    return parse_token(body, resource, time.time())
+    watched = _Watched()
+    outcome: list[bytes | RefreshError] = []
+
+    def exchange() -> None:
+        try:
+            outcome.append(_exchange(request, timeout, watched))
+        except RefreshError as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=exchange, name="fetch", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        watched.cut_all()
+        raise RefreshError(f"identity endpoint gave no complete answer within the {timeout:g}s deadline")
+    if not outcome:  # the worker died of something unforeseen; its traceback is on stderr
+        raise RefreshError("identity endpoint request failed unexpectedly")
+    answer = outcome[0]
+    if isinstance(answer, RefreshError):
+        raise answer
+    return parse_token(answer, resource, time.time())
 
 
 def escape_field(value: str) -> str:
@@ -270,13 +359,24 @@ def read_password_file(path: str) -> tuple[bytes, os.stat_result] | None:
         os.close(descriptor)
 
 
+def stalled(state: HealthState, clock: float) -> str | None:
+    """Why the refresh loop counts as stuck (past the deadline it set itself), or None.
+
+    The only verdict a restart can cure, so the only one the liveness endpoint fails on."""
+    _, activity, deadline = state.snapshot()
+    if deadline is not None and clock > deadline:
+        return f"refresh loop stalled: {activity} overdue by {clock - deadline:.0f}s"
+    return None
+
+
 def health_verdict(
     path: str, prefix: str, state: HealthState, min_validity: float, now: float, clock: float
 ) -> tuple[bool, str]:
     """(healthy, one-line reason) for the file at `path` and the loop's state; never the token."""
-    written, activity, deadline = state.snapshot()
-    if deadline is not None and clock > deadline:
-        return False, f"refresh loop stalled: {activity} overdue by {clock - deadline:.0f}s"
+    stall = stalled(state, clock)
+    if stall is not None:
+        return False, stall
+    written, activity, _ = state.snapshot()
     try:
         read = read_password_file(path)
     except FileNotFoundError:
@@ -305,9 +405,8 @@ def health_verdict(
     source = "inherited token" if written.inherited else "token"
     if remaining <= 0:
         return False, f"{source} EXPIRED at {utc(written.expires_on)}"
-    # A restarted refresher is the restart that could help; it keeps a predecessor's token healthy
-    # until that expires, because restarting it again and again would keep the replica (ready only
-    # when all its containers are) out of rotation while postgres-mcp can still sign in.
+    # A predecessor's token is judged by its own expiry: a refresher that just started has had no
+    # chance to refresh it yet, and the startup probe must pass at once on it (the restart case).
     if remaining <= min_validity and not written.inherited:
         return False, (
             f"{source} expires in {remaining:.0f}s (at {utc(written.expires_on)}), "
@@ -317,10 +416,19 @@ def health_verdict(
 
 
 class HealthServer:
-    """GET /healthz on its own threads, so that a hung refresh cannot hang the answer."""
+    """GET /healthz and /livez on their own threads, so that a hung refresh cannot hang the answer.
 
-    def __init__(self, host: str, port: int, judge: Callable[[], tuple[bool, str]]) -> None:
+    /healthz: the whole verdict (the token in the file, the loop), for the startup probe and people.
+    /livez: 503 only when the loop is stalled, for the liveness probe. A restart cures a stuck loop,
+    nothing else: not an identity endpoint outage, and it costs the replica its readiness (a replica
+    is ready when all its containers are). It still computes the whole verdict, so that changes of
+    it are logged (and alerted on) while the liveness probe is the only caller."""
+
+    def __init__(
+        self, host: str, port: int, judge: Callable[[], tuple[bool, str]], stall: Callable[[], str | None]
+    ) -> None:
         self._judge = judge
+        self._stall = stall
         self._lock = threading.Lock()
         self._last_healthy: bool | None = None
         health = self
@@ -330,11 +438,19 @@ class HealthServer:
                 pass
 
             def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != HEALTH_PATH:
-                    self._answer(404, f"not found; the health endpoint is {HEALTH_PATH}")
-                    return
-                healthy, reason = health.verdict()
-                self._answer(200 if healthy else 503, reason)
+                path = self.path.split("?", 1)[0]
+                if path == HEALTH_PATH:
+                    healthy, reason = health.verdict()
+                    self._answer(200 if healthy else 503, reason)
+                elif path == LIVENESS_PATH:
+                    _, reason = health.verdict()
+                    stall = health.stall()
+                    if stall is not None:
+                        self._answer(503, stall)
+                    else:
+                        self._answer(200, f"alive; {reason}")
+                else:
+                    self._answer(404, f"not found; the health endpoints are {HEALTH_PATH} and {LIVENESS_PATH}")
 
             def _answer(self, status: int, text: str) -> None:
                 body = (text + "\n").encode()
@@ -354,6 +470,9 @@ class HealthServer:
 
     def start(self) -> None:
         self._thread.start()
+
+    def stall(self) -> str | None:
+        return self._stall()
 
     def verdict(self) -> tuple[bool, str]:
         healthy, reason = self._judge()
@@ -418,8 +537,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--timeout-seconds",
         type=float,
-        default=10.0,
-        help="HTTP timeout of one request to the identity endpoint (default 10)",
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help="deadline of one request to the identity endpoint, first byte to last (default %(default)g)",
     )
     parser.add_argument(
         "--health-port",
@@ -439,8 +558,8 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--health-stall-grace-seconds",
         type=float,
-        default=30.0,
-        help="unhealthy when the loop is this much later than its own schedule (default 30)",
+        default=DEFAULT_STALL_GRACE_SECONDS,
+        help="stalled (and not alive) when the loop is this much later than its own schedule (default %(default)g)",
     )
     arguments = parser.parse_args(argv)
     for name in (
@@ -500,19 +619,21 @@ def run(arguments: argparse.Namespace, stop: threading.Event) -> int:
             arguments.health_host,
             arguments.health_port,
             lambda: health_verdict(path, prefix, state, min_validity, time.time(), time.monotonic()),
+            lambda: stalled(state, time.monotonic()),
         )
         health.start()
         log(
             f"health endpoint on port {arguments.health_port}{HEALTH_PATH}: unhealthy when the token has "
-            f"{min_validity:g}s left or less, or the loop is {arguments.health_stall_grace_seconds:g}s late"
+            f"{min_validity:g}s left or less, or the loop is {arguments.health_stall_grace_seconds:g}s late; "
+            f"{LIVENESS_PATH}: failing only when the loop is late"
         )
     grace = arguments.health_stall_grace_seconds
     last_good: Token | None = None
     failures = 0
     try:
         while not stop.is_set():
-            # One attempt: a connect and a read, each bounded by the timeout, then a local write.
-            state.expect_progress("refreshing", 2 * arguments.timeout_seconds + grace)
+            # One attempt: a request over within its deadline (the timeout), then a local write.
+            state.expect_progress("refreshing", arguments.timeout_seconds + grace)
             try:
                 token = refresh(
                     path,

@@ -94,7 +94,8 @@ class Request:
 class IdentityEndpoint:
     header: str = "rotating-header-value"
     lifetime: float = 3600.0
-    behaviour: str = "ok"  # or "drop", "http-<code>", "stall", or one of MALFORMED_BODIES
+    behaviour: str = "ok"  # or "drop", "http-<code>", "trickle", or one of MALFORMED_BODIES
+    trickle_interval: float = 0.5  # "trickle": seconds between two bytes of the whole answer
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
     resource: str = RESOURCE  # the audience it issues tokens for (a sovereign cloud's: components/cloud.py)
@@ -170,28 +171,27 @@ class IdentityEndpoint:
             "token_type": "Bearer",
             "client_id": (query.get("client_id") or [""])[0],
         }
-        if behaviour == "stall":
-            self._drip(handler, json.dumps(body).encode())
+        if behaviour == "trickle":
+            self._trickle(handler, json.dumps(body).encode())
             return
         self._answer(handler, 200, json.dumps(body).encode())
 
-    def _drip(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
-        """A hung endpoint: a good answer, one byte at a time, while the behaviour stays "stall".
+    def _trickle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        """A good answer, status line and headers included, one byte every `trickle_interval` seconds.
 
-        Each byte arrives well within a client's socket timeout, so only a deadline on the
-        whole exchange (or a watchdog) notices."""
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        sent = 0
+        Each byte beats any socket timeout longer than the interval, so a client bounded per read
+        waits for the whole answer: with a 2 KB token at 0.5 s a byte, a quarter of an hour."""
+        answer = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
+        handler.close_connection = True
         try:
-            while sent < len(body) - 1 and self.behaviour == "stall":
-                handler.wfile.write(body[sent : sent + 1])
+            for index in range(len(answer)):
+                handler.wfile.write(answer[index : index + 1])
                 handler.wfile.flush()
-                sent += 1
-                time.sleep(0.2)
-            handler.wfile.write(body[sent:])
+                time.sleep(self.trickle_interval)
         except OSError:  # the client gave up
             pass
 

@@ -598,8 +598,11 @@ def test_sidecar_is_probed_on_its_health_endpoint_and_postgres_mcp_keeps_its_own
     # No readiness probe on the sidecar: the replica is ready only when all its containers are,
     # and a refresher that is retrying must not take postgres-mcp out of the ingress's rotation.
     assert set(probes) == {"Startup", "Liveness"}
+    # Startup on the whole verdict (a token to sign in with); liveness only on a stalled loop, since
+    # a restart takes the replica out of rotation and cures nothing else (issue 19, item 7).
+    assert probes["Startup"]["httpGet"] == {"path": "/healthz", "port": 8081}
+    assert probes["Liveness"]["httpGet"] == {"path": "/livez", "port": 8081}
     for probe in probes.values():
-        assert probe["httpGet"] == {"path": "/healthz", "port": 8081}
         assert 1 <= probe["failureThreshold"] <= 10 and probe["timeoutSeconds"] >= 1
     assert refresher["command"][3:] == [
         "--margin-seconds=900",

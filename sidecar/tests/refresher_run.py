@@ -92,10 +92,10 @@ def expected_line(token: str) -> str:
 
 
 class HealthProbe:
-    """Calls GET /healthz every `interval` seconds, as a probe does, and keeps every answer."""
+    """Calls GET `path` (/healthz) every `interval` seconds, as a probe does, and keeps every answer."""
 
-    def __init__(self, port: int, interval: float = 0.1) -> None:
-        self.url = f"http://127.0.0.1:{port}/healthz"
+    def __init__(self, port: int, interval: float = 0.1, path: str = "/healthz") -> None:
+        self.url = f"http://127.0.0.1:{port}{path}"
         self.interval = interval
         self.answers: list[tuple[float, int | str, str]] = []
         self._stop = threading.Event()
@@ -126,6 +126,36 @@ class HealthProbe:
 
     def seen(self, status: int | str, after: float = 0.0) -> bool:
         return any(answer[0] >= after and answer[1] == status for answer in list(self.answers))
+
+
+def probe_path(kind: str) -> str:
+    """The path the platform's `kind` probe ("Startup", "Liveness") of the sidecar calls, as deployed."""
+    from pulumi_azure_native import app
+
+    from components.mcp_app import refresher_probes
+
+    (probe,) = [p for p in refresher_probes() if p.type == kind]
+    assert isinstance(probe.http_get, app.ContainerAppProbeHttpGetArgs)
+    return str(probe.http_get.path)
+
+
+# A refresher whose file writes hang while a file named by $HANG_WHILE exists: a stuck loop (as on
+# a hung volume) with everything else working. The program is the real one, run as __main__.
+HANGING_WRITES = """
+import os, runpy, sys, time
+real_replace = os.replace
+def replace(source, target):
+    while os.path.exists(os.environ["HANG_WHILE"]):
+        time.sleep(0.05)
+    return real_replace(source, target)
+os.replace = replace
+sys.argv[0] = {script!r}
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def hanging_writes_program() -> tuple[str, str]:
+    return ("-c", HANGING_WRITES.format(script=str(SCRIPT)))
 
 
 def secret_parts(minted: list[Minted]) -> list[str]:

@@ -18,6 +18,8 @@ from sidecar.tests.refresher_run import (
     HealthProbe,
     Refresher,
     expected_line,
+    hanging_writes_program,
+    probe_path,
     refresher_env,
     secret_parts,
     wait_for,
@@ -186,41 +188,89 @@ def test_health_checks_the_file_that_libpq_will_read(endpoint: IdentityEndpoint,
 
 
 def test_health_reports_a_stalled_refresh_loop(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
-    # The endpoint answers one byte every 0.2 s: every read beats the 2 s socket timeout, so the
-    # attempt never ends by itself. This is the stuck-but-alive refresher a liveness probe is for.
+    # A request to the identity endpoint can no longer hang the loop (each has a deadline), so the
+    # stall is a write to the password file that hangs, as on a stuck volume, while the health
+    # threads keep answering. This is the stuck-but-alive refresher a liveness probe is for: both
+    # endpoints fail on it, and the liveness probe's only on it.
     port = free_port()
     passfile = tmp_path / "pgpass"
+    hang = tmp_path / "hang"
     refresher = Refresher(
-        refresher_env(endpoint, passfile, TOKEN_REFRESHER_HEALTH_PORT=str(port)),
+        refresher_env(endpoint, passfile, TOKEN_REFRESHER_HEALTH_PORT=str(port), HANG_WHILE=str(hang)),
         "--margin-seconds=3599",
         "--min-interval-seconds=0.3",
         "--health-stall-grace-seconds=1",
         *FAST,
+        program=hanging_writes_program(),
     )
-    probe = HealthProbe(port)
+    health = HealthProbe(port)
+    liveness = HealthProbe(port, path=probe_path("Liveness"))
     try:
-        wait_for(lambda: probe.seen(200), timeout=20)
-        endpoint.set("stall")
+        wait_for(lambda: health.seen(200) and liveness.seen(200), timeout=20)
+        hang.touch()
         stalled_at = time.time()
-        wait_for(lambda: probe.seen(503, after=stalled_at), timeout=20)
+        wait_for(lambda: liveness.seen(503, after=stalled_at) and health.seen(503, after=stalled_at), timeout=20)
         released_at = time.time()
-        endpoint.set("ok")  # the hung answer completes
-        wait_for(lambda: probe.seen(200, after=released_at), timeout=15)
+        hang.unlink()  # the write completes, the loop moves on
+        wait_for(lambda: liveness.seen(200, after=released_at) and health.seen(200, after=released_at), timeout=15)
     finally:
-        probe.stop()
+        health.stop()
+        liveness.stop()
         assert refresher.stop() == 0
-    _, _, reason = probe.first(503, after=stalled_at)
-    assert reason.startswith("refresh loop stalled: refreshing overdue by")
-    # 0.3 s until the next attempt, then 2 x 2 s (connect + read timeouts) + 1 s of grace.
-    assert released_at - stalled_at >= 5.0 - 0.5
-    text = refresher.log + "".join(body for _, _, body in probe.answers)
+    for probe in (health, liveness):
+        _, _, reason = probe.first(503, after=stalled_at)
+        assert reason.startswith("refresh loop stalled: refreshing overdue by"), reason
+    # 0.3 s until the next attempt, then the request's 2 s deadline + 1 s of grace.
+    assert released_at - stalled_at >= 3.0 - 0.5
+    text = refresher.log + "".join(body for probe in (health, liveness) for _, _, body in probe.answers)
     assert not any(part in text for part in secret_parts(endpoint.minted))
 
 
+def test_an_identity_endpoint_outage_never_fails_the_liveness_probe(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
+    # A token running out during an outage is reported (/healthz 503, logged, alerted on), but the
+    # path the deployed liveness probe calls keeps answering 200: a restart cannot fix the outage
+    # and would take the replica out of rotation (issue 19, item 7).
+    endpoint.lifetime = 5
+    port = free_port()
+    passfile = tmp_path / "pgpass"
+    refresher = Refresher(
+        refresher_env(endpoint, passfile, TOKEN_REFRESHER_HEALTH_PORT=str(port)),
+        "--margin-seconds=3",
+        "--health-min-validity-seconds=1.5",
+        "--min-interval-seconds=0.1",
+        "--health-stall-grace-seconds=1",
+        *FAST,
+    )
+    health = HealthProbe(port, path=probe_path("Startup"))
+    liveness = HealthProbe(port, path=probe_path("Liveness"))
+    try:
+        wait_for(lambda: health.seen(200) and liveness.seen(200), timeout=20)
+        endpoint.set("drop")
+        time.sleep(0.3)
+        last_good = endpoint.minted[-1]
+        wait_for(lambda: time.time() > last_good.expires_on + 1.0, timeout=15)
+        endpoint.set("ok")
+        recovered_at = time.time()
+        wait_for(lambda: health.seen(200, after=recovered_at), timeout=15)
+    finally:
+        health.stop()
+        liveness.stop()
+        assert refresher.stop() == 0
+    reasons = [body for _, status, body in health.answers if status == 503]
+    assert any("less than the 1.5s required" in body for body in reasons)
+    assert any("EXPIRED" in body for body in reasons)
+    listening = liveness.first(200)[0]
+    during = [a for a in liveness.answers if a[0] >= listening]
+    assert {status for _, status, _ in during} == {200}, [a for a in during if a[1] != 200]
+    assert any("EXPIRED" in body for _, _, body in during)  # the body still says what is wrong
+    # The change of verdict is logged (the alert's source) even with only the probes calling.
+    assert any("health: UNHEALTHY: token expires in" in line for line in refresher.lines)
+
+
 def test_a_restarted_refresher_judges_the_file_by_its_token_expiry(endpoint: IdentityEndpoint, tmp_path: Path) -> None:
-    # A liveness restart during an identity endpoint outage: the new process finds the token its
-    # predecessor wrote, judges it by the JWT's exp, and keeps it healthy until it really expires
-    # (restarting again before that would only keep the replica out of rotation).
+    # A restart (a crash, a stalled loop) during an identity endpoint outage: the new process finds
+    # the token its predecessor wrote, judges it by the JWT's exp, and passes its startup probe at
+    # once on it; healthy until the token really expires.
     endpoint.lifetime = 6
     passfile = tmp_path / "pgpass"
     first = Refresher(refresher_env(endpoint, passfile), "--margin-seconds=3", *FAST)
@@ -236,9 +286,16 @@ def test_a_restarted_refresher_judges_the_file_by_its_token_expiry(endpoint: Ide
         "--health-min-validity-seconds=5",  # a token of its own would already be "expiring"
         *FAST,
     )
-    probe = HealthProbe(port)
+    probe = HealthProbe(port, interval=0.02, path=probe_path("Startup"))
     try:
         wait_for(lambda: probe.seen(200), timeout=20)
+        # The startup probe passes at once: the first answer the new process gives is a 200, with
+        # no fetch answered (the endpoint is down), so the replica is back in rotation as soon as
+        # the platform's next startup probe comes.
+        answered = [a for a in probe.answers if a[1] != "down"]
+        assert answered[0][1] == 200, answered[0]
+        assert not endpoint.minted[1:]
+        probe.interval = 0.1
         wait_for(lambda: time.time() > inherited.expires_on + 0.5, timeout=15)
         endpoint.set("ok")
         recovered_at = time.time()
