@@ -4,6 +4,7 @@ each test runs for several; deadlines are derived from the tokens the endpoint r
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import stat
@@ -360,3 +361,52 @@ def test_the_alert_queries_match_what_the_refresher_logs(endpoint: IdentityEndpo
     assert any(alerts_on(line) and "in a row" in line for line in outage)
     assert any(alerts_on(line) and "EXPIRED" in line for line in outage)
     assert any(alerts_on(line) and alerts.REFRESHER_UNHEALTHY in line for line in outage)
+
+
+# --- a trickling identity endpoint: each request ends at its deadline (on the real clock) ------------------------
+
+
+def test_a_trickling_identity_endpoint_is_cut_at_the_deadline_and_the_loop_goes_on(
+    endpoint: IdentityEndpoint, tmp_path: Path
+) -> None:
+    # One byte of the answer (status line and headers included) every 0.3 s: every read beats the
+    # refresher's socket timeout, so only a deadline on the whole request ends it (issue 19, 12c).
+    endpoint.trickle_interval = 0.3
+    deadline = 1.5
+    port = free_port()
+    passfile = tmp_path / "pgpass"
+    refresher = Refresher(
+        refresher_env(endpoint, passfile, TOKEN_REFRESHER_HEALTH_PORT=str(port)),
+        "--margin-seconds=3599.5",
+        "--min-interval-seconds=0.2",
+        "--health-stall-grace-seconds=1",
+        *FAST,
+        f"--timeout-seconds={deadline}",
+    )
+    liveness = HealthProbe(port, path="/livez")
+    try:
+        wait_for(lambda: len(endpoint.minted) == 1 and passfile.exists(), timeout=20)
+        good = passfile.read_text()
+        endpoint.set("trickle")
+        trickled_from = len(endpoint.requests)
+        wait_for(lambda: len(endpoint.requests) >= trickled_from + 4, timeout=20)
+        assert refresher.process.poll() is None
+        assert passfile.read_text() == good  # the last good token is kept
+        endpoint.set("ok")
+        wait_for(lambda: passfile.read_text() != good, timeout=10)
+    finally:
+        liveness.stop()
+        assert refresher.stop() == 0
+    trickled = [r.at for r in endpoint.requests[trickled_from : trickled_from + 4]]
+    for started, next_started in itertools.pairwise(trickled):
+        # The attempt ends at its deadline (not earlier: the endpoint never refused), then the
+        # backoff (at most 0.2 s) and the next attempt: the loop goes on.
+        # The upper bound only has to tell a cut request from an uncut one: the whole answer, a byte every
+        # 0.3 s, would take over a minute; a loaded machine may add seconds to the backoff.
+        assert deadline - 0.1 <= next_started - started <= deadline + 0.2 + 5.0, next_started - started
+    assert sum(f"no complete answer within the {deadline:g}s deadline" in line for line in refresher.lines) >= 3
+    assert "refresh failed (3 in a row)" in refresher.log  # each cut request counts as a failed attempt
+    # Never a stalled loop: once listening, the liveness probe's endpoint answered 200 throughout.
+    listening = liveness.first(200)[0]
+    assert {status for when, status, _ in liveness.answers if when >= listening} == {200}
+    assert expected_line(endpoint.minted[-1].token) == passfile.read_text()
