@@ -134,6 +134,7 @@ class IdentityAndSecrets(pulumi.ComponentResource):
                     {
                         "role_assignment_id": self.secrets_user_assignment.id,
                         "seconds": args.get("key_vault_role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS),
+                        "assigned_at": self.secrets_user_assignment.created_on,
                     },
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secrets_user_assignment]),
                 )

@@ -15,7 +15,11 @@ the deployer's machine. So the wait is a dynamic resource whose create sleeps th
 (`keyVaultRoleWaitSeconds`, 600 by default: the documented bound) and whose only trigger is the role
 assignment: it waits again only when the assignment is replaced (a new ID), never on an ordinary update.
 It depends on the role assignment alone, so on a stack's first `up` it runs alongside the server's creation
-(itself several minutes) and adds little, if anything, to the run.
+(itself several minutes) and adds little, if anything, to the run. The wait counts from the assignment's own
+creation time (`createdOn`, as ARM reports it), so an assignment that has existed for longer than the bound
+(a stack deployed by an earlier version, which gains this resource on upgrade) is not waited for at all; a
+deployer's clock that runs ahead of Azure's shortens the wait by as much, so the count never goes below zero
+and an unreadable time means the whole wait.
 
 The provider lives in an importable module with no attributes and no I/O, so that the engine's provider
 process unpickles it by reference (see components/database_access.py); check and diff are offline.
@@ -24,7 +28,8 @@ process unpickles it by reference (see components/database_access.py); check and
 from __future__ import annotations
 
 import time
-from typing import Any, TypedDict
+from datetime import UTC, datetime
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider, UpdateResult
@@ -41,6 +46,21 @@ TRIGGERS = ("role_assignment_id",)
 class RolePropagationWaitArgs(TypedDict):
     role_assignment_id: pulumi.Input[str]
     seconds: int
+    assigned_at: NotRequired[pulumi.Input[str] | None]
+    """The role assignment's `createdOn` (ISO 8601, UTC); the wait counts from it."""
+
+
+def remaining_seconds(seconds: float, assigned_at: Any, now: datetime) -> float:
+    """How much of the wait is left `now`, for an assignment created at `assigned_at` (the whole wait when that
+    time is unknown or unreadable, or lies in the future of this machine's clock)."""
+    try:
+        created = datetime.fromisoformat(str(assigned_at))
+    except ValueError:
+        return max(seconds, 0)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    elapsed = max((now - created).total_seconds(), 0.0)
+    return min(max(seconds - elapsed, 0.0), max(seconds, 0))
 
 
 def _changed(olds: dict[str, Any], news: dict[str, Any], key: str) -> bool:
@@ -53,9 +73,11 @@ class RolePropagationWaitProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         seconds = int(props.get("seconds", 0))
-        time.sleep(max(seconds, 0))
+        waited = remaining_seconds(seconds, props.get("assigned_at"), datetime.now(UTC))
+        time.sleep(waited)
         outs = {key: value for key, value in props.items() if key != "__provider"}
-        return CreateResult(id_=f"{props['role_assignment_id']}#propagated", outs={**outs, "waited_seconds": seconds})
+        result = {**outs, "waited_seconds": round(waited)}
+        return CreateResult(id_=f"{props['role_assignment_id']}#propagated", outs=result)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [key for key in TRIGGERS if _changed(olds, news, key)]
@@ -76,6 +98,10 @@ class RolePropagationWait(DynamicResource, name="RolePropagationWait"):
         super().__init__(
             RolePropagationWaitProvider(),
             name,
-            {"role_assignment_id": args["role_assignment_id"], "seconds": args["seconds"]},
+            {
+                "role_assignment_id": args["role_assignment_id"],
+                "seconds": args["seconds"],
+                "assigned_at": args.get("assigned_at"),
+            },
             opts,
         )

@@ -117,6 +117,9 @@ class Declared:
     """Inputs as they came over the wire, secrets still marked."""
 
 
+ROLE_ASSIGNED_AT = "2026-12-02T10:00:00.1234567Z"
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like Azure would for the outputs the program reads, and records everything."""
 
@@ -222,6 +225,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
             properties["secretUri"] = f"https://{vault}.vault.azure.net/secrets/{args.inputs['secretName']}"
             properties["secretUriWithVersion"] = properties["secretUri"] + "/0123456789abcdef"
             outputs["properties"] = properties
+        elif typ == "azure-native:authorization:RoleAssignment":
+            # ARM answers `properties.createdOn` (read-only), in its own format: seven fractional digits, Z.
+            outputs["createdOn"] = ROLE_ASSIGNED_AT
         elif typ == "azure-native:operationalinsights:Workspace":
             outputs["customerId"] = "33333333-3333-3333-3333-333333333333"
         elif typ == "azure-native:app:ContainerApp":

@@ -10,15 +10,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from engine import Engine, ProviderHost
-from harness import ProgramRun, run_program
+from harness import ROLE_ASSIGNED_AT, ProgramRun, run_program
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2
 
-from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RolePropagationWaitProvider
+from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RolePropagationWaitProvider, remaining_seconds
 
 pytestmark = pytest.mark.program
 
@@ -45,6 +46,8 @@ def test_the_password_mode_app_waits_for_the_role_to_apply(stack: str) -> None:
     assert run.depends_on(wait.name) == [assignment]
     # ...for the documented bound by default...
     assert wait.inputs["seconds"] == DOCUMENTED_PROPAGATION_SECONDS == 600
+    # ...counted from the assignment's own creation time, as ARM reports it...
+    assert wait.inputs["assigned_at"] == ROLE_ASSIGNED_AT
     # ...and the app, whose first revision resolves the Key Vault reference, waits for the wait.
     app = run.one(CONTAINER_APP)
     assert wait.name in run.depends_on(app.name) and assignment in run.depends_on(app.name)
@@ -63,6 +66,19 @@ def test_token_mode_references_no_secret_and_waits_for_nothing() -> None:
     run = run_program("dev", {"authMode": "token"})
     assert run.of_type(WAIT) == []
     assert "secrets" not in run.one(CONTAINER_APP).inputs["configuration"]
+
+
+def test_the_wait_counts_from_the_assignments_creation() -> None:
+    now = datetime(2026, 12, 2, 10, 5, tzinfo=UTC)
+    # Five minutes after the assignment (ARM's seven fractional digits read), five minutes are left.
+    assert abs(remaining_seconds(600, "2026-12-02T10:00:00.1234567Z", now) - 300.123) < 0.01
+    # An assignment older than the bound (a stack that gains the wait on upgrade) is not waited for.
+    assert remaining_seconds(600, "2026-11-28T08:00:00Z", now) == 0
+    # A time in this machine's future (its clock behind Azure's), none, or an unreadable one: the whole wait.
+    assert remaining_seconds(600, "2026-12-02T10:06:00Z", now) == 600
+    assert remaining_seconds(600, None, now) == 600
+    assert remaining_seconds(600, "yesterday", now) == 600
+    assert remaining_seconds(0, "2026-12-02T10:05:00Z", now) == 0
 
 
 # --- the wait provider, as the engine runs it ---------------------------------------------------
@@ -100,6 +116,19 @@ def test_create_waits_the_configured_seconds(host: ProviderHost) -> None:
     assert elapsed >= SHORT
     assert run.steps == ["create"]
     assert run.state is not None and run.state.outputs["waited_seconds"] == 1
+
+
+def test_an_assignment_older_than_the_wait_is_not_waited_for(host: ProviderHost) -> None:
+    run = engine_for(host)
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    elapsed = timed(lambda: run.up({"role_assignment_id": ASSIGNMENT_ID, "seconds": 3, "assigned_at": an_hour_ago}))
+    assert run.steps == ["create"] and elapsed < 3
+    assert run.state is not None and run.state.outputs["waited_seconds"] == 0
+    # Just created: the whole wait.
+    fresh = engine_for(host)
+    just_now = datetime.now(UTC).isoformat()
+    elapsed = timed(lambda: fresh.up({"role_assignment_id": NEW_ASSIGNMENT_ID, "seconds": 1, "assigned_at": just_now}))
+    assert elapsed >= SHORT - 0.1
 
 
 def test_an_unchanged_assignment_never_waits_again(host: ProviderHost) -> None:
