@@ -1,7 +1,7 @@
 """The app's database role and its privileges, converged by a Pulumi dynamic provider.
 
 Token mode: signed in to the server's `postgres` database as the Entra administrator
-(a token fetched inside the provider by components/deployer_credential.py: in GitHub
+(a token fetched inside the provider by azure_cloud/deployer_credential.py: in GitHub
 Actions with OIDC a fresh GitHub ID token for each request, elsewhere azure-identity's
 DefaultAzureCredential, so `az login` works too), the role is created with Flexible Server's
 `pgaadauth_create_principal_with_oid(role, principal_id, 'service', false, false)`.
@@ -59,8 +59,8 @@ from pulumi.dynamic import (
 )
 from pulumi.output import Unknown
 
-from components import deployer_credential
-from components.cloud import PUBLIC, by_ossrdbms_scope
+from azure_cloud import deployer_credential
+from azure_cloud.clouds import PUBLIC, by_ossrdbms_scope
 from components.database_owners import (
     OWNERS_CONFIG_KEY,
     Acting,
@@ -162,7 +162,7 @@ class AccessSpec:
     connect_attempts: int = 6
     retry_base_seconds: float = 2.0
     entra_scope: str = ENTRA_SCOPE
-    """What the administrator's Entra token is asked for: the stack's cloud's PostgreSQL scope (components/cloud.py)."""
+    """The administrator's Entra token is asked for the stack's cloud's PostgreSQL scope (azure_cloud/clouds.py)."""
 
     @staticmethod
     def from_props(props: Mapping[str, Any]) -> AccessSpec:
@@ -572,7 +572,7 @@ def redact(message: str, *secrets: str | None) -> str:
 
 def entra_token(scope: str = ENTRA_SCOPE) -> str:
     """A token for the server administrator as the deployer: a fresh GitHub ID token per request in
-    GitHub Actions with OIDC, DefaultAzureCredential elsewhere (components/deployer_credential.py), signed in
+    GitHub Actions with OIDC, DefaultAzureCredential elsewhere (azure_cloud/deployer_credential.py), signed in
     at the authority of the cloud whose PostgreSQL scope it is."""
     try:
         return deployer_credential.get_token(scope, cloud=by_ossrdbms_scope(scope))
@@ -1088,7 +1088,7 @@ class DatabaseAccessArgs(TypedDict):
     owner_roles: NotRequired[list[str]]
     """Config key grantOnObjectsOwnedBy: roles whose objects in `schemas` the role is granted on."""
     entra_scope: NotRequired[str]
-    """The stack's cloud's PostgreSQL token scope (components/cloud.py); default the public cloud's."""
+    """The stack's cloud's PostgreSQL token scope (azure_cloud/clouds.py); default the public cloud's."""
 
 
 class DatabaseAccess(pulumi.dynamic.Resource):

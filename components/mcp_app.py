@@ -21,7 +21,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import app
 
-from components.cloud import PUBLIC, Cloud
+from azure_cloud.clouds import PUBLIC, Cloud
 from components.database import POSTGRES_PORT
 from sidecar.shipping import content_digest, shipped_source
 from sidecar.token_refresher import DEFAULT_STALL_GRACE_SECONDS, DEFAULT_TIMEOUT_SECONDS
@@ -277,7 +277,7 @@ class McpAppArgs(TypedDict):
     container_app_name: NotRequired[str]
     """Default: `<base_name>-mcp`, cut to Azure's 32 characters."""
     cloud: NotRequired[Cloud]
-    """The stack's Azure cloud (components/cloud.py): the refresher's token audience and the sign-in authority.
+    """The stack's Azure cloud (azure_cloud/clouds.py): the refresher's token audience and the sign-in authority.
     Default: the public cloud."""
 
 

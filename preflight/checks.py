@@ -19,7 +19,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization
 
-from components.cloud import PUBLIC, Cloud, stack_cloud
+from azure_cloud.clouds import PUBLIC, Cloud, stack_cloud
 from preflight.adoption import (
     ADOPTED_RECORD_KEY,
     ENVIRONMENT_RECORD_KEY,
@@ -80,7 +80,7 @@ class Preflight:
     """Token mode in an adopted environment: the workspace that receives its logs (alertWorkspaceId), where the
     token alerts go; None otherwise (the stack's own environment logs to the stack's own workspace)."""
     cloud: Cloud = PUBLIC
-    """The Azure cloud the stack lives in (components/cloud.py): its token audiences, authority and endpoints."""
+    """The Azure cloud the stack lives in (azure_cloud/clouds.py): its token audiences, authority and endpoints."""
 
 
 def run(loaded: Settings) -> Preflight:

@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization
 
-from components.cloud import Cloud, by_management_audience, stack_cloud
+from azure_cloud.clouds import Cloud, by_management_audience, stack_cloud
 
 REQUIRED_PROVIDERS: tuple[str, ...] = (
     "Microsoft.App",  # the Container Apps environment, the app, its sign-in configuration
@@ -86,7 +86,7 @@ def registration_refusal(states: Mapping[str, str | None], subscription_id: str)
 
 def arm_endpoint(token: str, cloud: Cloud | None = None) -> str:
     """The Resource Manager endpoint of the cloud the token was issued for: by its `aud` claim
-    (components/cloud.py `management_audiences`), else that of the stack's cloud (a v2 token names the Resource
+    (azure_cloud/clouds.py `management_audiences`), else that of the stack's cloud (a v2 token names the Resource
     Manager application by its GUID instead)."""
     try:
         payload = token.split(".")[1]

@@ -81,7 +81,7 @@ StorageSize = Literal[32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 3276
 HighAvailability = Literal["Disabled", "ZoneRedundant", "SameZone"]
 PrivilegeLevel = Literal["read_only", "read_write"]
 AccessMode = Literal["restricted", "unrestricted"]
-AzureCloudName = Literal["", "AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]  # components/cloud.py CLOUD_NAMES
+AzureCloudName = Literal["", "AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]  # azure_cloud/clouds.py CLOUD_NAMES
 # The widest deployer range admitted: a /16 is 65,536 addresses.
 WIDEST_DEPLOYER_PREFIX = 16
 DeployerRange = Annotated[

@@ -98,7 +98,7 @@ class IdentityEndpoint:
     trickle_interval: float = 0.5  # "trickle": seconds between two bytes of the whole answer
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
-    resource: str = RESOURCE  # the audience it issues tokens for (a sovereign cloud's: components/cloud.py)
+    resource: str = RESOURCE  # the audience it issues tokens for (a sovereign cloud's: azure_cloud/clouds.py)
     upcoming: list[str] = field(default_factory=list)  # see answer_next()
     minted: list[Minted] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from azure_cloud.deployer_credential import get_token
 from components import database_access
-from components.deployer_credential import get_token
 from testing.oidc_endpoints import (
     GITHUB_ISSUER,
     ActionsIdTokenEndpoint,

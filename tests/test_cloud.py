@@ -1,4 +1,4 @@
-"""The table of Azure clouds (components/cloud.py) against its sources, how a stack's cloud is chosen, and every
+"""The table of Azure clouds (azure_cloud/clouds.py) against its sources, how a stack's cloud is chosen, and every
 place that reads it: the provider's scope and diff, the deployer's authority, the ARM endpoints.
 
 Sources: Azure CLI's cloud definitions (Azure/azure-cli, src/azure-cli-core/azure/cli/core/cloud.py:
@@ -11,10 +11,12 @@ from __future__ import annotations
 import pytest
 from pulumi.dynamic import DiffResult
 
-from components import cloud, database_access, deployer_credential
-from components.cloud import CHINA, PUBLIC, US_GOVERNMENT, CloudError, resolve
+from azure_cloud import clouds as cloud
+from azure_cloud import deployer_credential
+from azure_cloud.clouds import CHINA, PUBLIC, US_GOVERNMENT, CloudError, resolve
+from azure_cloud.deployer_credential import DefaultChain, GitHubOidc, choose
+from components import database_access
 from components.database_access import AccessSpec, plan_diff
-from components.deployer_credential import DefaultChain, GitHubOidc, choose
 from preflight import providers
 from tools import verify_deployment
 

@@ -1,13 +1,13 @@
 """The database-access provider's token in a sovereign cloud, asked of Entra as GitHub Actions with OIDC asks it
 (the local stand-ins of testing/oidc_endpoints.py; fixtures in tests/deployer_sign_in.py): the scope is the one
-the provider's `entra_scope` input names (components/cloud.py, from Azure CLI's `ossrdbms_resource_id`)."""
+the provider's `entra_scope` input names (azure_cloud/clouds.py, from Azure CLI's `ossrdbms_resource_id`)."""
 
 from __future__ import annotations
 
 import pytest
 
+from azure_cloud.clouds import PUBLIC, US_GOVERNMENT
 from components import database_access
-from components.cloud import PUBLIC, US_GOVERNMENT
 from components.database_access import AccessSpec
 from testing.oidc_endpoints import EntraTokenEndpoint
 

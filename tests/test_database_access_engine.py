@@ -16,7 +16,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2
 
-from components.cloud import PUBLIC, US_GOVERNMENT
+from azure_cloud.clouds import PUBLIC, US_GOVERNMENT
 from components.database_access import AccessSpec, expected_grants
 from testing.flexible_server import (
     APP_PASSWORD,
@@ -307,7 +307,7 @@ def test_a_failure_prints_no_password(postgres: PostgresServer, engine: Engine) 
     assert "Wrong-Admin-Pw-77" not in refused.value.details and APP_PASSWORD not in refused.value.details
 
 
-# --- the stack's cloud: the administrator's token audience (components/cloud.py) ------------------------------
+# --- the stack's cloud: the administrator's token audience (azure_cloud/clouds.py) ------------------------------
 
 
 def test_a_stack_from_before_the_scope_input_sees_no_change_when_it_arrives(

@@ -20,8 +20,8 @@ from deployer_sign_in import (
     assert_no_credential_in,
 )
 
-from components import database_access, deployer_credential
-from components.deployer_credential import (
+from azure_cloud import deployer_credential
+from azure_cloud.deployer_credential import (
     DefaultChain,
     DeployerCredentialError,
     GitHubOidc,
@@ -30,6 +30,7 @@ from components.deployer_credential import (
     get_token,
     id_token_url,
 )
+from components import database_access
 from testing.identity_endpoint import IdentityEndpoint
 from testing.oidc_endpoints import (
     GITHUB_ISSUER,

@@ -16,8 +16,8 @@ from deployer_sign_in import (
     without_runner_variables,
 )
 
-from components import deployer_credential
-from components.deployer_credential import DeployerCredentialError, GitHubOidc, choose, get_token
+from azure_cloud import deployer_credential
+from azure_cloud.deployer_credential import DeployerCredentialError, GitHubOidc, choose, get_token
 from testing.oidc_endpoints import ActionsIdTokenEndpoint, EntraTokenEndpoint
 
 pytestmark = pytest.mark.drill

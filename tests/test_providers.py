@@ -16,7 +16,7 @@ import pulumi
 import pytest
 from harness import SUBSCRIPTION_ID, TENANT_ID, ProgramRun, RecordingMocks, jwt, run_program
 
-from components import cloud
+from azure_cloud import clouds as cloud
 from preflight.providers import REQUIRED_PROVIDERS, arm_endpoint, registration_refusal, unregistered
 
 pytestmark = pytest.mark.program

@@ -1,5 +1,5 @@
 """Sovereign clouds, as the program declares a stack: the provider's PostgreSQL scope, the refresher's
-TOKEN_RESOURCE and the sign-in issuer follow the stack's cloud (components/cloud.py), and a public-cloud stack is
+TOKEN_RESOURCE and the sign-in issuer follow the stack's cloud (azure_cloud/clouds.py), and a public-cloud stack is
 declared exactly as before (its URNs, the refresher's environment, the issuer).
 
 Values: Azure CLI's cloud definitions (Azure/azure-cli src/azure-cli-core/azure/cli/core/cloud.py,

@@ -15,7 +15,7 @@ Checks, in order:
    that grows while the verification runs is a failure.
 3. mcp: an MCP session over SSE (initialize, notifications/initialized, tools/list) through the stack's admission.
 
-Only the standard library plus azure-identity (through components/deployer_credential.py, the same OIDC sign-in as
+Only the standard library plus azure-identity (through azure_cloud/deployer_credential.py, the same OIDC sign-in as
 the database-access provider): postgres-mcp 0.3.0 speaks MCP's SSE transport, simple enough to speak here.
 """
 
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from components.cloud import PUBLIC, CloudError, resolve  # noqa: E402 (after the repository root is on the path)
+from azure_cloud.clouds import PUBLIC, CloudError, resolve  # noqa: E402 (after the repository root is on the path)
 
 # Microsoft.App stable API (azure-rest-api-specs specification/app/resource-manager/Microsoft.App/stable/2025-01-01:
 # ContainerApps.json, ContainerAppsRevisions.json and the definitions they reference).
@@ -456,7 +456,7 @@ class Arm:
 
 def arm_endpoint(environ: Mapping[str, str]) -> str:
     """ARM's endpoint in the cloud the job's ARM_ENVIRONMENT (or AZURE_ENVIRONMENT) names, as azure-native
-    deployed to it (components/cloud.py)."""
+    deployed to it (azure_cloud/clouds.py)."""
     try:
         return resolve("", environ).resource_manager
     except CloudError as error:
@@ -464,7 +464,7 @@ def arm_endpoint(environ: Mapping[str, str]) -> str:
 
 
 def entra_token(scope: str) -> str:
-    from components.deployer_credential import get_token
+    from azure_cloud.deployer_credential import get_token
 
     return get_token(scope)
 

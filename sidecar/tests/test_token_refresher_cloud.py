@@ -1,5 +1,5 @@
 """The refresher in a sovereign cloud: it asks the managed identity endpoint for the audience TOKEN_RESOURCE
-names (components/mcp_app.py sets it from the stack's cloud, components/cloud.py), here the US Government one,
+names (components/mcp_app.py sets it from the stack's cloud, azure_cloud/clouds.py), here the US Government one,
 from Azure CLI's cloud definitions (`ossrdbms_resource_id` of AZURE_US_GOV_CLOUD). Run as the sidecar runs it:
 the shipped text, `python -c`."""
 

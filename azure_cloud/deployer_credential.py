@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.cloud import PUBLIC, Cloud, CloudError, by_name
+from azure_cloud.clouds import PUBLIC, Cloud, CloudError, by_name
 
 # What the Entra federated credential for GitHub expects (GitHub's "Configuring OpenID Connect in Azure";
 # azure-native's default `oidcAudience`, `ARM_OIDC_AUDIENCE` overrides it there and here).
@@ -160,7 +160,7 @@ def choose(environ: Mapping[str, str], cloud: Cloud | None = None) -> Choice:
 
 def authority(environ: Mapping[str, str], cloud: Cloud | None = None) -> str:
     """AZURE_AUTHORITY_HOST (azure-identity's own variable) first, then the stack's cloud (the provider's
-    `entra_scope` input says which), then azure-native's cloud name, then public (components/cloud.py)."""
+    `entra_scope` input says which), then azure-native's cloud name, then public (azure_cloud/clouds.py)."""
     host = environ.get("AZURE_AUTHORITY_HOST", "").strip()
     if host:
         if "://" in host and not host.lower().startswith("https://"):
