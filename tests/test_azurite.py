@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,3 +124,23 @@ def test_azurite_checks_no_signature_so_the_stand_in_is_what_signs(azurite: Azur
     """Documents the limit: `--oauth basic` skips the signature; tokens from an unknown key pass."""
     stranger = storage_audience(TENANT)
     assert _list_tables(azurite, f"Bearer {_token(stranger)}")[0] == 200
+
+
+def test_one_trust_store_serves_azurite_and_entra(azurite: Azurite, tmp_path: Path) -> None:
+    """The gateway process gets one SSL_CERT_FILE: both stand-ins' CAs in it, each server verifies."""
+    from testing.entra_endpoint import EntraEndpoint
+    from testing.local_ca import combined_bundle
+
+    (tmp_path / "entra").mkdir()
+    entra = EntraEndpoint().start(tmp_path / "entra")
+    try:
+        assert azurite.ca_bundle is not None and entra.ca_bundle is not None
+        bundle = combined_bundle(tmp_path / "trust.pem", azurite.ca_bundle, entra.ca_bundle)
+        context = ssl.create_default_context(cafile=str(bundle))
+        for url in (f"{azurite.table_endpoint}/Tables", f"{entra.issuer}/.well-known/openid-configuration"):
+            try:
+                urllib.request.urlopen(url, context=context, timeout=5).close()
+            except urllib.error.HTTPError:  # an answer over verified TLS (Azurite: 403 without a token)
+                pass
+    finally:
+        entra.stop()
