@@ -109,7 +109,10 @@ class SignInStore(pulumi.ComponentResource):
                     else None
                 ),
                 ip_rules=(
-                    [storage.IPRuleArgs(i_p_address_or_range=ip, action=storage.Action.ALLOW) for ip in args["egress_ips"]]
+                    [
+                        storage.IPRuleArgs(i_p_address_or_range=address, action=storage.Action.ALLOW)
+                        for address in args["egress_ips"]
+                    ]
                     if subnet_id is None
                     else None
                 ),

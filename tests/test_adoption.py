@@ -215,9 +215,16 @@ def test_the_programs_children_target_the_adopted_server_and_carry_the_stacks_pr
     containers = {c["name"]: c for c in run.one(CONTAINER_APP).inputs["template"]["containers"]}
     uri = {e["name"]: e.get("value") for e in containers["postgres-mcp"]["env"]}["DATABASE_URI"]
     assert uri.startswith(f"postgresql://postgres_mcp@{LEGACY_FQDN}:5432/app?")
-    # No administrator password is generated for a server the program did not create, nor stored.
-    assert run.of_type("random:index/randomPassword:RandomPassword") == []
-    assert run.of_type("azure-native:keyvault:Secret") == []
+    # No administrator password is generated for a server the program did not create, nor stored (the vault
+    # holds only the sign-in gateway's own keys).
+    assert [r.name for r in run.of_type("random:index/randomPassword:RandomPassword")] == [
+        "pgmcp-dev-gateway-signing-key",
+        "pgmcp-dev-gateway-store-key",
+    ]
+    assert {s.inputs["secretName"] for s in run.of_type("azure-native:keyvault:Secret")} == {
+        "gateway-signing-key",
+        "gateway-store-key",
+    }
 
 
 def test_allow_azure_services_on_an_adopted_server_never_overwrites_the_owners_rule() -> None:
@@ -288,7 +295,7 @@ def test_password_mode_signs_in_as_the_adopted_servers_administrator_with_the_se
     # Never exported, never copied into the vault (only the app's own password and URI are stored there).
     assert LEGACY_PASSWORD not in json.dumps(run.exports)
     stored = {s.inputs["secretName"] for s in run.of_type("azure-native:keyvault:Secret")}
-    assert stored == {"app-database-password", "database-uri"}
+    assert stored == {"app-database-password", "database-uri", "gateway-signing-key", "gateway-store-key"}
 
 
 def test_the_adopted_servers_password_must_be_a_secret() -> None:
@@ -406,7 +413,15 @@ def test_the_app_joins_the_existing_environment_and_no_network_is_declared() -> 
     app = run.one(CONTAINER_APP).inputs
     assert (app["managedEnvironmentId"], app["workloadProfileName"]) == (SHARED_ENV_ID, "Consumption")
     assert app["containerAppName"] == "pgmcp-dev-mcp"
-    assert run.exports["mcpSseUrl"] == f"https://pgmcp-dev-mcp.{SHARED_ENV_DOMAIN}/sse"
+    # Behind the gateway (the default) clients call /mcp, at the name the environment's domain gives the app.
+    assert run.exports["mcpUrl"] == f"https://pgmcp-dev-mcp.{SHARED_ENV_DOMAIN}/mcp"
+    gateway = {c["name"]: c for c in app["template"]["containers"]}["gateway"]
+    public_url = {e["name"]: e.get("value") for e in gateway["env"]}["GATEWAY_PUBLIC_URL"]
+    assert public_url == f"https://pgmcp-dev-mcp.{SHARED_ENV_DOMAIN}"
+    # The gateway's store admits the environment's egress addresses (no subnet of the stack's to name).
+    rules = run.one("azure-native:storage:StorageAccount").inputs["networkRuleSet"]
+    assert rules["defaultAction"] == "Deny" and "virtualNetworkRules" not in rules
+    assert [rule["iPAddressOrRange"] for rule in rules["ipRules"]] == NAT_ADDRESSES
     assert run.exports["environmentCreateOnly"] == {"existingEnvironmentId": SHARED_ENV_ID}
     assert run.exports["appEgressIps"] == NAT_ADDRESSES and "appEgressIp" not in run.exports
     # The environment's NAT addresses are what the server firewall admits, one rule each.
