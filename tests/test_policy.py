@@ -133,7 +133,7 @@ def gateway_app(
     args = ["--transport=sse", "--sse-port=8000", "--access-mode=restricted"]
     if host is not None:
         args.insert(1, f"--sse-host={host}")
-    containers = [
+    containers: list[dict[str, Any]] = [
         {"name": "postgres-mcp", "image": "crystaldba/postgres-mcp:0.3.0", "args": args},
         {
             "name": "gateway",
