@@ -251,7 +251,7 @@ PROBE_BOUNDS = {"failureThreshold": (1, 10), "periodSeconds": (1, 240), "initial
 
 def test_every_probe_stays_within_what_the_api_accepts(deployed: tuple[str, str, ProgramRun]) -> None:
     stack, mode, run = deployed
-    bare = run_program(stack, {"authMode": mode, "signIn": "none", "allowAnonymousPublicAccess": True})
+    bare = run_program(stack, {"authMode": mode, "signIn": "none", "allowAnonymousPublicAccess": True, "replicas": 1})
     for each in (run, bare):  # behind the gateway (shipped) and without it (postgres-mcp's own probes)
         probes = [
             (name, probe) for name, container in containers(each).items() for probe in container.get("probes", [])
@@ -646,7 +646,9 @@ def test_sidecar_is_probed_on_its_health_endpoint_and_postgres_mcp_keeps_its_own
     # readiness (/healthz asks postgres-mcp) stands for it (test_the_gateways_probes_use_its_own_routes).
     assert "probes" not in mcp
     # Without the gateway postgres-mcp's probes, readiness included, stay on its own port.
-    bare = containers(run_program(stack, {"signIn": "none", "allowAnonymousPublicAccess": True}))["postgres-mcp"]
+    bare = containers(run_program(stack, {"signIn": "none", "allowAnonymousPublicAccess": True, "replicas": 1}))[
+        "postgres-mcp"
+    ]
     assert {p["type"] for p in bare["probes"]} == {"Startup", "Liveness", "Readiness"}
     assert all(p["tcpSocket"] == {"port": 8000} and "httpGet" not in p for p in bare["probes"])
 
