@@ -220,7 +220,13 @@ def main() -> None:
         )
 
         # Deploy the gateway's shared store: a table the app's identity reads and writes, admitted from the
-        # apps subnet (or an adopted environment's egress addresses)
+        # apps subnet (the stack's, or an adopted environment's: preflight warned that its owner enables the endpoint)
+        store_subnet: pulumi.Input[str]
+        if network is not None:
+            store_subnet = network.subnet_id
+        else:
+            assert checked.adopted_environment is not None
+            store_subnet = checked.adopted_environment.infrastructure_subnet_id
         store = SignInStore(
             f"{name}-sign-in-store",
             {
@@ -229,8 +235,7 @@ def main() -> None:
                 "name_suffix": suffix,
                 "subscription_id": client.subscription_id,
                 "principal_id": secrets.identity_principal_id,
-                "subnet_id": network.subnet_id if network is not None else None,
-                "egress_ips": tuple(str(ip) for ip in config.app_egress_ips),
+                "subnet_id": store_subnet,
                 "zone_redundant": config.zone_redundant,
                 "workspace_id": monitoring.workspace_id,
                 # The same bound as Key Vault's (Azure RBAC's "up to 10 minutes"), under the same key.

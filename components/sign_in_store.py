@@ -19,13 +19,14 @@ The account, each rule with its source:
 - Network: deny by default (Microsoft Learn, "Azure Storage firewall rules": `networkAcls.defaultAction: Deny`).
   When the stack created the network, the apps subnet is admitted by a virtual network rule; the subnet carries
   a `Microsoft.Storage` service endpoint for it ("Virtual network service endpoints": a rule admits a subnet only
-  with the endpoint enabled on it; Container Apps, "Networking in Azure Container Apps environment", lets a
-  custom VNet's subnet carry service endpoints). An adopted environment brings its own network, which the stack
-  does not own: its egress addresses (`appEgressIps`) are admitted by IP rules. Azure Storage ignores IP rules
-  for requests from the account's own region ("Azure Storage firewall rules", IP network rules: "IP network
-  rules have no effect on requests that originate from the same Azure region as the storage account"): an
-  adopted environment in the stack's region needs its owner to enable the service endpoint on its subnet and
-  that subnet admitted (docs/sign-in.md says so). `bypass: None`: no trusted service needs the data plane.
+  with the endpoint enabled on it; the `Microsoft.Storage` endpoint reaches accounts of the subnet's own region,
+  where the stack puts this one). An adopted environment brings its own network: its subnet is admitted the same
+  way, and its owner must enable the endpoint on it (preflight warns; docs/sign-in.md). Not its egress addresses
+  (`appEgressIps`), which admit the app at the server: Azure Storage ignores IP rules for requests from the
+  account's own region ("Azure Storage firewall rules": "IP network rules have no effect on requests originating
+  from the same Azure region as the storage account. Use virtual network rules to allow same-region requests"),
+  and preflight only adopts an environment in the stack's region. `bypass: None`: no trusted service needs the
+  data plane.
 - Access: "Storage Table Data Contributor" (0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3; Microsoft Learn, "Azure
   built-in roles for Storage") for the app's user-assigned identity, scoped to the one table ("Authorize access
   to tables using Microsoft Entra ID": a role can be scoped to an individual table), so the identity can read
@@ -66,10 +67,9 @@ class SignInStoreArgs(TypedDict):
     subscription_id: pulumi.Input[str]
     principal_id: pulumi.Input[str]
     """The app's user-assigned identity."""
-    subnet_id: pulumi.Input[str] | None
-    """The stack's apps subnet (with its Microsoft.Storage service endpoint), or None for an adopted environment."""
-    egress_ips: tuple[str, ...]
-    """An adopted environment's egress addresses (appEgressIps)."""
+    subnet_id: pulumi.Input[str]
+    """The apps subnet: the stack's own (with its Microsoft.Storage service endpoint), or an adopted environment's
+    (its owner enables the endpoint; preflight warns)."""
     zone_redundant: bool
     workspace_id: pulumi.Input[str]
     tags: dict[str, str]
@@ -103,19 +103,9 @@ class SignInStore(pulumi.ComponentResource):
             network_rule_set=storage.NetworkRuleSetArgs(
                 default_action=storage.DefaultAction.DENY,
                 bypass="None",
-                virtual_network_rules=(
-                    [storage.VirtualNetworkRuleArgs(virtual_network_resource_id=subnet_id, action=storage.Action.ALLOW)]
-                    if subnet_id is not None
-                    else None
-                ),
-                ip_rules=(
-                    [
-                        storage.IPRuleArgs(i_p_address_or_range=address, action=storage.Action.ALLOW)
-                        for address in args["egress_ips"]
-                    ]
-                    if subnet_id is None
-                    else None
-                ),
+                virtual_network_rules=[
+                    storage.VirtualNetworkRuleArgs(virtual_network_resource_id=subnet_id, action=storage.Action.ALLOW)
+                ],
             ),
             resource_group_name=args["resource_group_name"],
             location=args["location"],

@@ -44,7 +44,7 @@ from preflight.environment_record import (
     environment_create_only_values,
     refuse_environment_replacement_in_place,
 )
-from preflight.gateway_image import gateway_image_digest
+from preflight.gateway_image import gateway_image_digest, store_subnet_warning
 from preflight.providers import refuse_unregistered_providers
 from preflight.server_record import (
     CREATE_ONLY_OUTPUT,
@@ -140,6 +140,8 @@ def run(loaded: Settings) -> Preflight:
         # The app's logs go to the existing environment's workspace: alertWorkspaceId names it, or a warning
         # says that no token alerts are created.
         watched = alert_workspace(config, adopted_environment)
+        if config.sign_in == "gateway":
+            pulumi.log.warn(store_subnet_warning(adopted_environment.infrastructure_subnet_id))
 
     return Preflight(
         config,
