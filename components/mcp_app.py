@@ -327,7 +327,9 @@ def public_url(app_name: str, default_domain: pulumi.Input[str]) -> pulumi.Outpu
 #   postgres-mcp listens on 127.0.0.1 only, and the platform probes a replica's address, not its loopback, so
 #   postgres-mcp gets no probe of its own behind the gateway (a crashed process is still restarted; its startup
 #   window, 150 s, is the gateway's readiness wait).
-GATEWAY_STARTUP = ProbeTiming(period_seconds=2, failure_threshold=10)  # 20 s for the interpreter and imports
+# Startup: 50 s for the interpreter and fastmcp's imports under the container's 0.15 vCPU quota (not measured in
+# Azure; a few seconds at full CPU here), checked every 5 s.
+GATEWAY_STARTUP = ProbeTiming(period_seconds=5, failure_threshold=10)
 GATEWAY_LIVENESS = ProbeTiming(period_seconds=10, failure_threshold=3)
 GATEWAY_READINESS = ProbeTiming(period_seconds=5, failure_threshold=2)
 
