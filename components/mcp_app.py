@@ -326,7 +326,9 @@ def public_url(app_name: str, default_domain: pulumi.Input[str]) -> pulumi.Outpu
 #   answer leaves the ingress's rotation and comes back when it does. It covers postgres-mcp's readiness too:
 #   postgres-mcp listens on 127.0.0.1 only, and the platform probes a replica's address, not its loopback, so
 #   postgres-mcp gets no probe of its own behind the gateway (a crashed process is still restarted; its startup
-#   window, 150 s, is the gateway's readiness wait).
+#   window, 150 s, is the gateway's readiness wait). Where the platform adds its default TCP probes on the ingress
+#   port to a container that declares none ("Health probes", Default configuration), they reach the gateway's
+#   port in the replica's shared network namespace, which is what they would check anyway.
 # Startup: 50 s for the interpreter and fastmcp's imports under the container's 0.15 vCPU quota (not measured in
 # Azure; a few seconds at full CPU here), checked every 5 s.
 GATEWAY_STARTUP = ProbeTiming(period_seconds=5, failure_threshold=10)
