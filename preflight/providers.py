@@ -39,6 +39,7 @@ REQUIRED_PROVIDERS: tuple[str, ...] = (
     "Microsoft.DBforPostgreSQL",  # the Flexible Server and its children
     "Microsoft.Insights",  # diagnostic settings, scheduled query rules, action groups
     "Microsoft.KeyVault",  # the vault and its secrets
+    "Microsoft.Storage",  # the sign-in gateway's store (a storage account and its table)
     "Microsoft.ManagedIdentity",  # the app's user-assigned identity
     "Microsoft.Network",  # the VNet, subnet, NSG, NAT gateway, public IP, private DNS zone
     "Microsoft.OperationalInsights",  # the Log Analytics workspace

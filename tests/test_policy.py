@@ -124,6 +124,28 @@ def public_app(*restrictions: dict[str, Any]) -> Resource:
     return app(configuration={"ingress": {"external": True, "ipSecurityRestrictions": list(restrictions)}})
 
 
+def gateway_app(
+    host: str | None = "127.0.0.1", entra: dict[str, str] | None = None, port: int = 8080, *restrictions: dict[str, Any]
+) -> Resource:
+    """A public app whose ingress targets the sign-in gateway, postgres-mcp behind it on `host` (None: no
+    --sse-host, so the image's entrypoint binds 0.0.0.0)."""
+    settings = {"ENTRA_TENANT_ID": "t-1", "ENTRA_CLIENT_ID": "c-1"} if entra is None else entra
+    args = ["--transport=sse", "--sse-port=8000", "--access-mode=restricted"]
+    if host is not None:
+        args.insert(1, f"--sse-host={host}")
+    containers: list[dict[str, Any]] = [
+        {"name": "postgres-mcp", "image": "crystaldba/postgres-mcp:0.3.0", "args": args},
+        {
+            "name": "gateway",
+            "image": "r.azurecr.io/gw@sha256:" + "a" * 64,
+            "command": list(rules.GATEWAY_COMMAND),
+            "env": [{"name": name, "value": value} for name, value in settings.items()],
+        },
+    ]
+    ingress = {"external": True, "targetPort": port, "ipSecurityRestrictions": list(restrictions)}
+    return app(containers, configuration={"ingress": ingress})
+
+
 def auth(**props: Any) -> Resource:
     base: dict[str, Any] = {
         "containerAppName": "mcp",
@@ -304,10 +326,16 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
                 {"action": "Allow", "ipAddressRange": "1.2.3.4/32"}, {"action": "Allow", "ipAddressRange": "::/0"}
             ),
             public_app({"action": "Deny", "ipAddressRange": "1.2.3.4/32"}),
+            gateway_app("0.0.0.0"),  # postgres-mcp reachable around the gateway
+            gateway_app(None),  # the same: the image's entrypoint adds --sse-host=0.0.0.0
+            gateway_app(entra={"ENTRA_TENANT_ID": "t-1", "ENTRA_CLIENT_ID": ""}),  # a gateway that signs in nobody
+            gateway_app(port=8000),  # the ingress reaches postgres-mcp itself, not the gateway
         ],
         [
             app(configuration={"ingress": {"external": False}}),
             public_app({"action": "Allow", "ipAddressRange": "203.0.113.0/24"}),
+            gateway_app(),  # public, no allow-list: the gateway signs every caller in
+            gateway_app("localhost"),
         ],
     ),
     "backups-kept": (
@@ -855,7 +883,8 @@ def _auth_outputs(change: Callable[[dict[str, Any]], None]) -> Callable[[], list
 
 @functools.cache
 def signed_in_public() -> cg.Deployment:
-    return cg.deployment("dev", "token", entraAuthClientId="00000000-0000-0000-0000-0000000000ee")
+    # Easy Auth (an authConfig); the gateway's sign-in has cases of its own.
+    return cg.deployment("dev", "token", signIn="easyAuth", entraAuthClientId="00000000-0000-0000-0000-0000000000ee")
 
 
 def _without(selector: str) -> Callable[[], list[cg.Wire]]:
@@ -952,21 +981,27 @@ STACK_CASES: dict[str, list[StackCase]] = {
         (_vault_setting_aimed_at_the_server, "identity-vault", ("Key Vault", "resourceUri")),
     ],
     "not-anonymous-and-public": [
+        # The allow-list alone (signIn none: no gateway, no Easy Auth).
         (
             _app_outputs(
                 lambda p: _ingress(p)["ipSecurityRestrictions"].append(
                     {"action": "Allow", "ipAddressRange": "0.0.0.0/0", "name": "everyone"}
-                )
+                ),
+                signIn="none",
             ),
             "mcp-app",
             ("0.0.0.0/0",),
         ),
         (
-            _app_outputs(lambda p: _ingress(p)["ipSecurityRestrictions"][0].update(action="Deny")),
+            _app_outputs(lambda p: _ingress(p)["ipSecurityRestrictions"][0].update(action="Deny"), signIn="none"),
             "mcp-app",
             ("no Allow rule",),
         ),
-        (_app_outputs(lambda p: _ingress(p).pop("ipSecurityRestrictions")), "mcp-app", ("no IP allow-list",)),
+        (
+            _app_outputs(lambda p: _ingress(p).pop("ipSecurityRestrictions"), signIn="none"),
+            "mcp-app",
+            ("no IP allow-list",),
+        ),
         (_auth_outputs(lambda p: p["platform"].update(enabled=False)), "mcp-app", ("platform.enabled False",)),
         (
             _auth_outputs(lambda p: p["globalValidation"].update(unauthenticatedClientAction="AllowAnonymous")),
@@ -1119,3 +1154,65 @@ def test_enforcement_levels_come_from_the_config_file_too() -> None:
     assert {d.enforcement for d in cg.analyze(relaxed, app)} == {"advisory"}
     off = analyzer(json.dumps({"images-pinned": {"enforcementLevel": "disabled"}}))
     assert cg.analyze(off, app) == []
+
+
+# --- the sign-in gateway, through the analyzer on the program's own app ----------------------------------------
+
+GATEWAY_CLIENT_ID = "00000000-0000-0000-0000-0000000000ee"
+
+
+@functools.cache
+def gateway_public() -> cg.Deployment:
+    """dev behind the gateway with no allow-list: only the gateway's sign-in closes the endpoint."""
+    return cg.deployment("dev", "token", allowedClientCidrs=[], entraAuthClientId=GATEWAY_CLIENT_ID)
+
+
+def test_the_gateway_is_signed_in_and_its_constants_are_the_programs() -> None:
+    from components import mcp_app
+
+    assert rules.GATEWAY_COMMAND == mcp_app.GATEWAY_COMMAND and rules.GATEWAY_PORT == mcp_app.GATEWAY_PORT
+    deployment = gateway_public()
+    app = cg.decoded(_by_type(deployment, rules.CONTAINER_APP, "outputs"))
+    assert _ingress(app)["targetPort"] == 8080 and "ipSecurityRestrictions" not in _ingress(app)
+    assert not any(w.type == rules.AUTH_CONFIG for w in deployment.outputs)
+    assert run_pack(deployment) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda p: _container(p)["args"].__setitem__(1, "--sse-host=0.0.0.0"), "listens on 0.0.0.0"),
+        (lambda p: _container(p)["args"].pop(1), "listens on 0.0.0.0"),  # the entrypoint's default
+        (
+            lambda p: next(v for v in _container(p, "gateway")["env"] if v["name"] == "ENTRA_CLIENT_ID").update(
+                value=""
+            ),
+            "no Entra settings (ENTRA_CLIENT_ID",
+        ),
+        (lambda p: _ingress(p).update(targetPort=8000), "no Entra sign-in"),
+    ],
+    ids=["postgres-mcp-on-all-addresses", "no-sse-host", "no-client-id", "ingress-around-the-gateway"],
+)
+def test_a_gateway_that_leaves_postgres_mcp_open_is_refused(
+    change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    deployment = gateway_public()
+    assert _container(cg.decoded(_by_type(deployment, rules.CONTAINER_APP, "outputs")))["args"][1] == (
+        "--sse-host=127.0.0.1"
+    )
+    app = cg.mutated(_by_type(deployment, rules.CONTAINER_APP, "outputs"), change)
+    diagnostics = cg.analyze_stack(analyzer(), _replace(deployment.outputs, app))
+    assert [(d.policy, d.enforcement) for d in diagnostics] == [("not-anonymous-and-public", "mandatory")]
+    assert expected in diagnostics[0].message, diagnostics[0].message
+
+
+def test_postgres_mcp_on_all_addresses_behind_the_gateway_is_refused_in_an_internal_environment_too() -> None:
+    prod = cg.deployment("prod", "token", entraAuthClientId=GATEWAY_CLIENT_ID)
+    assert run_pack(prod) == []
+    app = cg.mutated(
+        _by_type(prod, rules.CONTAINER_APP, "outputs"),
+        lambda p: _container(p)["args"].__setitem__(1, "--sse-host=0.0.0.0"),
+    )
+    diagnostics = cg.analyze_stack(analyzer(), _replace(prod.outputs, app))
+    assert [d.policy for d in diagnostics] == ["not-anonymous-and-public"]
+    assert "listens on 0.0.0.0" in diagnostics[0].message

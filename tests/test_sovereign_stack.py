@@ -23,7 +23,8 @@ DYNAMIC = "pulumi-python:dynamic:Resource"
 CONTAINER_APP = "azure-native:app:ContainerApp"
 AUTH_CONFIG = "azure-native:app:ContainerAppsAuthConfig"
 CLIENT_APP = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-SIGN_IN = {"allowedClientCidrs": [], "entraAuthClientId": CLIENT_APP}
+# Easy Auth (an authConfig whose issuer names the cloud's authority); the gateway's authority: test_gateway.py.
+SIGN_IN = {"allowedClientCidrs": [], "signIn": "easyAuth", "entraAuthClientId": CLIENT_APP}
 DEFAULT_URNS = json.loads((Path(__file__).with_name("default_urns.json")).read_text())
 
 US_GOV_SCOPE = "https://ossrdbms-aad.database.usgovcloudapi.net/.default"

@@ -153,6 +153,7 @@ def test_after_pulumi_up_the_deployment_is_verified_with_the_stacks_outputs() ->
             "/azure-native:app:ContainerApp/" + run.one("azure-native:app:ContainerApp").name
         )
         assert parsed.sse_url == exports["mcpSseUrl"] and parsed.auth_mode == exports["authMode"]
+        assert parsed.mcp_url == exports["mcpUrl"]
         assert parsed.admission == exports["mcpAdmission"] and parsed.entra_scope == exports["mcpEntraScope"]
 
 
