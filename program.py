@@ -18,9 +18,11 @@ from pulumi_azure_native import authorization, resources
 import preflight
 import settings
 from components.alerts import RESOURCE_SPECIFIC, TokenAlerts
+from components.app_registration import AppRegistration
 from components.database import Database
 from components.database_access import DatabaseAccess
 from components.environment import Environment
+from components.gateway_registry import GatewayRegistry
 from components.identity_and_secrets import IdentityAndSecrets
 from components.mcp_app import DATABASE_URI_SECRET, Admission, McpApp, entra_scope, mcp_client_configuration
 from components.mcp_app import secret_password_database_uri as password_uri
@@ -169,6 +171,49 @@ def main() -> None:
         )
         app_needs.append(access)
 
+    # Deploy the sign-in gateway's image source and app registration (signIn: gateway): the stack's own registry
+    # unless gatewayImage names a prebuilt image, and the Entra app registration, created unless entraAuthClientId
+    # adopts one (docs/sign-in.md).
+    gateway_registry: GatewayRegistry | None = None
+    app_registration: AppRegistration | None = None
+    if config.sign_in == "gateway":
+        # STAND-IN (INFRA-REG branch only): the integrator keeps INFRA-APP's gateway_public_url here.
+        gateway_public_url = pulumi.Output.concat("https://", config.app_name, ".", environment.default_domain)
+        if config.gateway_image:
+            gateway_image: pulumi.Output[str] = pulumi.Output.from_input(config.gateway_image)
+        else:
+            gateway_registry = GatewayRegistry(
+                f"{name}-gateway-registry",
+                {
+                    **placed,
+                    "base_name": name,
+                    "name_suffix": suffix,
+                    "subscription_id": client.subscription_id,
+                    "identity_principal_id": secrets.identity_principal_id,
+                    "image_digest": config.gateway_image_digest,
+                    "role_wait_seconds": config.key_vault_role_wait_seconds,
+                },
+            )
+            gateway_image = gateway_registry.image
+            app_needs.extend(gateway_registry.pull_ready)
+        app_registration = AppRegistration(
+            f"{name}-sign-in",
+            {
+                "display_name": f"postgres-mcp {name}",
+                "tenant_id": client.tenant_id,
+                "deployer_object_id": client.object_id,
+                "cloud": checked.cloud,
+                "public_url": gateway_public_url,
+                "identity_principal_id": secrets.identity_principal_id,
+                "adopted_client_id": config.entra_auth_client_id,
+                "credential": config.gateway_credential,
+            },
+        )
+        sign_in_client_id: pulumi.Output[str] = app_registration.client_id
+        app_needs.extend(app_registration.ready)
+        pulumi.export("gatewayImage", gateway_image)
+        pulumi.export("signInClientId", sign_in_client_id)
+
     # Deploy the MCP app, with the token refresher in token mode; in password mode its DATABASE_URI is a Key
     # Vault secret that the app references.
     database_uri = (
@@ -257,6 +302,17 @@ def main() -> None:
         lambda url: mcp_client_configuration(f"postgres-{config.stack}", url, config.entra_auth_client_id)
     )
     pulumi.export("mcpClientConfig", client_config)
+
+    # The sign-in gateway's app registration, for the people who configure clients and the administrator who
+    # adopts it (no secret among them), and the registry the pipeline pushes the gateway image to.
+    if app_registration is not None:
+        pulumi.export("signInIdentifierUri", app_registration.identifier_uri)
+        pulumi.export("signInScope", app_registration.scope)
+        pulumi.export("signInRedirectUri", app_registration.redirect_uri)
+        pulumi.export("signInRegistrationCreated", app_registration.created)
+        pulumi.export("signInFederatedCredential", app_registration.federation.as_output())
+    if gateway_registry is not None:
+        pulumi.export("gatewayRegistryLoginServer", gateway_registry.login_server)
 
     # The machine's records, apart: what the next run reads back before it declares anything (serverCreateOnly,
     # environmentCreateOnly, entraAdminRecord). Their names are part of every existing stack's state.

@@ -118,6 +118,18 @@ class Declared:
 
 
 ROLE_ASSIGNED_AT = "2026-12-02T10:00:00.1234567Z"
+GATEWAY_IMAGE_DIGEST = "sha256:" + "5e" * 32
+"""What the deploy pipeline passes as `gatewayImageDigest` (`-c`); `run_program` sets it like the pipeline does
+unless a test gives `gatewayImage` or `gatewayImageDigest` itself (None: unset)."""
+# What Entra answers for a created app registration (pulumi-azuread's Application: `id` is the resource ID
+# `/applications/<object id>`, `clientId` the application (client) ID, `objectId` the object ID).
+CREATED_APP_CLIENT_ID = "55555555-5555-4555-8555-555555555555"
+CREATED_APP_OBJECT_ID = "66666666-6666-4666-8666-666666666666"
+CREATED_SP_OBJECT_ID = "77777777-7777-4777-8777-777777777777"
+SCOPE_UUID = "88888888-8888-4888-8888-888888888888"
+# The login server suffix per cloud (Microsoft Learn, Azure Container Registry in sovereign clouds: azurecr.io,
+# azurecr.us, azurecr.cn); the mocks answer the public one.
+REGISTRY_DOMAIN = "azurecr.io"
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -178,7 +190,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         outputs = unwrap_secrets(dict(args.inputs))
         resource_id = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/{args.typ}/{args.name}"
         typ = args.typ
-        if typ == "random:index/randomPassword:RandomPassword":
+        if typ.startswith("azuread:"):
+            resource_id = self._entra_object(typ, outputs)
+        if typ == "random:index/randomUuid:RandomUuid":
+            outputs["result"] = SCOPE_UUID
+        elif typ == "azure-native:containerregistry:Registry":
+            # Azure answers the login server, `<registry name>.azurecr.io` in lowercase.
+            outputs["loginServer"] = f"{str(args.inputs.get('registryName', args.name)).lower()}.{REGISTRY_DOMAIN}"
+        elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = f"Pw-{args.name}-x7Q~9z_{len(self.generated_secrets)}"
             self.generated_secrets.append(outputs["result"])
         elif typ == "random:index/randomString:RandomString":
@@ -260,6 +279,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.append(Declared(typ, args.name, unwrap_secrets(dict(args.inputs)), outputs, dict(args.inputs)))
         return resource_id, outputs
 
+    def _entra_object(self, typ: str, outputs: dict[str, Any]) -> str:
+        """pulumi-azuread's IDs and computed outputs, as Microsoft Graph and the provider give them."""
+        if typ == "azuread:index/application:Application":
+            outputs["clientId"] = CREATED_APP_CLIENT_ID
+            outputs["objectId"] = CREATED_APP_OBJECT_ID
+            return f"/applications/{CREATED_APP_OBJECT_ID}"
+        if typ == "azuread:index/servicePrincipal:ServicePrincipal":
+            outputs["objectId"] = CREATED_SP_OBJECT_ID
+            return f"/servicePrincipals/{CREATED_SP_OBJECT_ID}"
+        if typ == "azuread:index/applicationIdentifierUri:ApplicationIdentifierUri":
+            encoded = base64.b64encode(str(outputs.get("identifierUri", "")).encode()).decode()
+            return f"{outputs.get('applicationId')}/identifierUris/{encoded}"
+        if typ == "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential":
+            outputs["credentialId"] = "99999999-9999-4999-8999-999999999999"
+            return f"{outputs.get('applicationId')}/federatedIdentityCredential/{outputs['credentialId']}"
+        return f"/{typ.rsplit(':', 1)[-1]}/00000000-0000-4000-8000-000000000000"
+
     def call(  # type: ignore[override]  # the SDK takes a bare dict too
         self, args: pulumi.runtime.MockCallArgs
     ) -> dict[str, Any] | tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -332,6 +368,16 @@ LOOKUPS: dict[str, Any] = {
     "azure-native:app:getManagedEnvironment": lambda a: environment_id(a["resourceGroupName"], a["environmentName"]),
     "azure-native:operationalinsights:getWorkspace": lambda a: workspace_id(a["resourceGroupName"], a["workspaceName"]),
 }
+
+
+SIGN_IN_GATEWAY_TYPES = "postgresmcp:gateway:"
+"""The type prefix of the sign-in gateway's components (its registry, its app registration) and so of every URN
+under them."""
+
+
+def before_the_gateway(urns: Any) -> list[str]:
+    """The URNs other than the sign-in gateway's, sorted: what the snapshots taken before it hold."""
+    return sorted(urn for urn in urns if SIGN_IN_GATEWAY_TYPES not in urn.split("::")[2])
 
 
 def unwrap_secrets(value: Any) -> Any:
@@ -436,8 +482,11 @@ def run_program(
     `secret_keys`: the keys set with `pulumi config set --secret` (the CLI tells the program which)."""
     recording = recording or RecordingMocks()
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview, organization="organization")
+    given = dict(overrides or {})
+    if "gatewayImage" not in given and "gatewayImageDigest" not in given:
+        given["gatewayImageDigest"] = GATEWAY_IMAGE_DIGEST  # what the deploy pipeline passes with -c
     pulumi.runtime.set_all_config(
-        layered_config(stack, overrides), [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
+        layered_config(stack, given), [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
     )
     exported: dict[str, Any] = {}
     options: dict[str, pulumi.ResourceOptions] = {}

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from engine import Engine, ProviderHost
-from harness import ROLE_ASSIGNED_AT, ProgramRun, run_program
+from harness import ROLE_ASSIGNED_AT, Declared, ProgramRun, run_program
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2
@@ -36,10 +36,17 @@ def secrets_user(run: ProgramRun) -> str:
     return assignment.name
 
 
+def key_vault_wait(run: ProgramRun) -> Declared:
+    """The Key Vault role's wait (the sign-in gateway's registry has its own, for AcrPull:
+    tests/test_sign_in_registration.py)."""
+    (wait,) = [r for r in run.of_type(WAIT) if r.name.endswith("-app-secrets-user-propagation")]
+    return wait
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_password_mode_app_waits_for_the_role_to_apply(stack: str) -> None:
     run = run_program(stack, {"authMode": "password"})
-    wait = run.one(WAIT)
+    wait = key_vault_wait(run)
     assignment = secrets_user(run)
     # The wait follows the role assignment (its ID is the trigger) and starts only once it exists...
     assert wait.inputs["role_assignment_id"].endswith(f"/{ROLE_ASSIGNMENT}/{assignment}")  # the mock's ARM ID
@@ -56,15 +63,15 @@ def test_the_password_mode_app_waits_for_the_role_to_apply(stack: str) -> None:
 
 def test_the_wait_is_configurable_and_independent_of_the_server() -> None:
     run = run_program("dev", {"authMode": "password", "keyVaultRoleWaitSeconds": 120})
-    wait = run.one(WAIT)
+    wait = key_vault_wait(run)
     assert wait.inputs["seconds"] == 120
     # Nothing but the role assignment: the wait runs alongside the server's creation.
     assert run.depends_on(wait.name) == [secrets_user(run)]
 
 
-def test_token_mode_references_no_secret_and_waits_for_nothing() -> None:
+def test_token_mode_references_no_secret_and_waits_for_no_key_vault_role() -> None:
     run = run_program("dev", {"authMode": "token"})
-    assert run.of_type(WAIT) == []
+    assert [r.name for r in run.of_type(WAIT) if r.name.endswith("-app-secrets-user-propagation")] == []
     assert "secrets" not in run.one(CONTAINER_APP).inputs["configuration"]
 
 
