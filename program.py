@@ -22,7 +22,7 @@ from components.app_registration import AppRegistration
 from components.database import Database
 from components.database_access import DatabaseAccess
 from components.environment import Environment
-from components.gateway_registry import GatewayRegistry
+from components.gateway_registry import GatewayRegistry, require_digest
 from components.identity_and_secrets import IdentityAndSecrets
 from components.mcp_app import DATABASE_URI_SECRET, Admission, McpApp, entra_scope, mcp_client_configuration
 from components.mcp_app import secret_password_database_uri as password_uri
@@ -48,6 +48,8 @@ def main() -> None:
     checked = preflight.run(settings.load())
     config = checked.config
     name = config.base_name
+    if config.sign_in == "gateway" and not config.gateway_image:
+        require_digest(config.gateway_image_digest, dry_run=pulumi.runtime.is_dry_run())
     client = authorization.get_client_config_output()
 
     # Deploy the resource group; server and vault names are global: a stable random suffix keeps stacks apart.

@@ -69,8 +69,8 @@ def image_reference(login_server: str, digest: str) -> str:
 
 
 def require_digest(digest: str, *, dry_run: bool) -> None:
-    """A preview without the digest shows the placeholder and warns; `pulumi up` stops before declaring the
-    registry (a Container App cannot run an image that is not there)."""
+    """A preview without the digest shows the placeholder and warns; `pulumi up` stops (a Container App cannot
+    run an image that is not there). The program calls it before it declares any resource."""
     if digest:
         return
     explanation = (
@@ -110,7 +110,6 @@ class GatewayRegistry(pulumi.ComponentResource):
     """What the Container App waits for before its first revision: AcrPull and its propagation wait."""
 
     def __init__(self, name: str, args: GatewayRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        require_digest(args["image_digest"], dry_run=pulumi.runtime.is_dry_run())
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         base_name = args["base_name"]

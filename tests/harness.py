@@ -14,7 +14,7 @@ import ipaddress
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from unittest import mock
 
 import pulumi
 import yaml
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.sync_await import _sync_await
 
@@ -117,6 +118,17 @@ class Declared:
     """Inputs as they came over the wire, secrets still marked."""
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A RegisterResource request as the engine receives it: the URN, its parent's URN and the URNs it depends on
+    (explicit `depends_on` and every resource whose outputs its inputs use)."""
+
+    urn: str
+    type: str
+    parent: str
+    dependencies: tuple[str, ...]
+
+
 ROLE_ASSIGNED_AT = "2026-12-02T10:00:00.1234567Z"
 GATEWAY_IMAGE_DIGEST = "sha256:" + "5e" * 32
 """What the deploy pipeline passes as `gatewayImageDigest` (`-c`); `run_program` sets it like the pipeline does
@@ -156,6 +168,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         """Resource providers' registrationState by namespace; a namespace not named here is Registered."""
         self.arm_gets: list[str] = []
         """The URLs of the GETs the program sent to Resource Manager itself (the resource provider check)."""
+        self.registrations: dict[str, Registration] = {}
+        """By URN, what the engine hears of each resource beside its inputs: its parent and dependencies."""
 
     def arm_get(self, url: str, token: str) -> tuple[int, dict[str, Any]]:
         """Resource Manager's answer to "Providers - Get" (Microsoft.Resources 2021-04-01), as it answers it:
@@ -499,6 +513,15 @@ def run_program(
         original_init(self, t, name, props, opts, *a, **kw)
         created[name] = self
 
+    original_register: Callable[[MockMonitor, Any], Any] = MockMonitor.RegisterResource
+
+    def recording_register(monitor: MockMonitor, request: Any) -> Any:
+        response = original_register(monitor, request)
+        recording.registrations[response.urn] = Registration(
+            response.urn, request.type, request.parent, tuple(request.dependencies)
+        )
+        return response
+
     # Imported once mocks are set (Pulumi's testing-unit-py order); importing declares nothing, main() does.
     import preflight.providers
     import program
@@ -516,7 +539,9 @@ def run_program(
 
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(body))
+    # The engine hears of a resource after main() returns, as the SDK sends its registration.
+    with mock.patch.object(MockMonitor, "RegisterResource", recording_register):
+        _sync_await(run_pulumi_func(body))
     exports: dict[str, Any] = {}
     secret_exports: set[str] = set()
     for key, value in exported.items():
