@@ -312,7 +312,8 @@ def main() -> None:
         pulumi.export("signInScope", app_registration.scope)
         pulumi.export("signInRedirectUri", app_registration.redirect_uri)
         pulumi.export("signInRegistrationCreated", app_registration.created)
-        pulumi.export("signInFederatedCredential", app_registration.federation.as_output())
+        if config.gateway_credential == "federated":  # declared by the stack, or the administrator's to add
+            pulumi.export("signInFederatedCredential", app_registration.federation.as_output())
     if gateway_registry is not None:
         pulumi.export("gatewayRegistryLoginServer", gateway_registry.login_server)
 

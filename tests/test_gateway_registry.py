@@ -6,7 +6,9 @@ equal to what the program declares, closed under parents and dependencies as the
 from __future__ import annotations
 
 import functools
+from typing import Any
 
+import pulumi
 import pytest
 from harness import (
     GATEWAY_IMAGE_DIGEST,
@@ -17,7 +19,7 @@ from harness import (
     run_program,
 )
 
-from components.gateway_registry import ACR_PULL, PLACEHOLDER_TAG
+from components.gateway_registry import ACR_PULL, PLACEHOLDER_TAG, GatewayRegistry
 from settings.model import ConfigError
 from tools.gateway_image import registry_targets
 
@@ -136,3 +138,39 @@ def test_the_first_deploys_targets_are_declared_and_need_nothing_else(stack: str
     kinds = {urn.split("::")[2].rsplit("$", 1)[-1] for urn in targets}
     assert {REGISTRY, ROLE_ASSIGNMENT, "azure-native:resources:ResourceGroup"} <= kinds
     assert not [urn for urn in targets if CONTAINER_APP in urn or WAIT in urn]
+
+
+def test_the_app_pulls_with_the_identity_and_no_password() -> None:
+    """What McpApp puts in `configuration.registries`: the registry's login server and the user-assigned identity's
+    resource ID ("For user-assigned identities, use the full user-assigned identity Resource ID", azure-native)."""
+    identity_id = (
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/Microsoft.ManagedIdentity/"
+        "userAssignedIdentities/pgmcp-dev-app"
+    )
+    captured: dict[str, Any] = {}
+
+    def declare() -> None:
+        registry = GatewayRegistry(
+            "pgmcp-dev-gateway-registry",
+            {
+                "resource_group_name": "rg",
+                "location": "westeurope",
+                "tags": {},
+                "base_name": "pgmcp-dev",
+                "name_suffix": "a1b2c3",
+                "subscription_id": SUBSCRIPTION_ID,
+                "identity_principal_id": IDENTITY_PRINCIPAL,
+                "image_digest": GATEWAY_IMAGE_DIGEST,
+            },
+        )
+        credentials = registry.registry_credentials(identity_id)
+        pulumi.Output.all(credentials.server, credentials.identity).apply(lambda v: captured.update(entry=v))
+        captured["args"] = credentials
+
+    pulumi.runtime.set_mocks(RecordingMocks(), project="postgres-mcp-azure", stack="dev", preview=False)
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    _sync_await(run_pulumi_func(declare))
+    assert captured["entry"] == ["pgmcpdeva1b2c3.azurecr.io", identity_id]
+    assert captured["args"].username is None and captured["args"].password_secret_ref is None
