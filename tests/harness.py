@@ -130,7 +130,7 @@ class Registration:
 
 
 ROLE_ASSIGNED_AT = "2026-12-02T10:00:00.1234567Z"
-GATEWAY_IMAGE_DIGEST = "sha256:" + "5e" * 32
+PIPELINE_GATEWAY_DIGEST = "sha256:" + "ab" * 32
 """What the deploy pipeline passes as `gatewayImageDigest` (`-c`); `run_program` sets it like the pipeline does
 unless a test gives `gatewayImage` or `gatewayImageDigest` itself (None: unset)."""
 # What Entra answers for a created app registration (pulumi-azuread's Application: `id` is the resource ID
@@ -498,7 +498,7 @@ def run_program(
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview, organization="organization")
     given = dict(overrides or {})
     if "gatewayImage" not in given and "gatewayImageDigest" not in given:
-        given["gatewayImageDigest"] = GATEWAY_IMAGE_DIGEST  # what the deploy pipeline passes with -c
+        given["gatewayImageDigest"] = PIPELINE_GATEWAY_DIGEST  # what the deploy pipeline passes with -c
     pulumi.runtime.set_all_config(
         layered_config(stack, given), [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
     )

@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pytest
 from harness import (
-    GATEWAY_IMAGE_DIGEST,
+    PIPELINE_GATEWAY_DIGEST,
     ROLE_ASSIGNED_AT,
     SUBSCRIPTION_ID,
     ProgramRun,
@@ -30,7 +30,7 @@ ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 CONTAINER_APP = "azure-native:app:ContainerApp"
 WAIT = "pulumi-python:dynamic:RolePropagationWait"
 IDENTITY_PRINCIPAL = "22222222-2222-2222-2222-222222222222"  # the mocks' user-assigned identity
-PREBUILT = "contoso.azurecr.io/postgres-mcp-gateway@sha256:" + "ab" * 32
+PREBUILT = "contoso.azurecr.io/postgres-mcp-gateway@sha256:" + "cd" * 32
 STACK_TYPE = "pulumi:pulumi:Stack"
 
 
@@ -83,7 +83,7 @@ def test_the_gateway_image_is_referenced_by_digest_in_the_stacks_registry(stack:
     run = shipped(stack)
     login_server = f"pgmcp{stack}a1b2c3.azurecr.io"
     assert run.exports["gatewayRegistryLoginServer"] == login_server
-    assert run.exports["gatewayImage"] == f"{login_server}/postgres-mcp-gateway@{GATEWAY_IMAGE_DIGEST}"
+    assert run.exports["gatewayImage"] == f"{login_server}/postgres-mcp-gateway@{PIPELINE_GATEWAY_DIGEST}"
 
 
 def test_a_prebuilt_image_needs_no_registry() -> None:
@@ -160,7 +160,7 @@ def test_the_app_pulls_with_the_identity_and_no_password() -> None:
                 "name_suffix": "a1b2c3",
                 "subscription_id": SUBSCRIPTION_ID,
                 "identity_principal_id": IDENTITY_PRINCIPAL,
-                "image_digest": GATEWAY_IMAGE_DIGEST,
+                "image_digest": PIPELINE_GATEWAY_DIGEST,
             },
         )
         credentials = registry.registry_credentials(identity_id)
