@@ -19,10 +19,12 @@ from pulumi_azure_native import authorization, resources
 import preflight
 import settings
 from components.alerts import RESOURCE_SPECIFIC, TokenAlerts
+from components.app_registration import AppRegistration
 from components.client_configs import client_configurations
 from components.database import Database
 from components.database_access import DatabaseAccess
 from components.environment import Environment
+from components.gateway_registry import GatewayRegistry
 from components.identity_and_secrets import IdentityAndSecrets
 from components.mcp_app import (
     DATABASE_URI_SECRET,
@@ -194,16 +196,47 @@ def main() -> None:
     easy_auth_client_id = config.entra_auth_client_id if config.sign_in == "easyAuth" else ""
     sign_in_client_id: pulumi.Output[str] = pulumi.Output.from_input("")
     gateway: Gateway | None = None
+    gateway_registry: GatewayRegistry | None = None
+    app_registration: AppRegistration | None = None
     if gateway_sign_in:
-        # ---- INTEGRATOR: stand-ins, replaced by the registry helper's "# Deploy ..." steps --------------------
-        # gateway_image: the gateway container's image, by digest (the stack's registry + gatewayImageDigest, or
-        # gatewayImage); sign_in_client_id: the app registration's client ID (created, or adopted from
-        # entraAuthClientId). Both are Outputs: nothing below reads them as plain strings.
-        gateway_image: pulumi.Output[str] = pulumi.Output.from_input(
-            config.gateway_image or f"stand-in.invalid/postgres-mcp-gateway@{checked.gateway_image_digest}"
+        # Deploy the gateway's image source: the stack's own registry (the deploy pipeline pushes the image there
+        # and sets gatewayImageDigest) unless gatewayImage names a prebuilt image
+        gateway_image: pulumi.Output[str]
+        if config.gateway_image:
+            gateway_image = pulumi.Output.from_input(config.gateway_image)
+        else:
+            gateway_registry = GatewayRegistry(
+                f"{name}-gateway-registry",
+                {
+                    **placed,
+                    "base_name": name,
+                    "name_suffix": suffix,
+                    "subscription_id": client.subscription_id,
+                    "identity_principal_id": secrets.identity_principal_id,
+                    "image_digest": checked.gateway_image_digest,
+                    "role_wait_seconds": config.key_vault_role_wait_seconds,
+                },
+            )
+            gateway_image = gateway_registry.image
+            app_needs.extend(gateway_registry.pull_ready)
+
+        # Deploy the Entra app registration users sign in to: created with pulumi-azuread (a federated credential
+        # trusting the app's identity), or adopted from entraAuthClientId (docs/sign-in.md#the-app-registration)
+        app_registration = AppRegistration(
+            f"{name}-sign-in",
+            {
+                "display_name": f"postgres-mcp {name}",
+                "tenant_id": client.tenant_id,
+                "deployer_object_id": client.object_id,
+                "cloud": checked.cloud,
+                "public_url": gateway_public_url,
+                "identity_principal_id": secrets.identity_principal_id,
+                "adopted_client_id": config.entra_auth_client_id,
+                "credential": config.gateway_credential,
+            },
         )
-        sign_in_client_id = pulumi.Output.from_input(config.entra_auth_client_id)
-        # ---- end of the stand-ins ----------------------------------------------------------------------------
+        sign_in_client_id = app_registration.client_id
+        app_needs.extend(app_registration.ready)
 
         # Deploy the gateway's keys in Key Vault: generated (stable across replicas and revisions), and the
         # adopted registration's client secret when gatewayCredential is `secret`
@@ -255,6 +288,7 @@ def main() -> None:
             credential=config.gateway_credential,
             client_secret_url=client_secret_url,
             allowed_agent_client_ids=config.entra_auth_allowed_client_ids,
+            registry=gateway_registry.registry_credentials(secrets.identity_id) if gateway_registry else None,
         )
 
     # Deploy the MCP app, with the token refresher in token mode; in password mode its DATABASE_URI is a Key
@@ -363,6 +397,21 @@ def main() -> None:
         "mcpClientConfigs",
         mcp.mcp_url.apply(lambda url: client_configurations(server_name, url, config.sign_in, easy_auth_client_id)),
     )
+
+    if gateway is not None:
+        pulumi.export("gatewayImage", gateway.image)
+        pulumi.export("signInClientId", sign_in_client_id)
+    # The sign-in gateway's app registration, for the people who configure clients and the administrator who
+    # adopts it (no secret among them), and the registry the pipeline pushes the gateway image to.
+    if app_registration is not None:
+        pulumi.export("signInIdentifierUri", app_registration.identifier_uri)
+        pulumi.export("signInScope", app_registration.scope)
+        pulumi.export("signInRedirectUri", app_registration.redirect_uri)
+        pulumi.export("signInRegistrationCreated", app_registration.created)
+        if config.gateway_credential == "federated":  # declared by the stack, or the administrator's to add
+            pulumi.export("signInFederatedCredential", app_registration.federation.as_output())
+    if gateway_registry is not None:
+        pulumi.export("gatewayRegistryLoginServer", gateway_registry.login_server)
 
     # The machine's records, apart: what the next run reads back before it declares anything (serverCreateOnly,
     # environmentCreateOnly, entraAdminRecord). Their names are part of every existing stack's state.

@@ -308,6 +308,8 @@ class Gateway:
     """With credential `secret`: the Key Vault URL of the client secret."""
     allowed_agent_client_ids: tuple[str, ...] = ()
     resources: Resources = GATEWAY_RESOURCES
+    registry: app.RegistryCredentialsArgs | None = None
+    """Where the image is pulled from with the app's identity (the stack's registry); None for a prebuilt image."""
 
 
 def public_url(app_name: str, default_domain: pulumi.Input[str]) -> pulumi.Output[str]:
@@ -391,10 +393,9 @@ def gateway_container(
         )
         env.append(app.EnvironmentVarArgs(name="ENTRA_CLIENT_SECRET", secret_ref=ENTRA_CLIENT_SECRET_SECRET))
     else:
-        # The federated credential's assertion comes from the managed identity endpoint for this audience
-        # (Microsoft Entra workload identity federation: api://AzureADTokenExchange in the public cloud,
-        # api://AzureADTokenExchangeUSGov / ...China in the others).
-        env.append(app.EnvironmentVarArgs(name="ENTRA_FEDERATION_AUDIENCE", value=federation_audience(cloud)))
+        # The federated credential's assertion comes from the managed identity endpoint for the cloud's
+        # token exchange audience, the one the app registration's federated credential names (azure_cloud/clouds.py).
+        env.append(app.EnvironmentVarArgs(name="ENTRA_FEDERATION_AUDIENCE", value=cloud.federation_audience))
     container = app.ContainerArgs(
         name=GATEWAY_CONTAINER,
         image=gateway.image,
@@ -404,16 +405,6 @@ def gateway_container(
         probes=gateway_probes(),
     )
     return container, secrets
-
-
-def federation_audience(cloud: Cloud) -> str:
-    """The token exchange audience of a federated identity credential, per cloud (Microsoft Learn, "Configure an
-    application to trust a managed identity": AzureADTokenExchange, ...USGov, ...China)."""
-    if cloud.is_public:
-        return "api://AzureADTokenExchange"
-    return (
-        "api://AzureADTokenExchangeUSGov" if cloud.authority_host.endswith(".us") else "api://AzureADTokenExchangeChina"
-    )
 
 
 def mcp_url(fqdn: str, sign_in: str) -> str:
@@ -605,6 +596,8 @@ class McpApp(pulumi.ComponentResource):
                     or None,
                 ),
                 secrets=secrets or None,
+                # The stack's registry, pulled with the user-assigned identity (AcrPull): no username, no password.
+                registries=[gateway.registry] if gateway is not None and gateway.registry is not None else None,
             ),
             template=app.TemplateArgs(
                 containers=[mcp_container, *sidecars],

@@ -45,8 +45,9 @@ def gateway_image_digest(
         return config.gateway_image_digest
     message = (
         "signIn 'gateway' needs the gateway's image: config key 'gatewayImageDigest' (the digest the deploy "
-        "pipeline pushed to the stack's registry) or 'gatewayImage' (a prebuilt image pinned by digest); "
-        f"see {DOCS}."
+        "pipeline pushed to the stack's registry: on a first deploy it creates the registry with a targeted "
+        "`pulumi up` of `python -m tools.gateway_image targets`, then pushes) or 'gatewayImage' (a prebuilt image "
+        f"pinned by digest); see {DOCS}."
     )
     if dry_run if dry_run is not None else pulumi.runtime.is_dry_run():
         (warn or pulumi.log.warn)(f"{message} This preview shows the placeholder digest {PLACEHOLDER_DIGEST}.")

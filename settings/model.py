@@ -131,6 +131,13 @@ GIVEN = "given"
 """The validation context's names of the keys given a non-empty text (see `_is_set`)."""
 
 
+def stack_base_name(name_prefix: str, stack: str) -> str:
+    """`<prefix>-<stack>`, lowercased and trimmed to fit Azure's name rules (`Settings.base_name`; also what
+    tools/gateway_image.py names a stack's resources by, without the rest of its config)."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-") or "stack"
+    return f"{name_prefix}-{cleaned}"[:30].rstrip("-")
+
+
 def _by_digest(image: str) -> bool:
     return not image or re.fullmatch(r"[a-z0-9.\-]+(?::[0-9]+)?/[a-z0-9._/\-]+@sha256:[0-9a-f]{64}", image) is not None
 
@@ -757,8 +764,7 @@ class Settings(BaseModel):
     @property
     def base_name(self) -> str:
         """`<prefix>-<stack>`, lowercased and trimmed to fit Azure's name rules."""
-        stack = re.sub(r"[^a-z0-9-]+", "-", self.stack.lower()).strip("-") or "stack"
-        return f"{self.name_prefix}-{stack}"[:30].rstrip("-")
+        return stack_base_name(self.name_prefix, self.stack)
 
     @property
     def admission(self) -> str:

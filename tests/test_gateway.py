@@ -10,7 +10,15 @@ from unittest import mock
 
 import pulumi
 import pytest
-from harness import PIPELINE_GATEWAY_DIGEST, TENANT_ID, ProgramRun, RecordingMocks, is_secret_at, run_program
+from harness import (
+    CREATED_APP_CLIENT_ID,
+    PIPELINE_GATEWAY_DIGEST,
+    TENANT_ID,
+    ProgramRun,
+    RecordingMocks,
+    is_secret_at,
+    run_program,
+)
 
 from components import mcp_app
 from preflight.gateway_image import PLACEHOLDER_DIGEST
@@ -93,7 +101,7 @@ def test_the_gateways_environment_is_the_contract() -> None:
         "GATEWAY_PUBLIC_URL": public_url,
         "GATEWAY_BACKEND_URL": "http://127.0.0.1:8000/sse",
         "ENTRA_TENANT_ID": TENANT_ID,
-        "ENTRA_CLIENT_ID": "",  # the stand-in for the registry helper's app registration (created: no ID yet)
+        "ENTRA_CLIENT_ID": CREATED_APP_CLIENT_ID,  # the app registration the stack created (pulumi-azuread)
         "ENTRA_AUTHORITY_HOST": "login.microsoftonline.com",
         "ENTRA_CREDENTIAL": "federated",
         "ENTRA_FEDERATION_AUDIENCE": "api://AzureADTokenExchange",

@@ -72,6 +72,13 @@ def deployed(stack: str, mode: str) -> cg.Deployment:
 
 
 @functools.cache
+def deployed_without_sign_in(stack: str, mode: str) -> cg.Deployment:
+    """The stack with `signIn: none`: only its allow-list or internal environment closes the endpoint, which the
+    anonymous-endpoint rule's cases about those two examine (behind the gateway, sign-in closes it by itself)."""
+    return cg.deployment(stack, mode, signIn="none", replicas=1)
+
+
+@functools.cache
 def previewed(stack: str, mode: str) -> cg.Deployment:
     return cg.first_preview(stack, mode)
 
@@ -650,6 +657,7 @@ def test_the_program_opened_up_is_refused_through_the_analyzer() -> None:
     opened = cg.deployment(
         "dev",
         "token",
+        signIn="none",
         allowedClientCidrs=[],
         allowAnonymousPublicAccess=True,
         allowAzureServices=True,
@@ -1061,7 +1069,7 @@ def test_a_public_endpoint_with_entra_sign_in_and_no_allow_list_passes() -> None
 
 def test_an_anonymous_endpoint_in_an_internal_environment_is_not_public() -> None:
     # prod: internal environment, so `external` ingress reaches the VNet only (Container Apps networking).
-    deployment = deployed("prod", "token")
+    deployment = deployed_without_sign_in("prod", "token")
     app = cg.mutated(
         _by_type(deployment, rules.CONTAINER_APP, "outputs"), lambda p: _ingress(p).pop("ipSecurityRestrictions")
     )
@@ -1084,12 +1092,18 @@ def test_known_bad_values_are_reported_in_a_first_preview_despite_unknowns() -> 
     assert cg.UNKNOWN in json.dumps(_container(cg.decoded(app))["env"])
     bad = cg.mutated(app, lambda p: _container(p).update(image="crystaldba/postgres-mcp"))
     fired = [d for d in cg.analyze(analyzer(), bad) if d.policy == "images-pinned"]
-    assert [d.enforcement for d in fired] == ["mandatory"] and "'crystaldba/postgres-mcp'" in fired[0].message
-    # The outputs a preview reports: the app's ID is unknown, its allow-list known.
+    assert [d.enforcement for d in fired] == ["mandatory", "advisory"] and "'crystaldba/postgres-mcp'" in fired[
+        0
+    ].message
+    # The gateway's image names the stack's registry, whose login server a first preview does not know yet.
+    assert "image of container 'gateway' is not known before deployment" in fired[1].message
+    # The outputs a preview reports: the app's ID is unknown, its allow-list known (without sign-in, where the
+    # allow-list is what closes the endpoint).
+    open_preview = cg.first_preview("dev", "token", signIn="none")
     outputs = _replace(
-        preview.outputs,
+        open_preview.outputs,
         cg.mutated(
-            _by_type(preview, rules.CONTAINER_APP, "outputs"),
+            _by_type(open_preview, rules.CONTAINER_APP, "outputs"),
             lambda p: _ingress(p)["ipSecurityRestrictions"][0].update(ipAddressRange="0.0.0.0/0"),
         ),
     )
@@ -1098,9 +1112,9 @@ def test_known_bad_values_are_reported_in_a_first_preview_despite_unknowns() -> 
 
 
 def test_an_unknown_value_is_never_taken_for_a_compliant_one() -> None:
-    app = _by_type(deployed("dev", "token"), rules.CONTAINER_APP, "outputs")
+    app = _by_type(deployed_without_sign_in("dev", "token"), rules.CONTAINER_APP, "outputs")
     unknown_list = cg.mutated(app, lambda p: _ingress(p).update(ipSecurityRestrictions=cg.UNKNOWN))
-    diagnostics = cg.analyze_stack(analyzer(), _replace(deployed("dev", "token").outputs, unknown_list))
+    diagnostics = cg.analyze_stack(analyzer(), _replace(deployed_without_sign_in("dev", "token").outputs, unknown_list))
     assert [(d.policy, d.enforcement) for d in diagnostics] == [("not-anonymous-and-public", "advisory")]
     assert "pgmcp-dev-mcp-app" in diagnostics[0].message and "during preview" in diagnostics[0].message
 

@@ -42,6 +42,7 @@ STORAGE_TABLE = "azure-native:storage:Table"
 WAIT = "pulumi-python:dynamic:RolePropagationWait"
 # The secrets the sign-in gateway adds to the vault in both modes (shipped stacks: signIn gateway).
 GATEWAY_SECRETS = {"gateway-signing-key", "gateway-store-key"}
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"  # Learn, "Azure built-in roles for Containers": AcrPull
 
 STACKS = [(stack, mode) for stack in ("dev", "prod") for mode in ("token", "password")]
 
@@ -99,10 +100,10 @@ def test_identity_holds_secrets_user_on_the_vault_before_the_app_exists(deployed
     assert app_identity is not None
     # The deployer gets no data-plane role: secrets are written through ARM (a control-plane PUT of
     # Microsoft.KeyVault/vaults/secrets), and Secrets Officer would let CI read every password back. The app's
-    # identity holds one more: the sign-in gateway's table (test_the_gateways_store_is_a_locked_table).
-    assert sorted(a.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for a in assignments) == sorted(
-        [KEY_VAULT_SECRETS_USER, STORAGE_TABLE_DATA_CONTRIBUTOR]
-    )
+    # identity holds two more with the sign-in gateway (the default): its table
+    # (test_the_gateways_store_is_a_locked_table) and its image in the stack's own registry (AcrPull).
+    roles = sorted(a.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for a in assignments)
+    assert roles == sorted([KEY_VAULT_SECRETS_USER, STORAGE_TABLE_DATA_CONTRIBUTOR, ACR_PULL])
     assert not [a for a in assignments if a.inputs["principalId"] == DEPLOYER_OBJECT_ID]
     assert not [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_OFFICER)]
     # Mocks register resources in dependency order: the role exists before the app.
@@ -407,15 +408,22 @@ def test_every_resource_is_tagged() -> None:
         "FirewallRule",
         "RandomString",
         "RandomPassword",
+        "RandomUuid",
+        "RolePropagationWait",
         "Secret",
         "DiagnosticSetting",
         "ContainerAppsAuthConfig",
         "Table",  # a table and the table service are parts of the storage account, which carries the tags
         "TableServiceProperties",
-        "RolePropagationWait",  # a dynamic resource: nothing in Azure
     }
     for resource in run.resources:
-        if resource.type.rsplit(":", 1)[-1] in untaggable or resource.type.startswith(("postgresmcp:", DYNAMIC)):
+        # Entra objects (pulumi-azuread) and their provider carry no Azure resource tags.
+        entra = resource.type.startswith(("azuread:", "pulumi:providers:azuread"))
+        if (
+            entra
+            or resource.type.rsplit(":", 1)[-1] in untaggable
+            or resource.type.startswith(("postgresmcp:", DYNAMIC))
+        ):
             continue
         tags = resource.inputs.get("tags")
         assert tags and tags["environment"] == "dev" and tags["owner"] == "platform-team", resource.name

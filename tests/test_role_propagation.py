@@ -37,7 +37,8 @@ def secrets_user(run: ProgramRun) -> str:
 
 
 def key_vault_wait(run: ProgramRun) -> Declared:
-    """The wait that follows the identity's Key Vault Secrets User (the gateway's table has one of its own)."""
+    """The wait that follows the identity's Key Vault Secrets User (the gateway's table and registry have their own:
+    tests/test_gateway.py, tests/test_sign_in_registration.py)."""
     assignment = secrets_user(run)
     (wait,) = [w for w in run.of_type(WAIT) if w.inputs["role_assignment_id"].endswith(f"/{assignment}")]
     return wait
@@ -79,14 +80,14 @@ def test_token_mode_references_no_secret_and_waits_for_nothing() -> None:
 
 
 def test_behind_the_gateway_token_mode_waits_for_the_vault_and_the_table() -> None:
-    # The gateway's keys are Key Vault references in token mode too, and its store is a table the identity
-    # reads through a new role: the first revision waits for both roles to apply.
+    # The gateway's keys are Key Vault references in token mode too, its store is a table the identity reads
+    # through a new role, and its image is pulled with AcrPull: the first revision waits for all three roles.
     run = run_program("dev", {"authMode": "token"})
     app = run.one(CONTAINER_APP)
     waits = run.of_type(WAIT)
-    assert len(waits) == 2 and all(wait.name in run.depends_on(app.name) for wait in waits)
+    assert len(waits) == 3 and all(wait.name in run.depends_on(app.name) for wait in waits)
     assert key_vault_wait(run).inputs["seconds"] == DOCUMENTED_PROPAGATION_SECONDS
-    (table_wait,) = [w for w in waits if w is not key_vault_wait(run)]
+    (table_wait,) = [w for w in waits if w.name.endswith("-table-contributor-propagation")]
     (table_role,) = [r for r in run.of_type(ROLE_ASSIGNMENT) if r.name.endswith("-table-contributor")]
     assert run.depends_on(table_wait.name) == [table_role.name]
     assert table_wait.inputs["role_assignment_id"].endswith(f"/{ROLE_ASSIGNMENT}/{table_role.name}")
