@@ -7,6 +7,21 @@ switched while a client runs, to play outages and malformed answers.
 
 An optional `on_mint` callback lets a test give each token a meaning, for example
 making it the role's password in a local PostgreSQL until it expires.
+
+Besides `resource` (whose tokens are JWT-shaped with a random signature, as the refresher never
+verifies them), `signed` names more resources for which it mints REAL RS256-signed JWTs, each with
+the issuer, key and audience a verifier expects (`SignedAudience`):
+
+- `federation_audience(entra)`: `api://AzureADTokenExchange`, the assertion a federated identity
+  credential trusts: `iss` the Entra stand-in's v2 issuer, `sub` and `oid` the identity's principal
+  (object) ID, signed with the Entra stand-in's key (on Azure this token is Entra's own; Microsoft
+  Learn, "Configure an application to trust a managed identity").
+- `storage_audience(tenant)`: `https://storage.azure.com`, a v1 token (`iss`
+  `https://sts.windows.net/<tenant>/`), what Azurite's `--oauth basic` accepts (testing/azurite.py).
+
+azure-identity's `ManagedIdentityCredential` asks with `resource` = the scope without `/.default`
+(azure/identity/_credentials/app_service.py `_get_request`: `api-version=2019-08-01`, `resource`,
+plus `client_id` for a user-assigned identity; header `X-IDENTITY-HEADER`).
 """
 
 from __future__ import annotations
@@ -20,6 +35,12 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from testing.signing import RsaSigner
+
+if TYPE_CHECKING:
+    from testing.entra_endpoint import EntraEndpoint
 
 RESOURCE = "https://ossrdbms-aad.database.windows.net"
 
@@ -76,6 +97,31 @@ def jwt_like_token(expires_on: float, issued_at: float, serial: int) -> str:
     )
 
 
+STORAGE_RESOURCE = "https://storage.azure.com"
+
+
+@dataclass(frozen=True)
+class SignedAudience:
+    """How to mint a real token for one resource: who signs it, under which issuer, for which audience."""
+
+    signer: RsaSigner
+    issuer: str
+    audience: str
+    version: str = "2.0"
+
+
+def federation_audience(entra: EntraEndpoint) -> SignedAudience:
+    """The FIC assertion's audience, issued and signed as the Entra stand-in `entra` (started) would."""
+    from testing.entra_endpoint import FEDERATION_AUDIENCE
+
+    return SignedAudience(entra.signer, entra.issuer, FEDERATION_AUDIENCE)
+
+
+def storage_audience(tenant_id: str, signer: RsaSigner | None = None) -> SignedAudience:
+    """Azure Storage's audience, v1 token with the `sts.windows.net` issuer (what storage is issued)."""
+    return SignedAudience(signer or RsaSigner(), f"https://sts.windows.net/{tenant_id}/", STORAGE_RESOURCE, "1.0")
+
+
 @dataclass
 class Minted:
     token: str
@@ -99,6 +145,10 @@ class IdentityEndpoint:
     on_mint: Callable[[Minted], None] | None = None
     fixed_token: str | None = None  # benchmarks: answer the same token every time
     resource: str = RESOURCE  # the audience it issues tokens for (a sovereign cloud's: azure_cloud/clouds.py)
+    signed: dict[str, SignedAudience] = field(default_factory=dict)  # more resources, with real JWTs
+    principal_id: str = "22222222-2222-2222-2222-222222222222"  # the identity's object ID: `oid`/`sub`
+    identity_client_id: str = "33333333-3333-3333-3333-333333333333"  # its client ID: `azp`/`appid`
+    tenant_id: str = "11111111-2222-3333-4444-555555555555"
     upcoming: list[str] = field(default_factory=list)  # see answer_next()
     minted: list[Minted] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
@@ -150,8 +200,13 @@ class IdentityEndpoint:
         if header != self.header:
             self._answer(handler, 401, b'{"error":"invalid X-IDENTITY-HEADER"}')
             return
-        if query.get("api-version") != ["2019-08-01"] or query.get("resource") != [self.resource]:
+        requested = (query.get("resource") or [""])[0]
+        accepted = requested == self.resource or requested in self.signed
+        if query.get("api-version") != ["2019-08-01"] or len(query.get("resource", [])) != 1 or not accepted:
             self._answer(handler, 400, b'{"error":"bad request"}')
+            return
+        if requested in self.signed:
+            self._answer_signed(handler, requested, self.signed[requested], query, now)
             return
         if behaviour in MALFORMED_BODIES:
             self._answer(handler, 200, MALFORMED_BODIES[behaviour](now))
@@ -174,6 +229,45 @@ class IdentityEndpoint:
         if behaviour == "trickle":
             self._trickle(handler, json.dumps(body).encode())
             return
+        self._answer(handler, 200, json.dumps(body).encode())
+
+    def _answer_signed(
+        self,
+        handler: BaseHTTPRequestHandler,
+        resource: str,
+        audience: SignedAudience,
+        query: dict[str, list[str]],
+        now: float,
+    ) -> None:
+        client_id = (query.get("client_id") or [self.identity_client_id])[0]
+        if client_id != self.identity_client_id:  # a user-assigned identity this app does not have
+            self._answer(handler, 400, b'{"error":"invalid_request","error_description":"Identity not found"}')
+            return
+        expires_on = float(int(now + self.lifetime))
+        claims: dict[str, Any] = {
+            "aud": audience.audience,
+            "iss": audience.issuer,
+            "iat": int(now),
+            "nbf": int(now),
+            "exp": int(expires_on),
+            "oid": self.principal_id,
+            "sub": self.principal_id,
+            "tid": self.tenant_id,
+            "idtyp": "app",
+            "uti": secrets.token_urlsafe(16),
+            "ver": audience.version,
+        }
+        claims["azp" if audience.version == "2.0" else "appid"] = self.identity_client_id
+        minted = Minted(audience.signer.sign(claims), now, expires_on)
+        with self._lock:
+            self.minted.append(minted)
+        body = {
+            "access_token": minted.token,
+            "expires_on": str(int(expires_on)),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": self.identity_client_id,
+        }
         self._answer(handler, 200, json.dumps(body).encode())
 
     def _trickle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
