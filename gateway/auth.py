@@ -37,6 +37,21 @@ log = logging.getLogger("gateway.auth")
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 UPSTREAM_TIMEOUT = 30.0
+# The lifetime of the gateway's own access tokens, decoupled from Entra's (60-90 minutes, or seconds in
+# the tests). They are reference tokens: every request looks up the Entra token they stand for in the
+# store, verifies it and, when it has expired, refreshes it at Entra with the scope first
+# (OAuthProxy.load_access_token, `_try_transparent_refresh`), so a refused or revoked sign-in is
+# refused on the next call whatever this lifetime. Mirroring Entra's lifetime instead makes clients
+# refresh at the gateway right at expiry, and a client that misjudges the instant (the MCP SDK computes
+# the expiry from `expires_in` on receipt, without margin, and answers a 401 with a new browser sign-in,
+# not a refresh) would ask its user to sign in again.
+ACCESS_TOKEN_LIFETIME = 3600
+# Refresh the Entra token when it has this many seconds left, not only after it expired. fastmcp
+# decides on `expires_at` (receipt time + Entra's `expires_in`) while the verifier rejects on the
+# token's own `exp` (whole seconds, set before the answer travelled): between the two instants a
+# call would find the token expired and no refresh due, and get a 401 (seen in the end-to-end
+# tests). A margin of 2 s covers the rounding and the round trip on synchronized clocks.
+REFRESH_MARGIN_SECONDS = 2
 
 Assertion = Callable[[], Awaitable[str]]
 
@@ -85,6 +100,8 @@ class GatewayAuth(AzureProvider):
             # The consent screen stays on (CVE-2026-27124 was a consent bypass).
             require_authorization_consent=True,
             forward_resource=False,
+            fastmcp_access_token_expiry_seconds=ACCESS_TOKEN_LIFETIME,
+            token_expiry_threshold_seconds=REFRESH_MARGIN_SECONDS,
         )
         identifier_uri = f"api://{settings.client_id}"
         self.allowed_agents = frozenset(settings.allowed_agent_client_ids)
@@ -122,4 +139,6 @@ class GatewayAuth(AzureProvider):
             # sign-in: the agents' path is for applications only.
             log.warning("refused an Entra token from client %s: delegated, not an application token", azp)
             return None
-        return agent
+        # Application tokens carry no delegated scope; the allowed list is what authorizes an agent, so
+        # it gets the scope the MCP endpoint requires (fastmcp's RequireAuthMiddleware checks it).
+        return agent.model_copy(update={"scopes": [SCOPE]})
