@@ -62,7 +62,7 @@ class Gateway:
     async def _assertion(self) -> str:
         """The managed identity's token for the federated credential's audience: the client assertion."""
         token = await self.credential.get_token(self.settings.federation_audience + "/.default")
-        return token.token
+        return str(token.token)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, server: FastMCP[Any]) -> AsyncIterator[dict[str, Any]]:

@@ -24,11 +24,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastmcp.server.auth.auth import AccessToken
 from fastmcp.server.auth.oauth_proxy.upstream import AsyncOAuth2Client
 from fastmcp.server.auth.providers.azure import AzureProvider
 from fastmcp.server.auth.providers.jwt import JWTVerifier
 from key_value.aio.protocols import AsyncKeyValue
+from mcp.server.auth.provider import AccessToken
 
 from gateway import CALLBACK_PATH, SCOPE
 from gateway.config import Settings
@@ -119,7 +119,7 @@ class GatewayAuth(AzureProvider):
             return super()._create_upstream_oauth_client()
         return AssertionClient(self._upstream_client_id, self._assertion, UPSTREAM_TIMEOUT)
 
-    async def load_access_token(self, token: str) -> AccessToken | None:  # type: ignore[override]
+    async def load_access_token(self, token: str) -> AccessToken | None:  # type: ignore[override]  # as fastmcp's own
         """The gateway's own token (the sign-in), else an allowed agent's Entra token, else None (401)."""
         own = await super().load_access_token(token)
         if own is not None:

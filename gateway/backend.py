@@ -77,7 +77,7 @@ class Backend:
         started = time.monotonic()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                await client.__aenter__()
+                await client.__aenter__()  # type: ignore[no-untyped-call]
         except BaseException as error:
             await _close_quietly(client)
             self.last_error = f"cannot connect to {self.url}: {_describe(error)}"
@@ -145,4 +145,4 @@ def _describe(error: BaseException) -> str:
 async def _close_quietly(client: Client[SSETransport]) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(5):
-            await client.close()
+            await client.close()  # type: ignore[no-untyped-call]

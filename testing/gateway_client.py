@@ -98,7 +98,7 @@ class Browser:
             raise RuntimeError(f"sign-in failed: {result.error} {result.error_description}")
         # RFC 9207: the gateway names itself in the redirect (`iss`); the SDK checks it.
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(result.final_url).query)
-        issuer = (query.get("iss") or [None])[0]
+        issuer = query["iss"][0] if "iss" in query else None
         self.result = AuthorizationCodeResult(code=result.code, state=result.state, iss=issuer)
 
     async def callback(self) -> AuthorizationCodeResult:
@@ -142,7 +142,7 @@ async def main() -> int:
             server_url=args.url,
             client_metadata=OAuthClientMetadata(
                 client_name="gateway end-to-end test",
-                redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+                redirect_uris=[REDIRECT_URI],
                 grant_types=["authorization_code", "refresh_token"],
                 response_types=["code"],
                 token_endpoint_auth_method="none",
