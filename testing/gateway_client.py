@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fastmcp import Client  # noqa: E402
-from fastmcp.client.transports import StreamableHttpTransport  # noqa: E402
+from fastmcp.client.transports import SSETransport, StreamableHttpTransport  # noqa: E402
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider  # noqa: E402
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken  # noqa: E402
 
@@ -130,11 +130,15 @@ async def main() -> int:
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--refresh-first", action="store_true")
     parser.add_argument("--bearer-env")
+    parser.add_argument("--sse", action="store_true", help="--url is postgres-mcp's SSE endpoint (no auth)")
+    parser.add_argument("--summary-only", action="store_true", help="print only the last line, with latencies")
     args = parser.parse_args()
 
     browser = Browser(allowed=not args.no_browser)
     auth: Any
-    if args.bearer_env:
+    if args.sse:
+        auth = None
+    elif args.bearer_env:
         auth = os.environ[args.bearer_env]
     else:
         assert args.storage is not None, "--storage is needed for a sign-in"
@@ -151,7 +155,9 @@ async def main() -> int:
             redirect_handler=browser.redirect,
             callback_handler=browser.callback,
         )
-    client: Client[Any] = Client(StreamableHttpTransport(args.url, auth=auth), timeout=60)
+    transport: Any = SSETransport(args.url) if args.sse else StreamableHttpTransport(args.url, auth=auth)
+    client: Client[Any] = Client(transport, mode="legacy" if args.sse else "auto", timeout=60)
+    latencies: list[float] = []
     calls = 0
     failures = 0
     deadline = time.monotonic() + args.duration
@@ -159,13 +165,18 @@ async def main() -> int:
         while True:
             results = await asyncio.gather(*(one_call(client) for _ in range(args.concurrency)))
             for result in results:
-                print(json.dumps(result), flush=True)
+                latencies.append(result["ms"])
+                if not args.summary_only:
+                    print(json.dumps(result), flush=True)
                 calls += 1
                 failures += 0 if result["ok"] else 1
             if calls >= args.calls and time.monotonic() >= deadline:
                 break
             await asyncio.sleep(args.interval)
-    print(json.dumps({"done": True, "calls": calls, "failures": failures, "sign_ins": browser.sign_ins}), flush=True)
+    summary: dict[str, Any] = {"done": True, "calls": calls, "failures": failures, "sign_ins": browser.sign_ins}
+    if args.summary_only:
+        summary["ms"] = latencies
+    print(json.dumps(summary), flush=True)
     return 0 if failures == 0 else 1
 
 

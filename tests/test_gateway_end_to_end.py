@@ -1,4 +1,4 @@
-"""The sign-in gateway end to end (tests/gateway_stack.py): an MCP client signs in by itself and calls
+"""The sign-in gateway end to end (testing/gateway_stack.py): an MCP client signs in by itself and calls
 postgres-mcp 0.3.0 through the gateway, with Entra, the managed identity and Storage played by local
 stand-ins and tokens living 5 seconds.
 
@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_stack import (
+
+from drill.gateway_venv import ensure_venv as ensure_gateway_venv
+from testing.gateway_stack import (
     API_CLIENT_ID,
     OTHER_AGENT,
     ROOT,
@@ -36,8 +38,6 @@ from gateway_stack import (
     http_get,
     http_post,
 )
-
-from drill.gateway_venv import ensure_venv as ensure_gateway_venv
 
 pytestmark = pytest.mark.drill
 

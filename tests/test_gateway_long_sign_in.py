@@ -1,4 +1,4 @@
-"""One sign-in, then calls for more than 240 seconds through the gateway (tests/gateway_stack.py), Entra's
+"""One sign-in, then calls for more than 240 seconds through the gateway (testing/gateway_stack.py), Entra's
 tokens living 6 seconds: about forty upstream expiries, each crossed with no manual step (no second
 sign-in, no failed call), every upstream refresh carrying the scope and none carrying `resource`.
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from gateway_stack import API_CLIENT_ID, Stack, gateway_stack
+
+from testing.gateway_stack import API_CLIENT_ID, Stack, gateway_stack
 
 pytestmark = pytest.mark.drill
 

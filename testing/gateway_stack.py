@@ -197,9 +197,9 @@ class Stack:
         env.update(overrides)
         return env
 
-    def start_gateway(self, route: bool = True, **overrides: str) -> GatewayProcess:
+    def start_gateway(self, route: bool = True, port: int = 0, **overrides: str) -> GatewayProcess:
         venv = ensure_gateway_venv(log=False)
-        port = free_port()
+        port = port or free_port()
         log = self.work / f"gateway-{port}.log"
         with log.open("wb") as output:
             process = subprocess.Popen(
@@ -230,7 +230,9 @@ class Stack:
 
     # --- the client -----------------------------------------------------------------------------
 
-    def run_client(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> ClientRun:
+    def run_client(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None, url: str = ""
+    ) -> ClientRun:
         venv = ensure_gateway_venv(log=False)
         client_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -239,7 +241,7 @@ class Stack:
             **(env or {}),
         }
         completed = subprocess.run(
-            [str(venv / "bin" / "python"), str(CLIENT), "--url", self.mcp_url, *args],
+            [str(venv / "bin" / "python"), str(CLIENT), "--url", url or self.mcp_url, *args],
             cwd=ROOT,
             env=client_env,
             capture_output=True,
