@@ -97,3 +97,10 @@ class LocalCA:
             )
         )
         key_file.chmod(0o600)
+
+
+def combined_bundle(path: Path, *bundles: Path) -> Path:
+    """One PEM trust store holding every CA in `bundles`: SSL_CERT_FILE names a single file, and a process that
+    talks to two stand-ins (Entra and Azurite, each with its own CA) must trust both."""
+    path.write_bytes(b"".join(bundle.read_bytes().rstrip(b"\n") + b"\n" for bundle in bundles))
+    return path
