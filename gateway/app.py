@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,14 +48,16 @@ class Gateway:
         )
         self.server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)(self.healthz)
         self.server.custom_route(LIVENESS_PATH, methods=["GET"], include_in_schema=False)(self.livez)
-        host = urllib.parse.urlsplit(settings.public_url).netloc
         self.app = self.server.http_app(
             path=MCP_PATH,
             transport="http",
             # Stateless: any replica serves any request, no session affinity (the 2026-07-28
             # protocol revision is stateless too).
             stateless_http=True,
-            allowed_hosts=[host],
+            # No Host/Origin allow-list: it guards servers bound to loopback against DNS rebinding
+            # (fastmcp's "auto" mode applies it only there). Behind the ingress, an explicit list would
+            # also refuse browser-based MCP clients' Origin with 403 (fastmcp/server/http.py
+            # HostOriginGuardMiddleware).
         )
 
     async def _assertion(self) -> str:

@@ -94,6 +94,7 @@ class Backend:
 
     async def check(self) -> str | None:
         """None when postgres-mcp answers a ping on the shared session, else why not."""
+        client: Client[SSETransport] | None = None
         try:
             client = await self.client()
             async with asyncio.timeout(PING_TIMEOUT):
@@ -103,7 +104,7 @@ class Backend:
         except Exception as error:  # noqa: BLE001 (any failure of the ping means "not healthy")
             # The session looked alive but does not answer: drop it so the next caller reconnects.
             async with self._lock:
-                if self._client is not None and self._client is client:
+                if client is not None and self._client is client:
                     await self._forget(client)
             self.last_error = f"postgres-mcp did not answer a ping: {_describe(error)}"
             return self.last_error

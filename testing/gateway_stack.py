@@ -26,9 +26,11 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,6 +57,7 @@ IDENTITY_PRINCIPAL_ID = "22222222-2222-2222-2222-222222222222"
 AGENT = "a9e47e2e-0000-4000-8000-00000000a6e1"
 OTHER_AGENT = "b9e47e2e-0000-4000-8000-00000000b6e2"
 AGENT_SECRET = "agent-secret-value"
+API_SECRET = "api-client-secret-value-for-the-secret-credential"  # ENTRA_CREDENTIAL=secret
 
 
 @dataclass
@@ -254,11 +257,11 @@ class Stack:
         summary = next((line for line in lines if "done" in line), {"done": False, "error": "no summary"})
         return ClientRun(completed.returncode, calls, summary, completed.stderr)
 
-    def agent_token(self, client_id: str = AGENT, secret: str = AGENT_SECRET) -> str:
-        """A client-credentials token from the Entra stand-in, as an agent gets one."""
-        import ssl
-        import urllib.parse
+    def agent_token(self, client_id: str = AGENT, secret: str = AGENT_SECRET, lifetime: int = 300) -> str:
+        """A client-credentials token from the Entra stand-in, as an agent gets one.
 
+        It lives `lifetime` seconds (Entra's live an hour or more), not the few seconds of the users'
+        tokens here: the client that sends it is a new process, slow to start on a loaded machine."""
         body = urllib.parse.urlencode(
             {
                 "grant_type": "client_credentials",
@@ -269,8 +272,12 @@ class Stack:
         ).encode()
         context = ssl.create_default_context(cafile=str(self.trust_store))
         request = urllib.request.Request(self.entra.token_endpoint, data=body, method="POST")
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:
-            return str(json.load(response)["access_token"])
+        users_lifetime, self.entra.access_token_lifetime = self.entra.access_token_lifetime, lifetime
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                return str(json.load(response)["access_token"])
+        finally:
+            self.entra.access_token_lifetime = users_lifetime
 
 
 @contextlib.contextmanager
@@ -281,7 +288,7 @@ def gateway_stack(work: Path, *, access_token_lifetime: int = 5) -> Iterator[Sta
     authority = LocalCA.create("gateway test CA")
     entra = EntraEndpoint(
         tenant_id=TENANT,
-        api=AppRegistration(API_CLIENT_ID, redirect_uris=()),
+        api=AppRegistration(API_CLIENT_ID, redirect_uris=(), secrets=(API_SECRET,)),
         clients=[
             AppRegistration(AGENT, secrets=(AGENT_SECRET,)),
             AppRegistration(OTHER_AGENT, secrets=(AGENT_SECRET,)),

@@ -30,6 +30,7 @@ import pytest
 from drill.gateway_venv import ensure_venv as ensure_gateway_venv
 from testing.gateway_stack import (
     API_CLIENT_ID,
+    API_SECRET,
     OTHER_AGENT,
     ROOT,
     GatewayProcess,
@@ -170,6 +171,24 @@ def test_a_restarted_gateway_keeps_the_sign_in(stack: Stack, signed_in: Path) ->
     assert '"POST /mcp HTTP/1.1" 200' in restarted.log
 
 
+def test_the_client_secret_credential_signs_in_too(stack: Stack) -> None:
+    first = current(stack)
+    with_secret = stack.start_gateway(route=False, ENTRA_CREDENTIAL="secret", ENTRA_CLIENT_SECRET=API_SECRET)
+    try:
+        stack.ingress.set_targets([with_secret.port])
+        before = len(stack.entra.requests("token", grant_type="authorization_code"))
+        run = stack.run_client("--storage", str(stack.work / "secret-client.json"), "--calls", "1")
+        assert run.returncode == 0 and run.summary["sign_ins"] == 1, (run.summary, run.stderr[-3000:])
+        redeemed = stack.entra.requests("token", grant_type="authorization_code")[before:]
+        # Entra accepted the code with the secret (client_secret_basic: in the Authorization header).
+        assert redeemed and redeemed[-1].outcome == "ok"
+        assert "client_assertion" not in redeemed[-1].params
+        assert API_SECRET not in with_secret.log
+    finally:
+        stack.ingress.set_targets([first.port])
+        with_secret.stop()
+
+
 REISSUE = """
 import json, os, sys
 from fastmcp.server.auth.jwt_issuer import JWTIssuer, derive_jwt_key
@@ -211,9 +230,10 @@ def test_no_token_an_expired_token_a_wrong_audience_and_foreign_tokens_get_401(s
     other.signing_key = "another-signing-key-of-at-least-32-characters"
     assert_refused(stack, gateway_token_like(other, token, 60))
     # Entra tokens: for another audience, expired, and a user's token (delegated, not an agent's).
-    assert_refused(stack, stack.entra.mint_access_token(aud="someone-else"))
+    later = int(time.time()) + 300  # valid for long enough that only the tested defect counts
+    assert_refused(stack, stack.entra.mint_access_token(aud="someone-else", exp=later))
     assert_refused(stack, stack.entra.mint_access_token(exp=int(time.time()) - 60))
-    assert_refused(stack, stack.entra.mint_access_token())
+    assert_refused(stack, stack.entra.mint_access_token(exp=later))
     # A client-credentials token of an app that is not in ENTRA_ALLOWED_AGENT_CLIENT_IDS.
     assert_refused(stack, stack.agent_token(OTHER_AGENT))
 
