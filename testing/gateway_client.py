@@ -14,7 +14,8 @@ It prints one JSON line per call (`{"t", "ok", "ms", "error"}`) and a last line 
 "sign_ins": n, ...}`. `--storage` keeps the client registration and tokens in a JSON file between
 runs (the tests read the access token from it); `--no-browser` makes a needed sign-in a failure
 (a restarted gateway must keep the sign-in); `--bearer-env` sends the token in that variable instead
-(the agents' path) with no OAuth at all. The tool called is postgres-mcp's `list_schemas`.
+(the agents' path) with no OAuth at all. The tool called is postgres-mcp's `list_schemas`
+(`execute_sql` with `--sql`).
 """
 
 from __future__ import annotations
@@ -107,12 +108,15 @@ class Browser:
         return result
 
 
-async def one_call(client: Client[Any]) -> dict[str, Any]:
+async def one_call(client: Client[Any], sql: str | None = None) -> dict[str, Any]:
     started = time.monotonic()
     try:
-        result = await client.call_tool("list_schemas", {})
+        if sql is None:
+            result = await client.call_tool("list_schemas", {})
+        else:
+            result = await client.call_tool("execute_sql", {"sql": sql})
         text = " ".join(getattr(block, "text", "") for block in result.content)
-        ok = not result.is_error and "public" in text
+        ok = not result.is_error and ("public" in text if sql is None else "Error" not in text)
         error = None if ok else text[:300]
     except Exception as failure:  # noqa: BLE001 (each failed call is reported, not raised)
         ok, error = False, f"{type(failure).__name__}: {failure}"[:500]
@@ -131,6 +135,7 @@ async def main() -> int:
     parser.add_argument("--refresh-first", action="store_true")
     parser.add_argument("--bearer-env")
     parser.add_argument("--sse", action="store_true", help="--url is postgres-mcp's SSE endpoint (no auth)")
+    parser.add_argument("--sql", help="call execute_sql with this statement instead of list_schemas")
     parser.add_argument("--summary-only", action="store_true", help="print only the last line, with latencies")
     args = parser.parse_args()
 
@@ -163,7 +168,7 @@ async def main() -> int:
     deadline = time.monotonic() + args.duration
     async with client:
         while True:
-            results = await asyncio.gather(*(one_call(client) for _ in range(args.concurrency)))
+            results = await asyncio.gather(*(one_call(client, args.sql) for _ in range(args.concurrency)))
             for result in results:
                 latencies.append(result["ms"])
                 if not args.summary_only:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +29,13 @@ from pathlib import Path
 import pytest
 
 from drill.gateway_venv import ensure_venv as ensure_gateway_venv
+from drill.scenarios import DATABASE
 from testing.gateway_stack import (
     API_CLIENT_ID,
     API_SECRET,
     OTHER_AGENT,
     ROOT,
+    ClientRun,
     GatewayProcess,
     Stack,
     gateway_stack,
@@ -242,6 +245,45 @@ def test_an_allowed_agent_calls_with_its_client_credentials_token(stack: Stack) 
     token = stack.agent_token()
     run = stack.run_client("--bearer-env", "AGENT_TOKEN", "--calls", "2", env={"AGENT_TOKEN": token})
     assert run.returncode == 0 and all(call["ok"] for call in run.calls), (run.summary, run.stderr[-3000:])
+
+
+def test_concurrent_callers_are_not_serialized_by_the_shared_backend_session(stack: Stack) -> None:
+    # Five calls at once, each reading a table the test keeps locked: on the database, all five are
+    # seen waiting together (postgres-mcp's pool holds five connections). Had the shared backend
+    # session serialized them, one would wait and the others would not have reached the database yet.
+    token = stack.agent_token()
+    finished: list[ClientRun] = []
+    with stack.server.superuser(DATABASE) as holder, stack.server.superuser(DATABASE) as observer:
+        with holder.transaction():
+            holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+            caller = threading.Thread(
+                target=lambda: finished.append(
+                    stack.run_client(
+                        "--bearer-env",
+                        "AGENT_TOKEN",
+                        "--sql",
+                        "SELECT count(*) AS n FROM orders",
+                        "--concurrency",
+                        "5",
+                        "--calls",
+                        "5",
+                        env={"AGENT_TOKEN": token},
+                    )
+                )
+            )
+            caller.start()
+            waiting, deadline = 0, time.monotonic() + 60
+            while waiting < 5 and time.monotonic() < deadline and caller.is_alive():
+                row = observer.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                    ("%FROM orders%",),
+                ).fetchone()
+                waiting = max(waiting, int(row[0]) if row else 0)
+                time.sleep(0.1)
+        caller.join(timeout=120)
+    assert waiting == 5, waiting
+    run = finished[0]
+    assert run.returncode == 0 and len(run.calls) == 5 and all(call["ok"] for call in run.calls), run.summary
 
 
 def test_the_callers_bearer_never_reaches_postgres_mcp_and_no_token_is_logged(stack: Stack, signed_in: Path) -> None:
