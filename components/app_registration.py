@@ -40,9 +40,10 @@ import pulumi_azuread as azuread
 import pulumi_random as random
 
 from azure_cloud.clouds import Cloud
+from gateway import CALLBACK_PATH as GATEWAY_CALLBACK_PATH
+from gateway import SCOPE
 
-SCOPE_NAME = "user_impersonation"
-CALLBACK_PATH = "/auth/callback"
+SCOPE_NAME = SCOPE  # gateway/__init__.py: the scope the gateway requires
 """The gateway's OAuth callback (FastMCP's OAuthProxy default `redirect_path`), the shared design's."""
 SIGN_IN_AUDIENCE = "AzureADMyOrg"
 ACCESS_TOKEN_VERSION = 2
@@ -61,7 +62,7 @@ def scope(client_id: str) -> str:
 
 
 def redirect_uri(public_url: str) -> str:
-    return public_url.rstrip("/") + CALLBACK_PATH
+    return public_url.rstrip("/") + GATEWAY_CALLBACK_PATH
 
 
 @dataclass(frozen=True)

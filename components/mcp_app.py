@@ -26,6 +26,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import app
 
+import gateway
 from azure_cloud.clouds import PUBLIC, Cloud
 from components.database import POSTGRES_PORT
 from sidecar.shipping import content_digest, shipped_source
@@ -46,19 +47,14 @@ REFRESHER_HEALTH_PORT = 8081  # the replica's containers share one network names
 REFRESHER_HEALTH_PATH = "/healthz"  # the whole verdict: the startup probe's
 REFRESHER_LIVENESS_PATH = "/livez"  # fails only for a stalled refresh loop: the liveness probe's
 
-# --- The sign-in gateway's contract (gateway/__init__.py on the gateway branch) ---------------------------
-# INTEGRATOR: once gateway/ lands, replace this block with
-#   from gateway import COMMAND as GATEWAY_COMMAND, PORT as GATEWAY_PORT, HEALTH_PATH as GATEWAY_HEALTH_PATH, ...
-# (that module imports only the standard library, so the 3.11 infrastructure code can import it).
-GATEWAY_COMMAND: tuple[str, ...] = ("python", "-m", "gateway")
-GATEWAY_PORT = 8080
-GATEWAY_HEALTH_PATH = "/healthz"  # 200 only while the shared backend session answers (503 otherwise)
-GATEWAY_LIVENESS_PATH = "/livez"  # 200 while the event loop runs
-GATEWAY_MCP_PATH = "/mcp"
-GATEWAY_CALLBACK_PATH = "/auth/callback"
-GATEWAY_SCOPE = "user_impersonation"
-GATEWAY_BACKEND_URL = f"http://127.0.0.1:{MCP_PORT}/sse"  # the gateway's default, written out for the reader
-# ----------------------------------------------------------------------------------------------------------
+# The sign-in gateway's contract, from the gateway's own package (gateway/__init__.py imports only the standard
+# library, so this 3.11 infrastructure code imports it without fastmcp).
+GATEWAY_COMMAND: tuple[str, ...] = gateway.COMMAND
+GATEWAY_PORT = gateway.PORT
+GATEWAY_HEALTH_PATH = gateway.HEALTH_PATH  # 200 only while the shared backend session answers (503 otherwise)
+GATEWAY_LIVENESS_PATH = gateway.LIVENESS_PATH  # 200 while the event loop runs
+GATEWAY_MCP_PATH = gateway.MCP_PATH
+GATEWAY_BACKEND_URL = gateway.DEFAULT_BACKEND_URL
 GATEWAY_CONTAINER = "gateway"
 LOOPBACK = "127.0.0.1"
 # The Key Vault secrets the gateway references (names of the vault's secrets and of the app's secrets alike).

@@ -176,7 +176,9 @@ def repository_paths(page: Path) -> set[str]:
     for candidate in candidates:
         for word in candidate.split():
             word = word.strip("\"'(),:;")
-            if {"<", "*", "$", "="} & set(word) or word in NOT_IN_THE_REPOSITORY or word.startswith(".venv"):
+            # .venv and .drill are built by the set-up and the drill, not part of a clone.
+            built = word.startswith((".venv", ".drill"))
+            if {"<", "*", "$", "="} & set(word) or word in NOT_IN_THE_REPOSITORY or built:
                 continue
             first = word.split("/", 1)[0]
             if first in TOP_LEVEL and ("/" in word or "." in word):

@@ -1,0 +1,51 @@
+"""The shared sign-in store: Azure Table Storage through the managed identity, encrypted by the gateway.
+
+Why Table Storage, and not a database on the Flexible Server or a file share (Azure Files):
+- it is independent of the authentication mode and of adopted servers: the Flexible Server may
+  be adopted, in password mode, or reachable only in its VNet, and the gateway must not need
+  a role, a database or a firewall rule on a server it does not own to let users sign in;
+- the gateway reaches it with its managed identity (Entra RBAC, "Storage Table Data
+  Contributor"), with the account's shared keys off: no key or connection string exists to
+  leak (https://learn.microsoft.com/en-us/azure/storage/tables/authorize-managed-identity);
+  Azure Files over SMB needs the account key in the environment's storage definition;
+- any replica reads any sign-in (registrations, transactions, the upstream tokens and the
+  JTI mappings that fastmcp's OAuthProxy keeps), so replicas need no session affinity and a
+  restart loses nothing; per-file stores on a share would race on concurrent writes;
+- what is stored is encrypted at rest by Storage and, before it leaves the process, by the
+  gateway's own key (GATEWAY_STORE_KEY, a Fernet key derived from it): Storage's readers
+  (or a leaked SAS) see only ciphertext.
+
+Keys are sanitized for Table Storage (CIMD client IDs are URLs; `/` is not allowed in a RowKey):
+py-key-value's AzureTablesSanitizationStrategy hashes such keys.
+"""
+
+from __future__ import annotations
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.data.tables.aio import TableClient
+from key_value.aio.protocols import AsyncKeyValue
+from key_value.aio.stores.azure_tables import AzureTablesStore
+from key_value.aio.stores.azure_tables.store import AzureTablesSanitizationStrategy
+from key_value.aio.wrappers.encryption import FernetEncryptionWrapper
+
+from gateway.config import Settings
+
+# A fixed salt: the key must derive identically on every replica and after every restart; the
+# secret's strength is in GATEWAY_STORE_KEY (>= 32 characters from Key Vault).
+SALT = "postgres-mcp-gateway-store-v1"
+
+
+def table_client(settings: Settings, credential: AsyncTokenCredential) -> TableClient:
+    return TableClient(endpoint=settings.store_endpoint, table_name=settings.store_table, credential=credential)
+
+
+def build_store(settings: Settings, client: TableClient) -> AsyncKeyValue:
+    raw = AzureTablesStore(
+        client=client,
+        collection_sanitization_strategy=AzureTablesSanitizationStrategy(),
+        key_sanitization_strategy=AzureTablesSanitizationStrategy(),
+        auto_create=True,
+    )
+    # An entry that does not decrypt (another key) reads as missing, as in fastmcp's own default
+    # store: the client registers again rather than failing.
+    return FernetEncryptionWrapper(raw, source_material=settings.store_key, salt=SALT, raise_on_decryption_error=False)
