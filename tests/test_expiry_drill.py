@@ -19,6 +19,9 @@ from drill import scenarios
 from drill.postgres_mcp_venv import ensure_venv
 
 pytestmark = pytest.mark.drill
+# Wall time, mostly real-clock waits (the drill's scenarios on real clocks):
+# conftest.py starts this module first under worksteal.
+EXPECTED_SECONDS = 150
 
 
 @pytest.fixture(scope="session")
