@@ -55,6 +55,7 @@ from preflight.server_record import (
     refuse_create_only_changes,
     refuse_password_mode_without_login,
 )
+from preflight.sign_in_upgrade import refuse_silent_gateway_switch
 from preflight.stack_record import own_stack_outputs
 from preflight.version_upgrade import check_major_version
 from settings import Settings, complete_entra_admin
@@ -142,6 +143,10 @@ def run(loaded: Settings) -> Preflight:
         watched = alert_workspace(config, adopted_environment)
         if config.sign_in == "gateway":
             pulumi.log.warn(store_subnet_warning(adopted_environment.infrastructure_subnet_id))
+
+    # Last of the refusals (the server's and the environment's come first): an upgraded stack deployed without the
+    # gateway takes it only when its config says so.
+    refuse_silent_gateway_switch(recorded, config)
 
     return Preflight(
         config,
