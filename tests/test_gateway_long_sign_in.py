@@ -18,9 +18,9 @@ from testing.gateway_stack import API_CLIENT_ID, Stack, gateway_stack
 pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (one sign-in used for more than 240 s):
 # conftest.py starts this module first under xdist.
-EXPECTED_SECONDS = 270
+EXPECTED_SECONDS = 260
 
-DURATION = 250.0  # seconds; the brief: past 240 s
+DURATION = 242.0  # seconds of calls, in two halves with a client restart between: the span passes 240 s
 
 
 @pytest.fixture(scope="module")
