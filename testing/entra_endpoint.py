@@ -181,6 +181,10 @@ class EntraEndpoint(_Server):
     user: SignedInUser = field(default_factory=SignedInUser)
     user_declines: bool = False  # the scripted user clicks "Cancel" on the sign-in page
     access_token_lifetime: int = 5  # seconds
+    # The host in the `iss` of its tokens and in the discovery document's `issuer`, when it is not the host it
+    # serves on: China's Entra serves at login.chinacloudapi.cn while its v2 tokens say
+    # https://login.partner.microsoftonline.cn/<tenant>/v2.0 (azure_cloud/clouds.py `v2_issuer_host`).
+    issuer_host: str = ""
     refresh_token_lifetime: int = 24 * 3600
     code_lifetime: int = 600
     single_use_refresh_tokens: bool = False  # Entra keeps a used refresh token valid; True refuses its reuse
@@ -212,7 +216,7 @@ class EntraEndpoint(_Server):
 
     @property
     def issuer(self) -> str:
-        return f"{self.authority}/{self.tenant_id}/v2.0"
+        return f"https://{self.issuer_host or self.host}/{self.tenant_id}/v2.0"
 
     @property
     def authorization_endpoint(self) -> str:

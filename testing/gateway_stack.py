@@ -182,6 +182,8 @@ class Stack:
             "ENTRA_TENANT_ID": TENANT,
             "ENTRA_CLIENT_ID": API_CLIENT_ID,
             "ENTRA_AUTHORITY_HOST": self.entra.host,
+            # As the stack sets it (components/mcp_app.py): the `iss` of the tenant's v2 tokens.
+            "ENTRA_TOKEN_ISSUER": self.entra.issuer,
             "ENTRA_CREDENTIAL": "federated",
             "AZURE_CLIENT_ID": IDENTITY_CLIENT_ID,
             "ENTRA_ALLOWED_AGENT_CLIENT_IDS": AGENT,
@@ -281,8 +283,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def gateway_stack(work: Path, *, access_token_lifetime: int = 5) -> Iterator[Stack]:
-    """Everything above, started; stopped (only what it started) on exit."""
+def gateway_stack(work: Path, *, access_token_lifetime: int = 5, issuer_host: str = "") -> Iterator[Stack]:
+    """Everything above, started; stopped (only what it started) on exit. `issuer_host`: the host in the
+    tokens' `iss` when it is not the authority's (China's login.partner.microsoftonline.cn)."""
     ensure_gateway_venv(log=False)
     ensure_postgres_mcp_venv(log=False)
     authority = LocalCA.create("gateway test CA")
@@ -294,6 +297,7 @@ def gateway_stack(work: Path, *, access_token_lifetime: int = 5) -> Iterator[Sta
             AppRegistration(OTHER_AGENT, secrets=(AGENT_SECRET,)),
         ],
         access_token_lifetime=access_token_lifetime,
+        issuer_host=issuer_host,
     )
     relay: TcpRelay | None = None
     ingress: TcpRelay | None = None
