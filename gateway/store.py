@@ -44,7 +44,15 @@ def build_store(settings: Settings, client: TableClient) -> AsyncKeyValue:
         client=client,
         collection_sanitization_strategy=AzureTablesSanitizationStrategy(),
         key_sanitization_strategy=AzureTablesSanitizationStrategy(),
-        auto_create=True,
+        # The stack declares the table (azure-native storage.Table) and grants the app's identity "Storage Table
+        # Data Contributor" on that table only. Creating a table is an operation on the account's table service
+        # (Create Table, `POST https://<account>.table.core.windows.net/Tables`,
+        # https://learn.microsoft.com/rest/api/storageservices/create-table), outside the scope of a role assigned
+        # on one table (https://learn.microsoft.com/azure/storage/tables/authorize-access-azure-active-directory,
+        # "Resource scope"): Storage may refuse it with 403 rather than answer 409 for the existing table, and
+        # py-key-value tolerates only the latter, failing the store's setup. So the store checks that the table
+        # exists (one single-entity read, key_value/aio/stores/azure_tables/store.py `_setup`) and never creates it.
+        auto_create=False,
     )
     # An entry that does not decrypt (another key) reads as missing, as in fastmcp's own default
     # store: the client registers again rather than failing.

@@ -233,6 +233,45 @@ class Stack:
             status, body = self.healthz(gateway)
         assert status == 200, body
 
+    # --- the store's table -----------------------------------------------------------------------
+
+    def _table_request(self, method: str, path: str, body: bytes | None = None) -> int:
+        """A Table service request to Azurite with the managed identity's Storage token (the deployer's
+        role, in Azure); the status."""
+        query = urllib.parse.urlencode(
+            {"resource": "https://storage.azure.com", "api-version": "2019-08-01", "client_id": IDENTITY_CLIENT_ID}
+        )
+        identity = urllib.request.Request(
+            f"{self.identity.url}?{query}", headers={"X-IDENTITY-HEADER": self.identity.header}
+        )
+        with urllib.request.urlopen(identity, timeout=10) as response:
+            token = json.load(response)["access_token"]
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-ms-version": "2019-02-02",
+            "Accept": "application/json;odata=nometadata",
+            "Content-Type": "application/json",
+        }
+        request = urllib.request.Request(
+            f"{self.azurite.table_endpoint}/{path}", data=body, headers=headers, method=method
+        )
+        context = ssl.create_default_context(cafile=str(self.trust_store))
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def create_table(self, name: str) -> None:
+        """Create Table (https://learn.microsoft.com/rest/api/storageservices/create-table), as the stack
+        declares the table (components: azure-native storage.Table) before the gateway starts."""
+        status = self._table_request("POST", "Tables", json.dumps({"TableName": name}).encode())
+        assert status == 201, f"Create Table {name}: {status}"
+
+    def table_exists(self, name: str) -> bool:
+        """Query Tables for one table (https://learn.microsoft.com/rest/api/storageservices/query-tables)."""
+        return self._table_request("GET", f"Tables('{name}')") == 200
+
     # --- the client -----------------------------------------------------------------------------
 
     def run_client(
@@ -369,6 +408,8 @@ def gateway_stack(work: Path, *, access_token_lifetime: int = 5, issuer_host: st
                 relay=relay,
                 ingress=ingress,
             )
+            # The stack declares the table; the gateway, whose role is scoped to it, never creates it.
+            stack.create_table(stack.table)
             stack.start_postgres_mcp()
             yield stack
         finally:

@@ -223,6 +223,32 @@ def gateway_token_like(stack: Stack, token: str, expires_in: int) -> str:
     return completed.stdout.strip()
 
 
+def test_the_gateway_uses_the_declared_table_and_never_creates_one(stack: Stack) -> None:
+    # Its identity's role is scoped to the table the stack declares; creating a table is an account-level
+    # operation it may be refused (gateway/store.py). A gateway told of a table that does not exist fails its
+    # registrations and leaves the account as it was, instead of creating the table.
+    assert stack.table_exists(stack.table)  # declared by the stack (testing/gateway_stack.py), used by the others
+    missing = "gatewayNeverCreated"
+    gateway = stack.start_gateway(route=False, GATEWAY_STORE_TABLE=missing)
+    try:
+        registration = {
+            "redirect_uris": ["http://127.0.0.1:9/callback"],
+            "client_name": "table check",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        }
+        status, _, _ = http_post(
+            f"http://127.0.0.1:{gateway.port}/register",
+            json.dumps(registration).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status >= 500, status
+        assert not stack.table_exists(missing)
+    finally:
+        gateway.stop()
+
+
 def test_no_token_an_expired_token_a_wrong_audience_and_foreign_tokens_get_401(stack: Stack, signed_in: Path) -> None:
     assert_refused(stack, None)
     assert_refused(stack, "not-a-jwt")
