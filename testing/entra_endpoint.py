@@ -256,6 +256,17 @@ class EntraEndpoint(_Server):
         claims.update(overrides)
         return self.signer.sign(claims)
 
+    def mint_app_token(self, client_id: str, signer: RsaSigner | None = None, **overrides: Any) -> str:
+        """An application (client credentials) token for the API as /token would issue it to `client_id`
+        (`azp` it, `idtyp` "app", no `scp`), with claims replaced by `overrides`, signed by `signer` (default:
+        this tenant's key). For tests where only one claim, or the key, is wrong."""
+        app = self.registration(client_id)
+        claims = self._base_claims(client_id, time.time())
+        object_id = app.object_id if app is not None else str(uuid.uuid4())
+        claims.update({"azpacr": "1", "idtyp": "app", "oid": object_id, "sub": object_id})
+        claims.update(overrides)
+        return (signer or self.signer).sign(claims)
+
     # --- HTTP ---------------------------------------------------------------------------------------
 
     def handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:

@@ -31,6 +31,7 @@ import pytest
 from drill.gateway_venv import ensure_venv as ensure_gateway_venv
 from drill.scenarios import DATABASE
 from testing.gateway_stack import (
+    AGENT,
     API_CLIENT_ID,
     API_SECRET,
     OTHER_AGENT,
@@ -42,6 +43,7 @@ from testing.gateway_stack import (
     http_get,
     http_post,
 )
+from testing.signing import RsaSigner
 
 pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (a gateway stack, several clients):
@@ -261,13 +263,40 @@ def test_no_token_an_expired_token_a_wrong_audience_and_foreign_tokens_get_401(s
     other = Stack.__new__(Stack)
     other.signing_key = "another-signing-key-of-at-least-32-characters"
     assert_refused(stack, gateway_token_like(other, token, 60))
-    # Entra tokens: for another audience, expired, and a user's token (delegated, not an agent's).
-    later = int(time.time()) + 300  # valid for long enough that only the tested defect counts
-    assert_refused(stack, stack.entra.mint_access_token(aud="someone-else", exp=later))
-    assert_refused(stack, stack.entra.mint_access_token(exp=int(time.time()) - 60))
-    assert_refused(stack, stack.entra.mint_access_token(exp=later))
+    # A user's Entra token for this API, valid: delegated (`scp`), so refused on the agents' path whatever its
+    # audience or expiry (those are tested with an agent's token in the next test).
+    assert_refused(stack, stack.entra.mint_access_token(exp=int(time.time()) + 300))
     # A client-credentials token of an app that is not in ENTRA_ALLOWED_AGENT_CLIENT_IDS.
     assert_refused(stack, stack.agent_token(OTHER_AGENT))
+
+
+def test_an_allowed_agents_token_wrong_in_one_claim_or_its_key_gets_401(stack: Stack) -> None:
+    # Each refused token differs from an accepted one (the control, first) in one thing only: an application
+    # token of an allowed agent (`azp` in ENTRA_ALLOWED_AGENT_CLIENT_IDS, `idtyp` app, no `scp`), valid for
+    # minutes, so that nothing but the named defect can make it fail.
+    now = int(time.time())
+    valid = {"iat": now - 60, "nbf": now - 60, "exp": now + 300}
+
+    def accepted(token: str) -> bool:
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+        return http_post(stack.mcp_url, INITIALIZE, headers)[0] == 200
+
+    assert accepted(stack.entra.mint_app_token(AGENT, **valid))
+    assert accepted(stack.entra.mint_app_token(AGENT, **{**valid, "aud": f"api://{API_CLIENT_ID}"}))
+    # Another audience (another API of the tenant).
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, **{**valid, "aud": "api://someone-else"}))
+    # Expired a minute ago (fastmcp's verifier allows no leeway on exp).
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, iat=now - 400, nbf=now - 400, exp=now - 60))
+    # Another issuer: the same tenant at another cloud's authority.
+    other_issuer = f"https://login.microsoftonline.us/{stack.entra.tenant_id}/v2.0"
+    assert other_issuer != stack.entra.issuer
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, **{**valid, "iss": other_issuer}))
+    # Signed by another key under the tenant key's own `kid`, and under a `kid` the tenant does not publish.
+    impostor = RsaSigner(kid=stack.entra.signer.kid)
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, signer=impostor, **valid))
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, signer=RsaSigner(), **valid))
+    # The control once more, after the refusals: the gateway still accepts the agent.
+    assert accepted(stack.entra.mint_app_token(AGENT, **valid))
 
 
 def test_an_allowed_agent_calls_with_its_client_credentials_token(stack: Stack) -> None:
