@@ -256,7 +256,7 @@ class EntraEndpoint(_Server):
         claims.update(overrides)
         return self.signer.sign(claims)
 
-    def mint_app_token(self, client_id: str, signer: RsaSigner | None = None, **overrides: Any) -> str:
+    def mint_app_token(self, client_id: str, *, signer: RsaSigner | None = None, **overrides: Any) -> str:
         """An application (client credentials) token for the API as /token would issue it to `client_id`
         (`azp` it, `idtyp` "app", no `scp`), with claims replaced by `overrides`, signed by `signer` (default:
         this tenant's key). For tests where only one claim, or the key, is wrong."""

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -275,7 +276,7 @@ def test_an_allowed_agents_token_wrong_in_one_claim_or_its_key_gets_401(stack: S
     # token of an allowed agent (`azp` in ENTRA_ALLOWED_AGENT_CLIENT_IDS, `idtyp` app, no `scp`), valid for
     # minutes, so that nothing but the named defect can make it fail.
     now = int(time.time())
-    valid = {"iat": now - 60, "nbf": now - 60, "exp": now + 300}
+    valid: dict[str, Any] = {"iat": now - 60, "nbf": now - 60, "exp": now + 300}
 
     def accepted(token: str) -> bool:
         headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
