@@ -248,8 +248,17 @@ def test_the_gateway_uses_the_declared_table_and_never_creates_one(stack: Stack)
         )
         assert status >= 500, status
         assert not stack.table_exists(missing)
+        # /healthz/store says why (the table), and serves that answer again for its period (one read).
+        status, _, body = http_get(f"http://127.0.0.1:{gateway.port}/healthz/store")
+        assert status == 503 and missing in json.loads(body)["reason"], body
+        stack.create_table(missing)
+        status, _, body = http_get(f"http://127.0.0.1:{gateway.port}/healthz/store")
+        assert status == 503, body  # cached: the table created since is seen after the period
     finally:
         gateway.stop()
+    # The gateway in service reads its table: 200.
+    status, _, body = http_get(f"http://127.0.0.1:{current(stack).port}/healthz/store")
+    assert status == 200 and json.loads(body)["status"] == "ok", body
 
 
 def test_no_token_an_expired_token_a_wrong_audience_and_foreign_tokens_get_401(stack: Stack, signed_in: Path) -> None:
