@@ -70,26 +70,17 @@ def pytest_make_collect_report(
     return report
 
 
-# --- Scheduling for `-n N --dist worksteal` (.ci/run) ------------------------------------------------------------
-# worksteal hands each worker one contiguous slice of the collection (xdist's WorkStealingScheduling: the i-th
-# of N idle workers gets len(pending) // (N - i) items), then idle workers steal the tail of the longest queue.
-# A long test in the middle of a slice starts late and ends the run late: the gateway's >240 s sign-in alone is
-# over four minutes. So modules that declare `EXPECTED_SECONDS` (measured wall time, mostly spent waiting on real
-# clocks) are dealt out first, longest first, each to the slice with the least expected time, and placed at the
-# head of their slice, so every long module starts at once on its own worker; the other tests fill the slices
-# in their usual order. Without xdist, or with another --dist, the order is unchanged.
+# --- Scheduling for `-n 4 --dist load --maxschedchunk 2` (.ci/run) -------------------------------------------------
+# A few test modules spend minutes waiting on real clocks (the gateway's >240 s sign-in alone is over four
+# minutes) and declare it as `EXPECTED_SECONDS` (measured wall time). They go first, longest first, so each
+# starts at once on a worker of its own; with `--dist load --maxschedchunk 2` a worker holds at most two tests
+# (xdist's LoadScheduling: chunks of two, refilled as tests end), so the one that waits behind the longest test
+# is the quick test placed right after it, and every other test flows to the other workers. (worksteal would
+# leave a quarter of the suite queued behind the long test: a worker answers a steal only between tests.)
+# Without xdist the order is unchanged.
 
 
-def _slice_sizes(count: int, workers: int) -> list[int]:
-    sizes = []
-    for index in range(workers):
-        sizes.append(count // (workers - index))
-        count -= sizes[-1]
-    return sizes
-
-
-def _long_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
-    sizes = _slice_sizes(len(items), workers)
+def _longest_first(items: list[pytest.Item]) -> list[pytest.Item]:
     modules: dict[str, list[pytest.Item]] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
@@ -98,26 +89,15 @@ def _long_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
         for name, tests in modules.items()
     }
     long_modules = sorted((name for name in modules if expected[name] > 0), key=lambda name: -expected[name])
-    slices: list[list[pytest.Item]] = [[] for _ in range(workers)]
-    load = [0.0] * workers
-    for name in long_modules:
-        fits = [i for i in range(workers) if len(slices[i]) + len(modules[name]) <= sizes[i]] or list(range(workers))
-        chosen = min(fits, key=lambda i: load[i])
-        slices[chosen].extend(modules[name])
-        load[chosen] += expected[name]
-    rest = iter(item for name, tests in modules.items() if name not in long_modules for item in tests)
-    for index, size in enumerate(sizes):
-        slices[index].extend(item for _, item in zip(range(size - len(slices[index])), rest, strict=False))
-    ordered = [item for part in slices for item in part]
-    ordered.extend(rest)  # only if a long module overfilled its slice
-    return ordered
+    if not long_modules:
+        return items
+    quick = [item for name, tests in modules.items() if name not in long_modules for item in tests]
+    longest, *others = (item for name in long_modules for item in modules[name])
+    return [longest, *quick[:1], *others, *quick[1:]]
 
 
-@pytest.hookimpl(trylast=True)  # after -m's deselection: xdist slices the final list
+@pytest.hookimpl(trylast=True)  # after -m's deselection: xdist schedules the final list
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    workerinput = getattr(config, "workerinput", None)  # set on xdist workers, which collect the same list
-    if workerinput is None or config.getoption("dist", "no") != "worksteal":
-        return
-    workers = int(workerinput["workercount"])
-    if workers > 1:
-        items[:] = _long_first(items, workers)
+    # Only on xdist's workers, which collect the same list and send it to the controller to schedule.
+    if getattr(config, "workerinput", None) is not None:
+        items[:] = _longest_first(items)

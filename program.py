@@ -24,7 +24,7 @@ from components.client_configs import client_configurations
 from components.database import Database
 from components.database_access import DatabaseAccess
 from components.environment import Environment
-from components.gateway_registry import GatewayRegistry
+from components.gateway_registry import GatewayRegistry, prebuilt_registry_credentials
 from components.identity_and_secrets import IdentityAndSecrets
 from components.mcp_app import (
     DATABASE_URI_SECRET,
@@ -288,7 +288,10 @@ def main() -> None:
             credential=config.gateway_credential,
             client_secret_url=client_secret_url,
             allowed_agent_client_ids=config.entra_auth_allowed_client_ids,
-            registry=gateway_registry.registry_credentials(secrets.identity_id) if gateway_registry else None,
+            # The stack's registry, or a prebuilt image's Azure Container Registry, is pulled with the app's identity.
+            registry=gateway_registry.registry_credentials(secrets.identity_id)
+            if gateway_registry
+            else prebuilt_registry_credentials(config.gateway_image, secrets.identity_id),
         )
 
     # Deploy the MCP app, with the token refresher in token mode; in password mode its DATABASE_URI is a Key

@@ -143,3 +143,19 @@ class GatewayRegistry(pulumi.ComponentResource):
         """The Container App's `configuration.registries` entry: pull from this registry with the user-assigned
         identity (its resource ID), no username and no password."""
         return app.RegistryCredentialsArgs(server=self.login_server, identity=identity_id)
+
+
+# Azure Container Registry login servers per cloud: `<name>.azurecr.io`, `.azurecr.us` (US Government),
+# `.azurecr.cn` (China): the Azure CLI's cloud suffixes `acr_login_server_endpoint` (Azure/azure-cli,
+# src/azure-cli-core/azure/cli/core/cloud.py), as Microsoft Learn's sovereign cloud pages list them.
+ACR_LOGIN_SERVER_SUFFIXES = (".azurecr.io", ".azurecr.us", ".azurecr.cn")
+
+
+def prebuilt_registry_credentials(image: str, identity_id: pulumi.Input[str]) -> app.RegistryCredentialsArgs | None:
+    """A prebuilt `gatewayImage` in an Azure Container Registry: pull it with the app's user-assigned identity (an
+    administrator grants that identity AcrPull there; the stack assigns nothing outside its own resources). Any other
+    registry is pulled anonymously (None: no `registries` entry)."""
+    host = image.split("/", 1)[0].lower()
+    if "/" not in image or not host.split(":", 1)[0].endswith(ACR_LOGIN_SERVER_SUFFIXES):
+        return None
+    return app.RegistryCredentialsArgs(server=host, identity=identity_id)

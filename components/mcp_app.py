@@ -305,7 +305,8 @@ class Gateway:
     allowed_agent_client_ids: tuple[str, ...] = ()
     resources: Resources = GATEWAY_RESOURCES
     registry: app.RegistryCredentialsArgs | None = None
-    """Where the image is pulled from with the app's identity (the stack's registry); None for a prebuilt image."""
+    """Where the image is pulled from with the app's identity (the stack's registry, or the Azure Container Registry
+    of a prebuilt image); None for a prebuilt image elsewhere, pulled anonymously."""
 
 
 def public_url(app_name: str, default_domain: pulumi.Input[str]) -> pulumi.Output[str]:

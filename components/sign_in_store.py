@@ -21,7 +21,9 @@ The account, each rule with its source:
   a `Microsoft.Storage` service endpoint for it ("Virtual network service endpoints": a rule admits a subnet only
   with the endpoint enabled on it; the `Microsoft.Storage` endpoint reaches accounts of the subnet's own region,
   where the stack puts this one). An adopted environment brings its own network: its subnet is admitted the same
-  way, and its owner must enable the endpoint on it (preflight warns; docs/sign-in.md). Not its egress addresses
+  way, and its owner must enable the endpoint on it: preflight reads the subnet and refuses one without it
+  (Azure would refuse the rule with NetworkAclsValidationFailure, SubnetsHaveNoServiceEndpointsConfigured, midway
+  through `pulumi up`; preflight/adoption.py; docs/sign-in.md). Not its egress addresses
   (`appEgressIps`), which admit the app at the server: Azure Storage ignores IP rules for requests from the
   account's own region ("Azure Storage firewall rules": "IP network rules have no effect on requests originating
   from the same Azure region as the storage account. Use virtual network rules to allow same-region requests"),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pulumi
-from pulumi_azure_native import app, dbforpostgresql
+from pulumi_azure_native import app, dbforpostgresql, network
 
 from settings import POSTGRES_VERSIONS, ResourceId, Settings
 
@@ -402,3 +402,51 @@ def refuse_adopting_over_an_owned_server(record: Mapping[str, Any] | None, confi
         "Nothing was changed. Expected existingServerId empty here; adopt a server from a new stack "
         "(pulumi stack init), as docs/fix-existing-deployment.md shows."
     )
+
+
+# The service endpoints through which a storage account's virtual network rule admits a subnet: `Microsoft.Storage`
+# (accounts in the subnet's region, where the stack puts its store) or the cross-region `Microsoft.Storage.Global`
+# (Microsoft Learn, "Virtual network service endpoints" and "Azure Storage firewall rules", Virtual network rules).
+STORAGE_SERVICE_ENDPOINTS = frozenset({"microsoft.storage", "microsoft.storage.global"})
+SUBNET_ID = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.Network/virtualNetworks/"
+    r"(?P<vnet>[^/]+)/subnets/(?P<subnet>[^/]+)",
+    re.IGNORECASE,
+)
+
+
+def store_subnet_refusal(subnet_id: str, service_endpoints: Sequence[str]) -> list[str]:
+    """Pure: the refusal when the subnet lacks a Storage service endpoint, else nothing."""
+    if STORAGE_SERVICE_ENDPOINTS & {service.lower() for service in service_endpoints}:
+        return []
+    listed = ", ".join(service_endpoints) or "none"
+    return [
+        f"config key 'existingEnvironmentId': signIn 'gateway' admits the environment's subnet {subnet_id} to the "
+        "gateway's store by a virtual network rule, and Azure refuses that rule (NetworkAclsValidationFailure: "
+        "SubnetsHaveNoServiceEndpointsConfigured) unless the subnet has the Microsoft.Storage service endpoint; its "
+        f"service endpoints: {listed}. Ask the subnet's owner to run: az network vnet subnet update --ids "
+        f"{subnet_id} --service-endpoints Microsoft.Storage"
+        + "".join(f" {service}" for service in service_endpoints)
+        + " (the list replaces the subnet's endpoints, so it keeps the ones it has); see docs/sign-in.md"
+    ]
+
+
+def refuse_store_subnet_without_storage_endpoint(subnet_id: str) -> None:
+    """Reads the adopted environment's subnet (ARM GET, synchronous) and refuses it without a Storage endpoint:
+    otherwise `pulumi up` would fail midway, at the storage account, with the app's other resources created."""
+    match = SUBNET_ID.fullmatch(subnet_id)
+    if match is None:
+        _refuse([f"config key 'existingEnvironmentId': the environment's subnet {subnet_id!r} is not a subnet ID"])
+    assert match is not None
+    subnet = _lookup(
+        lambda: network.get_subnet(
+            resource_group_name=match["group"], virtual_network_name=match["vnet"], subnet_name=match["subnet"]
+        ),
+        "existingEnvironmentId",
+        f"the environment's subnet {subnet_id}",
+    )
+    if subnet is None:
+        _refuse([f"config key 'existingEnvironmentId': the environment's subnet {subnet_id} does not exist"])
+    assert subnet is not None
+    services = [str(endpoint.service) for endpoint in subnet.service_endpoints or [] if endpoint.service]
+    _refuse(store_subnet_refusal(subnet_id, services))

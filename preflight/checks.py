@@ -30,6 +30,7 @@ from preflight.adoption import (
     adoption_record,
     recorded_adoption,
     refuse_adopting_over_an_owned_server,
+    refuse_store_subnet_without_storage_endpoint,
 )
 from preflight.alert_workspace import AlertWorkspace, alert_workspace
 from preflight.created_database import refuse_dropping_a_created_database, retention_record
@@ -44,7 +45,7 @@ from preflight.environment_record import (
     environment_create_only_values,
     refuse_environment_replacement_in_place,
 )
-from preflight.gateway_image import gateway_image_digest, store_subnet_warning
+from preflight.gateway_image import gateway_image_digest
 from preflight.providers import refuse_unregistered_providers
 from preflight.server_record import (
     CREATE_ONLY_OUTPUT,
@@ -55,6 +56,7 @@ from preflight.server_record import (
     refuse_create_only_changes,
     refuse_password_mode_without_login,
 )
+from preflight.sign_in_upgrade import refuse_silent_gateway_switch
 from preflight.stack_record import own_stack_outputs
 from preflight.version_upgrade import check_major_version
 from settings import Settings, complete_entra_admin
@@ -141,7 +143,13 @@ def run(loaded: Settings) -> Preflight:
         # says that no token alerts are created.
         watched = alert_workspace(config, adopted_environment)
         if config.sign_in == "gateway":
-            pulumi.log.warn(store_subnet_warning(adopted_environment.infrastructure_subnet_id))
+            # The store's virtual network rule for the environment's subnet: Azure refuses it without the subnet's
+            # Storage service endpoint, so the subnet is read now rather than `pulumi up` failing midway.
+            refuse_store_subnet_without_storage_endpoint(adopted_environment.infrastructure_subnet_id)
+
+    # Last of the refusals (the server's and the environment's come first): an upgraded stack deployed without the
+    # gateway takes it only when its config says so.
+    refuse_silent_gateway_switch(recorded, config)
 
     return Preflight(
         config,

@@ -18,18 +18,6 @@ PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 DOCS = "docs/sign-in.md#the-gateway-image"
 
 
-def store_subnet_warning(subnet_id: str) -> str:
-    """An adopted environment's subnet is its owner's: the gateway's store admits it by a virtual network rule, which
-    works only once the subnet carries the Microsoft.Storage service endpoint (components/sign_in_store.py)."""
-    return (
-        f"signIn 'gateway' in the adopted environment: the gateway's store admits its subnet {subnet_id} through a "
-        "virtual network rule, which needs the Microsoft.Storage service endpoint on that subnet (Azure Storage "
-        "ignores IP rules for requests from its own region). Ask the subnet's owner to run: az network vnet subnet "
-        "update --ids <subnet ID> --service-endpoints Microsoft.Storage (keeping any endpoints it has); "
-        "see docs/sign-in.md."
-    )
-
-
 class GatewayImageError(pulumi.RunError):
     """`pulumi up` with the gateway and no image for it."""
 

@@ -15,10 +15,19 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from components.database_owners import validate_owner_roles
@@ -329,13 +338,25 @@ class Settings(BaseModel):
         "external environment's inbound traffic); private ranges only with `ingressInternal`; empty admits any "
         "address, so Entra sign-in or internal ingress must then close the endpoint.",
     )
-    sign_in: SignIn = Field(
-        "gateway",
+    sign_in: Annotated[
+        SignIn,
+        Accepts(
+            "empty (gateway, unless the stack was deployed without the gateway: then it must be chosen) or one of "
+            "gateway, easyAuth, none",
+            convert=lambda value: value or "gateway",
+        ),
+    ] = Field(
+        # Empty in Pulumi.yaml, not "gateway": the CLI hands a project default over as if the stack had set it, and
+        # preflight/sign_in_upgrade.py must tell a stack that chose the gateway from one that never chose. The
+        # conversion above makes it "gateway" (validate_default), which mypy cannot see.
+        "",  # type: ignore[arg-type]
         description="How MCP clients sign in. `gateway`: a sign-in gateway in the app (FastMCP's OAuth proxy) serves "
         "the MCP authorization specification at `https://<app>/mcp` (Streamable HTTP); editors and agents sign in "
         "with Entra by themselves and the gateway refreshes their tokens (docs/sign-in.md). `easyAuth`: Container "
         "Apps authentication in front of postgres-mcp's SSE endpoint; clients paste an Entra token that lasts about "
-        "an hour. `none`: no sign-in (the allow-list or internal ingress must close the endpoint).",
+        "an hour. `none`: no sign-in (the allow-list or internal ingress must close the endpoint). Empty means "
+        "`gateway` on a new stack; a stack deployed before the gateway must set it (docs/sign-in.md#what-changed-"
+        "for-users).",
     )
     entra_auth_client_id: Annotated[
         str, matching(GUID, "empty or an app registration's client ID (a GUID)", empty=True)
@@ -717,7 +738,20 @@ class Settings(BaseModel):
             )
         return addresses
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sign_in_is_not_chosen(cls, data: Any) -> Any:
+        """`signIn` empty (Pulumi.yaml's default) takes the default without counting as set (`sign_in_chosen`)."""
+        if isinstance(data, dict) and data.get("signIn") == "":
+            return {key: value for key, value in data.items() if key != "signIn"}
+        return data
+
     # --- what the program reads besides the keys -------------------------------------------------------------
+
+    @property
+    def sign_in_chosen(self) -> bool:
+        """Whether the stack's config sets `signIn` itself, rather than taking the default."""
+        return "sign_in" in self.model_fields_set
 
     def for_stack(self, stack: str) -> Settings:
         """These settings for the named stack (`stack` is not a key: Pulumi names it)."""

@@ -388,6 +388,12 @@ LOOKUPS: dict[str, Any] = {
     ),
     "azure-native:app:getManagedEnvironment": lambda a: environment_id(a["resourceGroupName"], a["environmentName"]),
     "azure-native:operationalinsights:getWorkspace": lambda a: workspace_id(a["resourceGroupName"], a["workspaceName"]),
+    # An adopted environment's subnet (Microsoft.Network virtualNetworks/subnets GET; `serviceEndpoints` flattened
+    # from `properties`, each `{"service": ..., "locations": [...]}`).
+    "azure-native:network:getSubnet": lambda a: (
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{a['resourceGroupName']}/providers/Microsoft.Network/"
+        f"virtualNetworks/{a['virtualNetworkName']}/subnets/{a['subnetName']}"
+    ),
 }
 
 

@@ -15,7 +15,6 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pulumi
 import pytest
@@ -82,6 +81,7 @@ def azure_estate(
     database: bool = True,
     admin_name: str | None = ADMIN_NAME,
     environment: dict[str, Any] | None = None,
+    subnet_endpoints: tuple[str, ...] = ("Microsoft.Storage",),
 ) -> RecordingMocks:
     """What exists in Azure before the stack: the legacy server (with its database and Entra admin unless told
     otherwise) and a shared workload profiles environment on a VNet."""
@@ -134,6 +134,17 @@ def azure_estate(
             "defaultDomain": SHARED_ENV_DOMAIN,
             "staticIp": "20.61.7.100",
             "zoneRedundant": True,
+        },
+    )
+    # Its subnet, the owner's, with the service endpoints it carries (by default the Storage one the gateway's store
+    # needs: preflight/adoption.py refuses it otherwise).
+    recording.add_existing(
+        SHARED_ENV_SUBNET,
+        {
+            "addressPrefix": "10.70.0.0/23",
+            "delegations": [{"name": "aca", "serviceName": "Microsoft.App/environments"}],
+            "serviceEndpoints": [{"service": service, "locations": ["westeurope"]} for service in subnet_endpoints],
+            "provisioningState": "Succeeded",
         },
     )
     return recording
@@ -413,12 +424,10 @@ def test_every_problem_of_an_adopted_server_is_reported_at_once() -> None:
 
 
 def test_the_app_joins_the_existing_environment_and_no_network_is_declared() -> None:
-    warnings: list[str] = []
-    with mock.patch.object(pulumi.log, "warn", lambda message, *a, **kw: warnings.append(message)):
-        run = run_program("dev", IN_SHARED_ENV, recording=azure_estate())
-    # The subnet is its owner's: the warning says what the store's rule needs from them.
-    (store_warning,) = [w for w in warnings if "gateway's store" in w]
-    assert SHARED_ENV_SUBNET in store_warning and "--service-endpoints Microsoft.Storage" in store_warning
+    recording = azure_estate()
+    run = run_program("dev", IN_SHARED_ENV, recording=recording)
+    # Its subnet was read (it carries the Storage endpoint the store's rule needs) before the store was declared.
+    assert [c for c, _ in recording.calls].count("azure-native:network:getSubnet") == 1
     for resource_type in NETWORK_TYPES:
         assert run.of_type(resource_type) == [], resource_type
     app = run.one(CONTAINER_APP).inputs
@@ -494,4 +503,40 @@ def test_an_environment_whose_egress_cannot_be_named_is_refused_before_any_resou
     with pytest.raises(pulumi.RunError) as refused:
         run_program("dev", {**IN_SHARED_ENV, **overrides}, recording=recording)
     assert re.search(expected, str(refused.value), flags=re.DOTALL), str(refused.value)
+    assert recording.resources == []
+
+
+@pytest.mark.parametrize("endpoints", [(), ("Microsoft.KeyVault",)])
+def test_an_environment_subnet_without_the_storage_endpoint_is_refused_before_anything_is_declared(
+    endpoints: tuple[str, ...],
+) -> None:
+    # Azure would refuse the store's virtual network rule for it (NetworkAclsValidationFailure:
+    # SubnetsHaveNoServiceEndpointsConfigured), midway through `pulumi up`.
+    recording = azure_estate(subnet_endpoints=endpoints)
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program("dev", IN_SHARED_ENV, recording=recording)
+    message = str(refused.value)
+    assert recording.resources == []
+    assert SHARED_ENV_SUBNET in message and "SubnetsHaveNoServiceEndpointsConfigured" in message
+    assert f"az network vnet subnet update --ids {SHARED_ENV_SUBNET} --service-endpoints Microsoft.Storage" in message
+    assert all(f" {service}" in message for service in endpoints)  # the endpoints it has are kept
+
+
+@pytest.mark.parametrize("endpoints", [("Microsoft.KeyVault", "Microsoft.Storage"), ("Microsoft.Storage.Global",)])
+def test_an_environment_subnet_with_a_storage_endpoint_passes(endpoints: tuple[str, ...]) -> None:
+    run = run_program("dev", IN_SHARED_ENV, recording=azure_estate(subnet_endpoints=endpoints))
+    assert len(run.of_type("azure-native:storage:StorageAccount")) == 1
+
+
+def test_without_the_gateway_the_environment_subnet_is_not_read() -> None:
+    recording = azure_estate(subnet_endpoints=())
+    run_program("dev", {**IN_SHARED_ENV, "signIn": "none"}, recording=recording)
+    assert "azure-native:network:getSubnet" not in [c for c, _ in recording.calls]
+
+
+def test_a_missing_environment_subnet_is_refused() -> None:
+    recording = azure_estate()
+    del recording.azure[SHARED_ENV_SUBNET.lower()]
+    with pytest.raises(pulumi.RunError, match="does not exist"):
+        run_program("dev", IN_SHARED_ENV, recording=recording)
     assert recording.resources == []

@@ -145,6 +145,8 @@ def test_azure_chooses_the_zones_without_a_diff(stack: str) -> None:
 # --- stacks deployed before the record existed -------------------------------------------------
 
 LEGACY_FQDN = "pgmcp-dev-pg-a1b2c3.postgres.database.azure.com"
+# Such a stack predates the sign-in gateway too, so its config chooses signIn (preflight/sign_in_upgrade.py).
+CHOSEN = {"signIn": "gateway"}
 
 
 def legacy(mode: str | None) -> RecordingMocks:
@@ -161,7 +163,7 @@ def legacy(mode: str | None) -> RecordingMocks:
 
 def test_a_token_mode_server_from_an_earlier_version_keeps_having_no_login() -> None:
     # Earlier versions set administratorLogin in password mode only; adding it now would replace the server.
-    run = run_program("dev", {"authMode": "token"}, preview=True, recording=legacy("token"))
+    run = run_program("dev", {**CHOSEN, "authMode": "token"}, preview=True, recording=legacy("token"))
     server = run.one(SERVER).inputs
     assert "administratorLogin" not in server and "administratorLoginPassword" not in server
     assert run.exports["serverCreateOnly"]["administratorLogin"] == ""
@@ -171,7 +173,7 @@ def test_a_token_mode_server_from_an_earlier_version_keeps_having_no_login() -> 
 
 
 def test_a_password_mode_server_from_an_earlier_version_keeps_its_login() -> None:
-    run = run_program("dev", {"authMode": "password"}, preview=True, recording=legacy("password"))
+    run = run_program("dev", {**CHOSEN, "authMode": "password"}, preview=True, recording=legacy("password"))
     assert run.one(SERVER).inputs["administratorLogin"] == "pgadmin"
     assert run.exports["serverCreateOnly"]["administratorLogin"] == "pgadmin"
 
@@ -199,13 +201,13 @@ DYNAMIC = "pulumi-python:dynamic:Resource"
 def test_an_earlier_stack_keeps_its_entra_administrator_when_the_keys_are_empty() -> None:
     # Earlier versions named the default administrator `pulumi-deployer`, a ServicePrincipal; deriving it
     # from the deployer's token now would rename the role the role/grant step signs in as.
-    run = run_program("dev", {"authMode": "token"}, preview=True, recording=legacy("token"))
+    run = run_program("dev", {**CHOSEN, "authMode": "token"}, preview=True, recording=legacy("token"))
     admin = run.one(ENTRA_ADMIN).inputs
     assert (admin["principalName"], admin["principalType"]) == ("pulumi-deployer", "ServicePrincipal")
     assert run.one(DYNAMIC).inputs["admin_user"] == "pulumi-deployer"
     fresh = run_program("dev", {"authMode": "token"}, preview=True).one(ENTRA_ADMIN).inputs
     assert fresh["principalName"] != "pulumi-deployer"  # a new stack takes the deployer's own name
-    named = run_program("dev", {"entraAdminPrincipalName": "ops-admin"}, preview=True, recording=legacy("token")).one(
-        ENTRA_ADMIN
-    )
+    named = run_program(
+        "dev", {**CHOSEN, "entraAdminPrincipalName": "ops-admin"}, preview=True, recording=legacy("token")
+    ).one(ENTRA_ADMIN)
     assert named.inputs["principalName"] == "ops-admin"  # the keys still win

@@ -13,7 +13,7 @@ from drill import client_side
 
 pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (two 20 s client sessions and a gateway stack):
-# conftest.py starts this module first under worksteal.
+# conftest.py starts this module first under xdist.
 EXPECTED_SECONDS = 55
 
 

@@ -110,7 +110,8 @@ def test_the_earlier_version_fallback_keeps_working() -> None:
         "authMode": "token",
         "entraAdminPrincipalName": "pulumi-deployer",
     }
-    _, run = deploy(CI_APP_CLAIMS, legacy)
+    # Such a stack predates the sign-in gateway too: it chooses signIn (preflight/sign_in_upgrade.py).
+    _, run = deploy(CI_APP_CLAIMS, legacy, {"signIn": "gateway"})
     assert admin_of(run) == (DEPLOYER_OBJECT_ID, "pulumi-deployer", "ServicePrincipal")
     assert run.exports["entraAdminRecord"]["principalName"] == "pulumi-deployer"
     # ...and the next run from the same pipeline passes on that record.

@@ -20,7 +20,7 @@ from drill.postgres_mcp_venv import ensure_venv
 
 pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (the drill's scenarios on real clocks):
-# conftest.py starts this module first under worksteal.
+# conftest.py starts this module first under xdist.
 EXPECTED_SECONDS = 150
 
 

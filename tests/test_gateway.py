@@ -420,3 +420,53 @@ def test_the_allow_list_and_internal_ingress_combine_with_the_gateway() -> None:
         r["ipAddressRange"]
         for r in prod.one(CONTAINER_APP).inputs["configuration"]["ingress"]["ipSecurityRestrictions"]
     ] == ["10.61.8.0/24"]
+
+
+# --- upgrades: a stack deployed without the gateway chooses it itself ---------------------------------------------
+
+
+def easy_auth_stack() -> dict[str, Any]:
+    """The outputs an earlier version left on a stack behind Easy Auth: the update the next run reads back."""
+    return dict(run_program("dev", {"signIn": "easyAuth", "entraAuthClientId": CLIENT_APP}).exports)
+
+
+def test_an_upgrade_does_not_switch_an_easy_auth_stack_to_the_gateway_silently() -> None:
+    earlier = easy_auth_stack()
+    assert earlier["mcpAdmission"] == "entra+allow-list"
+    host = fqdn(run_program("dev", {"signIn": "easyAuth", "entraAuthClientId": CLIENT_APP}))
+    # The stack's config keeps its registration and leaves signIn as Pulumi.yaml has it (empty: not chosen).
+    recording = RecordingMocks(stack_outputs=earlier)
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program("dev", {"entraAuthClientId": CLIENT_APP}, preview=True, recording=recording)
+    message = str(refused.value)
+    assert recording.resources == []  # refused before anything is declared
+    assert f"https://{host}/sse" in message and f"https://{host}/mcp" in message
+    assert CLIENT_APP in message and f"https://{host}/auth/callback" in message and "federated" in message
+    assert "pulumi config set signIn gateway" in message and "docs/sign-in.md#what-changed-for-users" in message
+    assert "pulumi config set signIn easyAuth" in message and "Nothing was changed" in message
+    # Chosen either way, it passes: the gateway on purpose, or Easy Auth as before.
+    moved = run_program(
+        "dev", {"signIn": "gateway", "entraAuthClientId": CLIENT_APP}, recording=RecordingMocks(earlier)
+    )
+    assert moved.exports["mcpAdmission"] == "entra-gateway+allow-list"
+    kept = run_program(
+        "dev", {"signIn": "easyAuth", "entraAuthClientId": CLIENT_APP}, recording=RecordingMocks(earlier)
+    )
+    assert kept.exports["mcpAdmission"] == "entra+allow-list"
+
+
+def test_an_upgraded_stack_without_sign_in_is_told_a_registration_would_be_created() -> None:
+    earlier = dict(run_program("dev", {"signIn": "none"}).exports)
+    assert earlier["mcpAdmission"] == "allow-list"
+    with pytest.raises(pulumi.RunError) as refused:
+        run_program("dev", {}, preview=True, recording=RecordingMocks(earlier))
+    message = str(refused.value)
+    assert "create an Entra app registration" in message and "Application.ReadWrite.OwnedBy" in message
+    assert "pulumi config set signIn none" in message and "pulumi config set signIn gateway" in message
+
+
+def test_a_new_stack_and_a_gateway_stack_take_the_default() -> None:
+    new = run_program("dev", {}, preview=True, recording=RecordingMocks())
+    assert new.exports["mcpAdmission"] == "entra-gateway+allow-list"
+    again = run_program("dev", {}, preview=True, recording=RecordingMocks(dict(new.exports)))
+    assert again.exports["mcpAdmission"] == "entra-gateway+allow-list"

@@ -49,7 +49,7 @@ from testing.signing import RsaSigner
 
 pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (a gateway stack, several clients):
-# conftest.py starts this module first under worksteal.
+# conftest.py starts this module first under xdist.
 EXPECTED_SECONDS = 70
 
 INITIALIZE = json.dumps(

@@ -17,7 +17,7 @@ from testing.gateway_stack import API_CLIENT_ID, Stack, gateway_stack
 
 pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (one sign-in used for more than 240 s):
-# conftest.py starts this module first under worksteal.
+# conftest.py starts this module first under xdist.
 EXPECTED_SECONDS = 270
 
 DURATION = 250.0  # seconds; the brief: past 240 s

@@ -86,12 +86,35 @@ def test_the_gateway_image_is_referenced_by_digest_in_the_stacks_registry(stack:
     assert run.exports["gatewayImage"] == f"{login_server}/postgres-mcp-gateway@{PIPELINE_GATEWAY_DIGEST}"
 
 
-def test_a_prebuilt_image_needs_no_registry() -> None:
+def pull_identity(run: ProgramRun) -> str:
+    (identity_id,) = run.one(CONTAINER_APP).outputs["identity"]["userAssignedIdentities"]
+    return str(identity_id)
+
+
+def test_a_prebuilt_image_needs_no_registry_and_is_pulled_from_its_own_with_the_apps_identity() -> None:
     run = run_program("dev", {"gatewayImage": PREBUILT})
     assert run.of_type(REGISTRY) == [] and acr_pull(run) == []
     assert [r for r in run.of_type(WAIT) if r.name.endswith("-acr-pull-propagation")] == []
     assert run.exports["gatewayImage"] == PREBUILT
     assert "gatewayRegistryLoginServer" not in run.exports
+    # A private Azure Container Registry: the app pulls with its user-assigned identity, to which an administrator
+    # grants AcrPull there (docs/sign-in.md#the-gateway-image); the stack assigns nothing on it.
+    assert run.one(CONTAINER_APP).inputs["configuration"]["registries"] == [
+        {"server": "contoso.azurecr.io", "identity": pull_identity(run)}
+    ]
+
+
+@pytest.mark.parametrize("host", ["contoso.azurecr.us", "contoso.azurecr.cn"])
+def test_a_prebuilt_image_in_a_sovereign_clouds_registry_is_pulled_with_the_identity(host: str) -> None:
+    run = run_program("dev", {"gatewayImage": PREBUILT.replace("contoso.azurecr.io", host)})
+    assert run.one(CONTAINER_APP).inputs["configuration"]["registries"] == [
+        {"server": host, "identity": pull_identity(run)}
+    ]
+
+
+def test_a_prebuilt_image_elsewhere_is_pulled_anonymously() -> None:
+    run = run_program("dev", {"gatewayImage": "ghcr.io/contoso/postgres-mcp-gateway@sha256:" + "cd" * 32})
+    assert "registries" not in run.one(CONTAINER_APP).inputs["configuration"]
 
 
 def test_without_the_gateway_there_is_no_registry() -> None:

@@ -104,3 +104,34 @@ def test_the_default_run_leaves_the_slow_tiers_out() -> None:
         assert any(module in test for test in slow) and not any(module in test for test in default), module
     for module in ("tests/test_docs.py", "test_token_refresher.py", "test_token_refresher_decisions.py"):
         assert any(module in test for test in default), module
+
+
+def test_modules_that_declare_their_expected_seconds_start_first_on_their_workers(tmp_path: Path) -> None:
+    # conftest.py runs long modules first (collected last, they still start at once) and, behind the longest,
+    # one quick test: a worker under `--dist load --maxschedchunk 2` holds two tests, and only one waits.
+    record = tmp_path / "order.txt"
+    quick = "\n".join(f"def test_quick_{n}():\n    log('quick_{n}')\n" for n in range(30))
+    helper = (
+        "import os\nimport pytest\n\npytestmark = pytest.mark.unit\n\n\n"
+        f"def log(name):\n    with open({str(record)!r}, 'a') as f:\n"
+        "        f.write(os.environ.get('PYTEST_XDIST_WORKER', '-') + ' ' + name + '\\n')\n\n\n"
+    )
+    project = project_with(tmp_path, helper + quick)
+    (project / "test_z_long.py").write_text(
+        helper + "EXPECTED_SECONDS = 60\n\n\n" + "def test_long():\n    log('long')\n"
+    )
+    (project / "test_z_longer.py").write_text(
+        helper + "EXPECTED_SECONDS = 90\n\n\n" + "def test_longer():\n    log('longer')\n"
+    )
+    files = ("test_sample.py", "test_z_long.py", "test_z_longer.py")
+    result = pytest_in(project, "-n", "2", "--dist", "load", "--maxschedchunk", "2", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs: dict[str, list[str]] = {}
+    for line in record.read_text().splitlines():
+        worker, name = line.split()
+        runs.setdefault(worker, []).append(name)
+    # The longest is the first test its worker runs, the other long one among its worker's first three
+    # (collection order would run both last, after the 30 quick tests).
+    (longer_runs,) = [names for names in runs.values() if "longer" in names]
+    (long_runs,) = [names for names in runs.values() if "long" in names]
+    assert longer_runs[0] == "longer" and "long" in long_runs[:3], runs

@@ -182,7 +182,9 @@ def test_the_gateway_image_is_built_its_registry_created_it_is_pushed_then_the_s
     # gateway/.dockerignore applies to that context).
     dockerfile = (ROOT / "gateway" / "Dockerfile").read_text()
     assert "COPY requirements.txt " in dockerfile and "COPY --chown=root:root . /app/gateway" in dockerfile
-    assert "type=oci,dest=gateway-image.tar gateway\n" in build
+    assert "type=oci,dest=gateway-image.tar,rewrite-timestamp=true gateway\n" in build
+    # Reproducible: an unchanged gateway/ keeps its digest, so a deploy that changes nothing rolls no revision.
+    assert image["env"]["SOURCE_DATE_EPOCH"] == "0"
     # The targeted up creates what the tool lists, with the digest; the full up and the removal carry it too.
     assert registry["with"]["command"] == "up" and registry["with"]["target"] == "${{ steps.gateway.outputs.targets }}"
     assert "tools.gateway_image targets" in gateway["run"]
@@ -197,7 +199,8 @@ def test_the_gateway_image_is_built_its_registry_created_it_is_pushed_then_the_s
     assert not [step for step in steps(preview) if "skopeo" in step.get("run", "")]  # nothing pushed
     (pr_image,) = [step for step in steps(preview) if step.get("id") == "image"]
     assert "--provenance=false" in pr_image["run"] and "--sbom=false" in pr_image["run"]
-    assert "type=oci,dest=gateway-image.tar gateway\n" in pr_image["run"]
+    assert "type=oci,dest=gateway-image.tar,rewrite-timestamp=true gateway\n" in pr_image["run"]
+    assert pr_image["env"] == image["env"]
     (pr_preview,) = uses(preview, "pulumi/actions")
     assert "gatewayImageDigest: {value: '${{ steps.image.outputs.digest }}'" in pr_preview["with"]["config-map"]
 

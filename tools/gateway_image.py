@@ -119,7 +119,7 @@ def name_prefix(stack: str, root: Path = ROOT) -> str:
 def builds_its_image(stack: str, root: Path = ROOT) -> bool:
     """Whether the stack runs the gateway from its own registry: `signIn: gateway` and no prebuilt `gatewayImage`
     (then the pipeline builds, pushes and passes `gatewayImageDigest`)."""
-    sign_in = stack_setting(stack, "signIn", "gateway", root)
+    sign_in = stack_setting(stack, "signIn", "", root) or "gateway"  # empty (Pulumi.yaml's default) is the gateway
     return sign_in == "gateway" and not stack_setting(stack, "gatewayImage", "", root)
 
 
