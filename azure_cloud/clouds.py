@@ -63,7 +63,8 @@ class Cloud:
         return self.active_directory.removeprefix("https://")
 
     def openid_issuer(self, tenant_id: str) -> str:
-        """The issuer of the tenant's Entra v2 tokens, for Easy Auth's `openIdIssuer`."""
+        """The tenant's v2 endpoint at the cloud's authority (where its discovery document is). The `iss` of its
+        tokens is `entra_v2_issuer`, which differs in China; Easy Auth's `openIdIssuer` and the gateway use that."""
         return f"{self.active_directory}/{tenant_id}/v2.0"
 
     def entra_v2_issuer(self, tenant_id: str) -> str:

@@ -372,6 +372,11 @@ def gateway_container(
         app.EnvironmentVarArgs(name="ENTRA_CLIENT_ID", value=gateway.client_id),
         # The cloud's authority host: login.microsoftonline.com, .us, or login.chinacloudapi.cn.
         app.EnvironmentVarArgs(name="ENTRA_AUTHORITY_HOST", value=cloud.authority_host),
+        # The `iss` of the tenant's v2 tokens, which the gateway verifies: the authority's host except in China
+        # (login.partner.microsoftonline.cn; azure_cloud/clouds.py `v2_issuer_host`).
+        app.EnvironmentVarArgs(
+            name="ENTRA_TOKEN_ISSUER", value=pulumi.Output.from_input(gateway.tenant_id).apply(cloud.entra_v2_issuer)
+        ),
         app.EnvironmentVarArgs(name="ENTRA_CREDENTIAL", value=gateway.credential),
         app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=identity_client_id),
         app.EnvironmentVarArgs(name="ENTRA_ALLOWED_AGENT_CLIENT_IDS", value=",".join(gateway.allowed_agent_client_ids)),
@@ -635,11 +640,10 @@ class McpApp(pulumi.ComponentResource):
                         enabled=True,
                         registration=app.AzureActiveDirectoryRegistrationArgs(
                             client_id=admission.entra_client_id,
-                            # The tenant's v2 issuer at the cloud's authority (login.microsoftonline.us in
-                            # US Government, login.chinacloudapi.cn in China).
-                            open_id_issuer=pulumi.Output.concat(
-                                f"{cloud.active_directory}/", admission.tenant_id, "/v2.0"
-                            ),
+                            # The `iss` of the tenant's v2 tokens, which Easy Auth checks: the authority's host
+                            # (login.microsoftonline.us in US Government) except in China, whose tokens say
+                            # login.partner.microsoftonline.cn (azure_cloud/clouds.py `v2_issuer_host`).
+                            open_id_issuer=pulumi.Output.from_input(admission.tenant_id).apply(cloud.entra_v2_issuer),
                         ),
                         validation=app.AzureActiveDirectoryValidationArgs(
                             allowed_audiences=entra_audiences(admission.entra_client_id),

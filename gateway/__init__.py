@@ -19,6 +19,9 @@ DEFAULT_BACKEND_URL = "http://127.0.0.1:8000/sse"
 # Health routes (not behind sign-in) and the MCP endpoint's path.
 HEALTH_PATH = "/healthz"
 LIVENESS_PATH = "/livez"
+# The shared store's check (a cheap read, cached): for operators and alerts, not a probe (every replica
+# shares the store; leaving the rotation on its failure would stop the agents' path too).
+STORE_HEALTH_PATH = "/healthz/store"
 MCP_PATH = "/mcp"
 # The callback path registered as the app registration's redirect URI (`<public url>/auth/callback`).
 CALLBACK_PATH = "/auth/callback"

@@ -14,11 +14,11 @@ from fastmcp.server.providers.proxy import FastMCPProxy
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from gateway import HEALTH_PATH, LIVENESS_PATH, MCP_PATH
+from gateway import HEALTH_PATH, LIVENESS_PATH, MCP_PATH, STORE_HEALTH_PATH
 from gateway.auth import GatewayAuth
 from gateway.backend import Backend
 from gateway.config import Settings
-from gateway.store import build_store, table_client
+from gateway.store import StoreCheck, build_store, table_client
 
 log = logging.getLogger("gateway")
 
@@ -34,6 +34,7 @@ class Gateway:
         self.credential = ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
         self.table = table_client(settings, self.credential)
         self.store = build_store(settings, self.table)
+        self.store_check = StoreCheck(self.table)
         self.backend = Backend(settings.backend_url)
         self.auth = GatewayAuth(
             settings,
@@ -48,6 +49,7 @@ class Gateway:
         )
         self.server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)(self.healthz)
         self.server.custom_route(LIVENESS_PATH, methods=["GET"], include_in_schema=False)(self.livez)
+        self.server.custom_route(STORE_HEALTH_PATH, methods=["GET"], include_in_schema=False)(self.store_healthz)
         self.app = self.server.http_app(
             path=MCP_PATH,
             transport="http",
@@ -83,6 +85,14 @@ class Gateway:
         if problem:
             return JSONResponse({"status": "unavailable", "reason": problem}, status_code=503)
         return JSONResponse({"status": "ok", "backend_ms": round((time.monotonic() - started) * 1e3, 1)})
+
+    async def store_healthz(self, request: Request) -> Response:
+        """200 when the shared store's table answered a read in the last STORE_CHECK_SECONDS, else 503 + why.
+        Not a probe (see gateway.STORE_HEALTH_PATH): sign-ins need the store, agents' calls do not."""
+        problem, age = await self.store_check.check()
+        if problem:
+            return JSONResponse({"status": "unavailable", "reason": problem, "age_s": round(age, 1)}, status_code=503)
+        return JSONResponse({"status": "ok", "age_s": round(age, 1)})
 
     async def livez(self, request: Request) -> Response:
         return PlainTextResponse("ok")

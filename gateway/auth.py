@@ -95,6 +95,8 @@ class GatewayAuth(AzureProvider):
             base_url=settings.public_url,
             redirect_path=CALLBACK_PATH,
             base_authority=settings.authority_host,
+            # The `iss` its verifier expects: not always the authority's host (China).
+            token_issuer=settings.token_issuer,
             client_storage=store,
             jwt_signing_key=settings.signing_key,
             # The consent screen stays on (CVE-2026-27124 was a consent bypass).
@@ -109,7 +111,7 @@ class GatewayAuth(AzureProvider):
         # delegated scope (client credentials carry `roles`, never `scp`).
         self.agent_verifier = JWTVerifier(
             jwks_uri=f"https://{settings.authority_host}/{settings.tenant_id}/discovery/v2.0/keys",
-            issuer=f"https://{settings.authority_host}/{settings.tenant_id}/v2.0",
+            issuer=settings.token_issuer,
             audience=[settings.client_id, identifier_uri],
             algorithm="RS256",
         )

@@ -31,6 +31,10 @@ from fastmcp.client.transports import SSETransport
 log = logging.getLogger("gateway.backend")
 
 PING_TIMEOUT = 3.0
+# A slow ping (a busy postgres-mcp on 0.15 vCPU) is not a dead session: dropping the shared session would kill
+# every call in flight on it. It is dropped when its task has ended, or after this many failed pings in a row
+# (readiness reports each failure at once; the watchdog pings every WATCHDOG_SECONDS).
+FAILED_PINGS_BEFORE_DROP = 3
 CONNECT_TIMEOUT = 10.0
 WATCHDOG_SECONDS = 5.0
 
@@ -47,6 +51,7 @@ class Backend:
         self._watchdog: asyncio.Task[None] | None = None
         self.last_error = "not connected yet"
         self.connects = 0
+        self.failed_pings = 0  # in a row, on the current session
 
     def _new_client(self) -> Client[SSETransport]:
         return Client(SSETransport(self.url), mode="legacy", timeout=60)
@@ -86,6 +91,7 @@ class Backend:
             raise BackendUnavailableError(self.last_error) from None
         self.connects += 1
         self._client = client
+        self.failed_pings = 0
         self.last_error = ""
         log.info(
             "backend session %d open to %s in %.0f ms", self.connects, self.url, (time.monotonic() - started) * 1e3
@@ -102,16 +108,22 @@ class Backend:
         except BackendUnavailableError as error:
             return str(error)
         except Exception as error:  # noqa: BLE001 (any failure of the ping means "not healthy")
-            # The session looked alive but does not answer: drop it so the next caller reconnects.
             async with self._lock:
                 if client is not None and self._client is client:
-                    await self._forget(client)
+                    self.failed_pings += 1
+                    # Drop the session (the next caller reconnects) only when it is dead or has failed
+                    # FAILED_PINGS_BEFORE_DROP pings in a row: calls in flight on a slow one go on.
+                    if not self._alive(client) or self.failed_pings >= FAILED_PINGS_BEFORE_DROP:
+                        await self._forget(client)
             self.last_error = f"postgres-mcp did not answer a ping: {_describe(error)}"
             return self.last_error
+        if self._client is client:
+            self.failed_pings = 0
         return None
 
     async def _forget(self, client: Client[SSETransport]) -> None:
         self._client = None
+        self.failed_pings = 0
         asyncio.get_running_loop().create_task(_close_quietly(client))
 
     async def _watch(self) -> None:

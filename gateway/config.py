@@ -38,6 +38,7 @@ class Settings:
     tenant_id: str
     client_id: str
     authority_host: str
+    token_issuer: str  # the `iss` of the tenant's v2 tokens (differs from the authority's host in China)
     credential: str  # "federated" or "secret"
     federation_audience: str
     managed_identity_client_id: str
@@ -132,6 +133,22 @@ def load(environ: Mapping[str, str]) -> Settings:
         value=authority_host,
     )
 
+    # The `iss` of the tenant's v2 tokens. It is the authority's own host in the public cloud and in US
+    # Government, but not in China: tokens from login.chinacloudapi.cn carry
+    # `https://login.partner.microsoftonline.cn/<tenant>/v2.0` (azure_cloud/clouds.py `v2_issuer_host`, after
+    # Microsoft Learn's docs.azure.cn edition of "Configure an application to trust a managed identity").
+    default_issuer = f"https://{authority_host}/{tenant_id.lower()}/v2.0"
+    token_issuer = get("ENTRA_TOKEN_ISSUER", default_issuer)
+    reason = _url(token_issuer, https_only=True)
+    if reason is None and not urllib.parse.urlsplit(token_issuer).path.rstrip("/"):
+        reason = "a path with the tenant, e.g. /<tenant>/v2.0"
+    need(
+        "ENTRA_TOKEN_ISSUER",
+        f"the `iss` of the tenant's v2 tokens, default https://<ENTRA_AUTHORITY_HOST>/<tenant>/v2.0 ({reason})",
+        reason is None,
+        value=token_issuer,
+    )
+
     credential = get("ENTRA_CREDENTIAL", "federated")
     need(
         "ENTRA_CREDENTIAL",
@@ -216,6 +233,7 @@ def load(environ: Mapping[str, str]) -> Settings:
         tenant_id=tenant_id.lower(),
         client_id=client_id.lower(),
         authority_host=authority_host,
+        token_issuer=token_issuer,
         credential=credential,
         federation_audience=audience,
         managed_identity_client_id=identity.lower(),

@@ -181,6 +181,10 @@ class EntraEndpoint(_Server):
     user: SignedInUser = field(default_factory=SignedInUser)
     user_declines: bool = False  # the scripted user clicks "Cancel" on the sign-in page
     access_token_lifetime: int = 5  # seconds
+    # The host in the `iss` of its tokens and in the discovery document's `issuer`, when it is not the host it
+    # serves on: China's Entra serves at login.chinacloudapi.cn while its v2 tokens say
+    # https://login.partner.microsoftonline.cn/<tenant>/v2.0 (azure_cloud/clouds.py `v2_issuer_host`).
+    issuer_host: str = ""
     refresh_token_lifetime: int = 24 * 3600
     code_lifetime: int = 600
     single_use_refresh_tokens: bool = False  # Entra keeps a used refresh token valid; True refuses its reuse
@@ -212,7 +216,7 @@ class EntraEndpoint(_Server):
 
     @property
     def issuer(self) -> str:
-        return f"{self.authority}/{self.tenant_id}/v2.0"
+        return f"https://{self.issuer_host or self.host}/{self.tenant_id}/v2.0"
 
     @property
     def authorization_endpoint(self) -> str:
@@ -251,6 +255,17 @@ class EntraEndpoint(_Server):
         claims = self._user_claims(self.api.client_id, (self.api_scope,), time.time())
         claims.update(overrides)
         return self.signer.sign(claims)
+
+    def mint_app_token(self, client_id: str, *, signer: RsaSigner | None = None, **overrides: Any) -> str:
+        """An application (client credentials) token for the API as /token would issue it to `client_id`
+        (`azp` it, `idtyp` "app", no `scp`), with claims replaced by `overrides`, signed by `signer` (default:
+        this tenant's key). For tests where only one claim, or the key, is wrong."""
+        app = self.registration(client_id)
+        claims = self._base_claims(client_id, time.time())
+        object_id = app.object_id if app is not None else str(uuid.uuid4())
+        claims.update({"azpacr": "1", "idtyp": "app", "oid": object_id, "sub": object_id})
+        claims.update(overrides)
+        return (signer or self.signer).sign(claims)
 
     # --- HTTP ---------------------------------------------------------------------------------------
 

@@ -182,6 +182,8 @@ class Stack:
             "ENTRA_TENANT_ID": TENANT,
             "ENTRA_CLIENT_ID": API_CLIENT_ID,
             "ENTRA_AUTHORITY_HOST": self.entra.host,
+            # As the stack sets it (components/mcp_app.py): the `iss` of the tenant's v2 tokens.
+            "ENTRA_TOKEN_ISSUER": self.entra.issuer,
             "ENTRA_CREDENTIAL": "federated",
             "AZURE_CLIENT_ID": IDENTITY_CLIENT_ID,
             "ENTRA_ALLOWED_AGENT_CLIENT_IDS": AGENT,
@@ -230,6 +232,45 @@ class Stack:
             time.sleep(0.3)
             status, body = self.healthz(gateway)
         assert status == 200, body
+
+    # --- the store's table -----------------------------------------------------------------------
+
+    def _table_request(self, method: str, path: str, body: bytes | None = None) -> int:
+        """A Table service request to Azurite with the managed identity's Storage token (the deployer's
+        role, in Azure); the status."""
+        query = urllib.parse.urlencode(
+            {"resource": "https://storage.azure.com", "api-version": "2019-08-01", "client_id": IDENTITY_CLIENT_ID}
+        )
+        identity = urllib.request.Request(
+            f"{self.identity.url}?{query}", headers={"X-IDENTITY-HEADER": self.identity.header}
+        )
+        with urllib.request.urlopen(identity, timeout=10) as response:
+            token = json.load(response)["access_token"]
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "x-ms-version": "2019-02-02",
+            "Accept": "application/json;odata=nometadata",
+            "Content-Type": "application/json",
+        }
+        request = urllib.request.Request(
+            f"{self.azurite.table_endpoint}/{path}", data=body, headers=headers, method=method
+        )
+        context = ssl.create_default_context(cafile=str(self.trust_store))
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def create_table(self, name: str) -> None:
+        """Create Table (https://learn.microsoft.com/rest/api/storageservices/create-table), as the stack
+        declares the table (components: azure-native storage.Table) before the gateway starts."""
+        status = self._table_request("POST", "Tables", json.dumps({"TableName": name}).encode())
+        assert status == 201, f"Create Table {name}: {status}"
+
+    def table_exists(self, name: str) -> bool:
+        """Query Tables for one table (https://learn.microsoft.com/rest/api/storageservices/query-tables)."""
+        return self._table_request("GET", f"Tables('{name}')") == 200
 
     # --- the client -----------------------------------------------------------------------------
 
@@ -281,8 +322,9 @@ class Stack:
 
 
 @contextlib.contextmanager
-def gateway_stack(work: Path, *, access_token_lifetime: int = 5) -> Iterator[Stack]:
-    """Everything above, started; stopped (only what it started) on exit."""
+def gateway_stack(work: Path, *, access_token_lifetime: int = 5, issuer_host: str = "") -> Iterator[Stack]:
+    """Everything above, started; stopped (only what it started) on exit. `issuer_host`: the host in the
+    tokens' `iss` when it is not the authority's (China's login.partner.microsoftonline.cn)."""
     ensure_gateway_venv(log=False)
     ensure_postgres_mcp_venv(log=False)
     authority = LocalCA.create("gateway test CA")
@@ -294,6 +336,7 @@ def gateway_stack(work: Path, *, access_token_lifetime: int = 5) -> Iterator[Sta
             AppRegistration(OTHER_AGENT, secrets=(AGENT_SECRET,)),
         ],
         access_token_lifetime=access_token_lifetime,
+        issuer_host=issuer_host,
     )
     relay: TcpRelay | None = None
     ingress: TcpRelay | None = None
@@ -365,6 +408,8 @@ def gateway_stack(work: Path, *, access_token_lifetime: int = 5) -> Iterator[Sta
                 relay=relay,
                 ingress=ingress,
             )
+            # The stack declares the table; the gateway, whose role is scoped to it, never creates it.
+            stack.create_table(stack.table)
             stack.start_postgres_mcp()
             yield stack
         finally:

@@ -21,6 +21,7 @@ from harness import (
 )
 
 from components import mcp_app
+from gateway.config import load
 from preflight.gateway_image import PLACEHOLDER_DIGEST
 
 pytestmark = pytest.mark.program
@@ -37,6 +38,7 @@ CLIENT_APP = "00000000-0000-0000-0000-0000000000ee"
 AGENT = "00000000-0000-0000-0000-0000000000cc"
 PREBUILT = "myregistry.azurecr.io/postgres-mcp-gateway@sha256:" + "c" * 64
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+KEYS = {"GATEWAY_SIGNING_KEY": "s" * 40, "GATEWAY_STORE_KEY": "k" * 40}
 # learn.microsoft.com/azure/container-apps/containers#allocations (Consumption): the app's total is one of these.
 CONSUMPTION_PAIRS = {(0.25 * n, 0.5 * n) for n in range(1, 17)}
 
@@ -103,6 +105,7 @@ def test_the_gateways_environment_is_the_contract() -> None:
         "ENTRA_TENANT_ID": TENANT_ID,
         "ENTRA_CLIENT_ID": CREATED_APP_CLIENT_ID,  # the app registration the stack created (pulumi-azuread)
         "ENTRA_AUTHORITY_HOST": "login.microsoftonline.com",
+        "ENTRA_TOKEN_ISSUER": f"https://login.microsoftonline.com/{TENANT_ID}/v2.0",
         "ENTRA_CREDENTIAL": "federated",
         "ENTRA_FEDERATION_AUDIENCE": "api://AzureADTokenExchange",
         "AZURE_CLIENT_ID": IDENTITY_CLIENT_ID,
@@ -116,6 +119,8 @@ def test_the_gateways_environment_is_the_contract() -> None:
     assert env(gateway)["GATEWAY_SIGNING_KEY"] == {"name": "GATEWAY_SIGNING_KEY", "secretRef": "gateway-signing-key"}
     assert env(gateway)["GATEWAY_STORE_KEY"] == {"name": "GATEWAY_STORE_KEY", "secretRef": "gateway-store-key"}
     assert "ENTRA_CLIENT_SECRET" not in plain
+    settings = load({**{k: v for k, v in plain.items() if v is not None}, **KEYS})
+    assert settings.token_issuer == f"https://login.microsoftonline.com/{TENANT_ID}/v2.0"
     # The public URL is known before the app exists: <app name>.<environment default domain>.
     assert run.exports["mcpUrl"] == f"{public_url}/mcp"
 
@@ -135,7 +140,27 @@ def test_a_us_government_gateway_signs_in_at_its_own_authority(monkeypatch: pyte
     monkeypatch.setenv("ARM_ENVIRONMENT", "usgovernment")
     plain = values(containers(run_program("dev", {"azureCloud": "AzureUSGovernment"}))["gateway"])
     assert plain["ENTRA_AUTHORITY_HOST"] == "login.microsoftonline.us"
+    assert plain["ENTRA_TOKEN_ISSUER"] == f"https://login.microsoftonline.us/{TENANT_ID}/v2.0"
     assert plain["ENTRA_FEDERATION_AUDIENCE"] == "api://AzureADTokenExchangeUSGov"
+
+
+def test_a_china_gateway_signs_in_at_its_authority_and_expects_its_tokens_issuer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # China's Entra serves at login.chinacloudapi.cn, but its v2 tokens carry
+    # iss=https://login.partner.microsoftonline.cn/<tenant>/v2.0 (azure_cloud/clouds.py `v2_issuer_host`): the
+    # gateway's default issuer (https://<authority host>/<tenant>/v2.0) would refuse every token there.
+    for name in ("ARM_ENVIRONMENT", "AZURE_ENVIRONMENT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARM_ENVIRONMENT", "china")
+    plain = values(containers(run_program("dev", {"azureCloud": "AzureChinaCloud"}))["gateway"])
+    assert plain["ENTRA_AUTHORITY_HOST"] == "login.chinacloudapi.cn"
+    assert plain["ENTRA_TOKEN_ISSUER"] == f"https://login.partner.microsoftonline.cn/{TENANT_ID}/v2.0"
+    assert plain["ENTRA_FEDERATION_AUDIENCE"] == "api://AzureADTokenExchangeChina"
+    # The gateway takes what the stack declares (the secrets, Key Vault references, filled in as the platform does).
+    settings = load({**{k: v for k, v in plain.items() if v is not None}, **KEYS})
+    assert settings.authority_host == "login.chinacloudapi.cn"
+    assert settings.token_issuer == f"https://login.partner.microsoftonline.cn/{TENANT_ID}/v2.0"
 
 
 def test_the_gateways_probes_use_its_own_routes() -> None:

@@ -44,6 +44,7 @@ def test_the_contract_defaults() -> None:
     assert settings.port == 8080
     assert settings.backend_url == "http://127.0.0.1:8000/sse"
     assert settings.authority_host == "login.microsoftonline.com"
+    assert settings.token_issuer == "https://login.microsoftonline.com/11111111-1111-1111-1111-111111111111/v2.0"
     assert settings.credential == "federated" and settings.client_secret is None
     assert settings.federation_audience == "api://AzureADTokenExchange"
     assert settings.mcp_url == "https://mcp.example.azurecontainerapps.io/mcp"
@@ -58,7 +59,14 @@ def test_the_contract_defaults() -> None:
 def test_sovereign_and_local_authorities_and_the_secret_credential() -> None:
     settings = load({**VALID, "ENTRA_AUTHORITY_HOST": "login.microsoftonline.us"})
     assert settings.authority_host == "login.microsoftonline.us"
-    assert load({**VALID, "ENTRA_AUTHORITY_HOST": "127.0.0.1:8443"}).authority_host == "127.0.0.1:8443"
+    assert settings.token_issuer == "https://login.microsoftonline.us/11111111-1111-1111-1111-111111111111/v2.0"
+    local = load({**VALID, "ENTRA_AUTHORITY_HOST": "127.0.0.1:8443"})
+    assert local.authority_host == "127.0.0.1:8443"
+    assert local.token_issuer == "https://127.0.0.1:8443/11111111-1111-1111-1111-111111111111/v2.0"
+    # China: the authority and the tokens' issuer differ (azure_cloud/clouds.py `v2_issuer_host`).
+    china_issuer = "https://login.partner.microsoftonline.cn/11111111-1111-1111-1111-111111111111/v2.0"
+    china = load({**VALID, "ENTRA_AUTHORITY_HOST": "login.chinacloudapi.cn", "ENTRA_TOKEN_ISSUER": china_issuer})
+    assert china.authority_host == "login.chinacloudapi.cn" and china.token_issuer == china_issuer
     settings = load({**VALID, "ENTRA_CREDENTIAL": "secret", "ENTRA_CLIENT_SECRET": SECRET})
     assert settings.client_secret == SECRET and SECRET not in repr(settings)
     assert load({**VALID, "ENTRA_ALLOWED_AGENT_CLIENT_IDS": ""}).allowed_agent_client_ids == ()
@@ -81,6 +89,8 @@ def test_sovereign_and_local_authorities_and_the_secret_credential() -> None:
         ("ENTRA_CLIENT_ID", "not-a-guid", "GUID"),
         ("ENTRA_AUTHORITY_HOST", "https://login.microsoftonline.com", "no scheme"),
         ("ENTRA_AUTHORITY_HOST", "login.microsoftonline.com/tenant", "no scheme"),
+        ("ENTRA_TOKEN_ISSUER", "http://login.microsoftonline.com/t/v2.0", "https:// is required"),
+        ("ENTRA_TOKEN_ISSUER", "https://login.microsoftonline.com", "a path with the tenant"),
         ("ENTRA_CREDENTIAL", "certificate", "federated"),
         ("ENTRA_FEDERATION_AUDIENCE", "api://Azure AD", "audience"),
         ("AZURE_CLIENT_ID", None, "managed identity"),

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from drill.gateway_venv import ensure_venv as ensure_gateway_venv
 from drill.scenarios import DATABASE
 from testing.gateway_stack import (
+    AGENT,
     API_CLIENT_ID,
     API_SECRET,
     OTHER_AGENT,
@@ -42,6 +45,7 @@ from testing.gateway_stack import (
     http_get,
     http_post,
 )
+from testing.signing import RsaSigner
 
 pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (a gateway stack, several clients):
@@ -223,6 +227,41 @@ def gateway_token_like(stack: Stack, token: str, expires_in: int) -> str:
     return completed.stdout.strip()
 
 
+def test_the_gateway_uses_the_declared_table_and_never_creates_one(stack: Stack) -> None:
+    # Its identity's role is scoped to the table the stack declares; creating a table is an account-level
+    # operation it may be refused (gateway/store.py). A gateway told of a table that does not exist fails its
+    # registrations and leaves the account as it was, instead of creating the table.
+    assert stack.table_exists(stack.table)  # declared by the stack (testing/gateway_stack.py), used by the others
+    missing = "gatewayNeverCreated"
+    gateway = stack.start_gateway(route=False, GATEWAY_STORE_TABLE=missing)
+    try:
+        registration = {
+            "redirect_uris": ["http://127.0.0.1:9/callback"],
+            "client_name": "table check",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        }
+        status, _, _ = http_post(
+            f"http://127.0.0.1:{gateway.port}/register",
+            json.dumps(registration).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status >= 500, status
+        assert not stack.table_exists(missing)
+        # /healthz/store says why (the table), and serves that answer again for its period (one read).
+        status, _, body = http_get(f"http://127.0.0.1:{gateway.port}/healthz/store")
+        assert status == 503 and missing in json.loads(body)["reason"], body
+        stack.create_table(missing)
+        status, _, body = http_get(f"http://127.0.0.1:{gateway.port}/healthz/store")
+        assert status == 503, body  # cached: the table created since is seen after the period
+    finally:
+        gateway.stop()
+    # The gateway in service reads its table: 200.
+    status, _, body = http_get(f"http://127.0.0.1:{current(stack).port}/healthz/store")
+    assert status == 200 and json.loads(body)["status"] == "ok", body
+
+
 def test_no_token_an_expired_token_a_wrong_audience_and_foreign_tokens_get_401(stack: Stack, signed_in: Path) -> None:
     assert_refused(stack, None)
     assert_refused(stack, "not-a-jwt")
@@ -235,13 +274,40 @@ def test_no_token_an_expired_token_a_wrong_audience_and_foreign_tokens_get_401(s
     other = Stack.__new__(Stack)
     other.signing_key = "another-signing-key-of-at-least-32-characters"
     assert_refused(stack, gateway_token_like(other, token, 60))
-    # Entra tokens: for another audience, expired, and a user's token (delegated, not an agent's).
-    later = int(time.time()) + 300  # valid for long enough that only the tested defect counts
-    assert_refused(stack, stack.entra.mint_access_token(aud="someone-else", exp=later))
-    assert_refused(stack, stack.entra.mint_access_token(exp=int(time.time()) - 60))
-    assert_refused(stack, stack.entra.mint_access_token(exp=later))
+    # A user's Entra token for this API, valid: delegated (`scp`), so refused on the agents' path whatever its
+    # audience or expiry (those are tested with an agent's token in the next test).
+    assert_refused(stack, stack.entra.mint_access_token(exp=int(time.time()) + 300))
     # A client-credentials token of an app that is not in ENTRA_ALLOWED_AGENT_CLIENT_IDS.
     assert_refused(stack, stack.agent_token(OTHER_AGENT))
+
+
+def test_an_allowed_agents_token_wrong_in_one_claim_or_its_key_gets_401(stack: Stack) -> None:
+    # Each refused token differs from an accepted one (the control, first) in one thing only: an application
+    # token of an allowed agent (`azp` in ENTRA_ALLOWED_AGENT_CLIENT_IDS, `idtyp` app, no `scp`), valid for
+    # minutes, so that nothing but the named defect can make it fail.
+    now = int(time.time())
+    valid: dict[str, Any] = {"iat": now - 60, "nbf": now - 60, "exp": now + 300}
+
+    def accepted(token: str) -> bool:
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+        return http_post(stack.mcp_url, INITIALIZE, headers)[0] == 200
+
+    assert accepted(stack.entra.mint_app_token(AGENT, **valid))
+    assert accepted(stack.entra.mint_app_token(AGENT, **{**valid, "aud": f"api://{API_CLIENT_ID}"}))
+    # Another audience (another API of the tenant).
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, **{**valid, "aud": "api://someone-else"}))
+    # Expired a minute ago (fastmcp's verifier allows no leeway on exp).
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, iat=now - 400, nbf=now - 400, exp=now - 60))
+    # Another issuer: the same tenant at another cloud's authority.
+    other_issuer = f"https://login.microsoftonline.us/{stack.entra.tenant_id}/v2.0"
+    assert other_issuer != stack.entra.issuer
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, **{**valid, "iss": other_issuer}))
+    # Signed by another key under the tenant key's own `kid`, and under a `kid` the tenant does not publish.
+    impostor = RsaSigner(kid=stack.entra.signer.kid)
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, signer=impostor, **valid))
+    assert_refused(stack, stack.entra.mint_app_token(AGENT, signer=RsaSigner(), **valid))
+    # The control once more, after the refusals: the gateway still accepts the agent.
+    assert accepted(stack.entra.mint_app_token(AGENT, **valid))
 
 
 def test_an_allowed_agent_calls_with_its_client_credentials_token(stack: Stack) -> None:
@@ -312,7 +378,8 @@ def test_the_callers_bearer_never_reaches_postgres_mcp_and_no_token_is_logged(st
             for piece in secret.split("."):
                 if len(piece) >= 16:
                     assert piece not in log, f"a token or key piece in gateway-{gateway.port}.log"
-        assert "code=" not in log  # authorization codes (the callback's query) are not logged
+        # Authorization codes (the callback's query) are not logged; a traceback's `status_code=` is no code.
+        assert not re.search(r"[?&]code=", log), f"a query string with a code in gateway-{gateway.port}.log"
 
 
 def test_healthz_follows_postgres_mcp_and_the_shared_session_reconnects(stack: Stack) -> None:

@@ -63,7 +63,8 @@ def test_a_us_government_stack_asks_its_own_cloud_for_tokens(no_cloud_in_the_env
     ("overrides", "environment", "resource", "authority"),
     [
         ({}, {"ARM_ENVIRONMENT": "usgovernment"}, US_GOV_RESOURCE, "https://login.microsoftonline.us"),
-        ({"azure-native:environment": "china"}, {}, CHINA_RESOURCE, "https://login.chinacloudapi.cn"),
+        # China's tokens carry login.partner.microsoftonline.cn, not the authority's host (clouds.py).
+        ({"azure-native:environment": "china"}, {}, CHINA_RESOURCE, "https://login.partner.microsoftonline.cn"),
         ({"azure-native:environment": "china", "azureCloud": "AzureChinaCloud"}, {}, CHINA_RESOURCE, None),
         ({}, {"AZURE_ENVIRONMENT": "AzureUSGovernment"}, US_GOV_RESOURCE, None),
     ],
