@@ -20,7 +20,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,6 +55,15 @@ ACCESS_TOKEN_LIFETIME = 3600
 # call would find the token expired and no refresh due, and get a 401 (seen in the end-to-end
 # tests). A margin of 2 s covers the rounding and the round trip on synchronized clocks.
 REFRESH_MARGIN_SECONDS = 2
+# A replica keeps its verdict on a token it accepted for a few seconds: fastmcp's proxy reads the store twice per
+# call (the token's JTI mapping, then the encrypted Entra token) and verifies the Entra token, which costs a
+# signed-in user's call about 26 ms p50 on loopback against Azurite, more against Table Storage over the
+# network (python -m drill.gateway_benchmark). Kept no longer than VERDICT_SECONDS nor past the Entra token's own
+# expiry less REFRESH_MARGIN_SECONDS, so the refresh at Entra still happens on time; a refusal is never kept.
+# The price: a sign-in revoked at the gateway (its /revoke) may still pass on another replica for up to
+# VERDICT_SECONDS. Keyed by the token's SHA-256, never the token itself.
+VERDICT_SECONDS = 10.0
+VERDICT_ENTRIES = 4096
 
 Assertion = Callable[[], Awaitable[str]]
 
@@ -74,6 +86,50 @@ class AssertionClient(AsyncOAuth2Client):
     async def _request_token(self, url: str, data: dict[str, Any]) -> dict[str, Any]:
         data = {**data, "client_assertion_type": JWT_BEARER, "client_assertion": await self._assertion()}
         return await super()._request_token(url, data)
+
+
+class Verdicts:
+    """Accepted tokens' verdicts for a few seconds each (see VERDICT_SECONDS), least recently used evicted."""
+
+    def __init__(
+        self,
+        seconds: float = VERDICT_SECONDS,
+        entries: int = VERDICT_ENTRIES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.seconds, self.entries, self.clock = seconds, entries, clock
+        self._kept: OrderedDict[str, tuple[float, AccessToken]] = OrderedDict()
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def get(self, token: str) -> AccessToken | None:
+        key = self._key(token)
+        kept = self._kept.get(key)
+        if kept is None:
+            return None
+        if kept[0] <= self.clock():
+            del self._kept[key]
+            return None
+        self._kept.move_to_end(key)
+        return kept[1]
+
+    def keep(self, token: str, verdict: AccessToken) -> None:
+        now = self.clock()
+        until = now + self.seconds
+        if verdict.expires_at is not None:
+            until = min(until, verdict.expires_at - REFRESH_MARGIN_SECONDS)
+        if until <= now:
+            return
+        key = self._key(token)
+        self._kept[key] = (until, verdict)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.entries:
+            self._kept.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._kept)
 
 
 class GatewayAuth(AzureProvider):
@@ -107,6 +163,7 @@ class GatewayAuth(AzureProvider):
         )
         identifier_uri = f"api://{settings.client_id}"
         self.allowed_agents = frozenset(settings.allowed_agent_client_ids)
+        self.verdicts = Verdicts()
         # The agents' tokens: same keys, issuer and audiences as the users' Entra tokens, no
         # delegated scope (client credentials carry `roles`, never `scp`).
         self.agent_verifier = JWTVerifier(
@@ -122,7 +179,17 @@ class GatewayAuth(AzureProvider):
         return AssertionClient(self._upstream_client_id, self._assertion, UPSTREAM_TIMEOUT)
 
     async def load_access_token(self, token: str) -> AccessToken | None:  # type: ignore[override]  # as fastmcp's own
-        """The gateway's own token (the sign-in), else an allowed agent's Entra token, else None (401)."""
+        """The gateway's own token (the sign-in), else an allowed agent's Entra token, else None (401); an accepted
+        token's verdict is kept a few seconds (`Verdicts`)."""
+        kept = self.verdicts.get(token)
+        if kept is not None:
+            return kept
+        verdict = await self._verify(token)
+        if verdict is not None:
+            self.verdicts.keep(token, verdict)
+        return verdict
+
+    async def _verify(self, token: str) -> AccessToken | None:
         own = await super().load_access_token(token)
         if own is not None:
             return own
