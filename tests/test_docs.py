@@ -228,34 +228,6 @@ def test_every_page_is_linked_from_the_readme() -> None:
         assert f"](docs/{page.name})" in readme, page.name
 
 
-def test_the_docs_pytest_commands_collect_tests() -> None:
-    selections: set[tuple[str, ...]] = set()
-    for _, command in all_commands():
-        found = python_module(command)
-        if found and found[0] == "pytest":
-            arguments: list[str] = []
-            skip = False
-            for word in found[1]:
-                if skip:
-                    skip = False
-                elif word in ("-n", "--numprocesses"):
-                    skip = True  # collection alone needs no workers
-                elif word not in ("-x", "-q"):
-                    arguments.append(word)
-            selections.add(tuple(arguments))
-    assert () in selections
-    for selection in selections:
-        collected = subprocess.run(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *selection],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert collected.returncode == 0, (selection, collected.stdout[-2000:], collected.stderr[-2000:])
-        assert re.search(r"^\d+(/\d+)? tests? collected", collected.stdout, flags=re.MULTILINE), selection
-
-
 def test_the_testing_page_says_what_each_test_file_proves() -> None:
     page = (ROOT / "docs" / "testing.md").read_text()
     files = sorted([*ROOT.glob("tests/test_*.py"), *ROOT.glob("sidecar/tests/test_*.py")])

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.program
+# The drill tier, with the other tests that start processes: each test here runs pytest in a process of its
+# own (about 1.5 s each), too slow for the default loop.
+pytestmark = pytest.mark.drill
 
 ROOT = Path(__file__).resolve().parent.parent
 
