@@ -1,7 +1,8 @@
 """The program, importable: `main()` declares the stack (`__main__.py` calls it; the tests import it).
 
 config --> preflight --> monitoring --> network + environment --> identity + Key Vault --> database
-       --> role and grants --> MCP app (+ token refresher) --> token alerts --> outputs, records
+       --> role and grants --> [sign-in: gateway image, app registration, gateway keys, shared store]
+       --> MCP app (+ token refresher, + sign-in gateway) --> token alerts --> outputs, records
 
 Preflight decides everything before a resource is declared: the stack's records, what it adopts
 (existingServerId, existingEnvironmentId: looked up, never declared) and the create-only guards.
@@ -18,14 +19,29 @@ from pulumi_azure_native import authorization, resources
 import preflight
 import settings
 from components.alerts import RESOURCE_SPECIFIC, TokenAlerts
+from components.app_registration import AppRegistration
+from components.client_configs import client_configurations
 from components.database import Database
 from components.database_access import DatabaseAccess
 from components.environment import Environment
+from components.gateway_registry import GatewayRegistry
 from components.identity_and_secrets import IdentityAndSecrets
-from components.mcp_app import DATABASE_URI_SECRET, Admission, McpApp, entra_scope, mcp_client_configuration
+from components.mcp_app import (
+    DATABASE_URI_SECRET,
+    ENTRA_CLIENT_SECRET_SECRET,
+    GATEWAY_SIGNING_KEY_SECRET,
+    GATEWAY_STORE_KEY_SECRET,
+    Admission,
+    Gateway,
+    McpApp,
+    entra_scope,
+    mcp_client_configuration,
+    public_url,
+)
 from components.mcp_app import secret_password_database_uri as password_uri
 from components.monitoring import Monitoring
 from components.network import AppNetwork
+from components.sign_in_store import SignInStore
 from preflight.adoption import AdoptedEnvironment, owned_prefix
 from preflight.created_database import retains_created_database
 from preflight.server_record import server_name_prefix
@@ -52,6 +68,7 @@ def main() -> None:
     resource_group = resources.ResourceGroup(f"{name}-rg", location=config.location, tags=config.tags)
     suffix = random.RandomString(f"{name}-suffix", length=6, special=False, upper=False).result
     placed = Placement(resource_group_name=resource_group.name, location=resource_group.location, tags=config.tags)
+    gateway_sign_in = config.sign_in == "gateway"
 
     # Deploy monitoring
     monitoring = Monitoring(f"{name}-monitoring", {**placed, "retention_days": config.log_retention_days})
@@ -70,6 +87,8 @@ def main() -> None:
                 "client_sources": config.mcp_client_sources,
                 "internal": config.ingress_internal,
                 "zone_redundant": config.zone_redundant,
+                # The sign-in gateway's store admits the apps subnet through its service endpoint.
+                "storage_service_endpoint": gateway_sign_in,
             },
         )
         environment = Environment(
@@ -96,6 +115,7 @@ def main() -> None:
             "tenant_id": client.tenant_id,
             "subscription_id": client.subscription_id,
             "with_passwords": config.auth_mode == "password",
+            "references_vault": gateway_sign_in,  # the gateway's keys are Key Vault references in both modes
             "purge_protection": config.key_vault_purge_protection,
             "soft_delete_retention_days": config.key_vault_soft_delete_retention_days,
             "key_vault_role_wait_seconds": config.key_vault_role_wait_seconds,
@@ -169,6 +189,108 @@ def main() -> None:
         )
         app_needs.append(access)
 
+    # The app's public URL, known before the app exists (its name and the environment's default domain): the
+    # gateway's GATEWAY_PUBLIC_URL and the app registration's redirect URI, <gateway_public_url>/auth/callback.
+    gateway_public_url: pulumi.Output[str] = public_url(config.app_name, environment.default_domain)
+
+    easy_auth_client_id = config.entra_auth_client_id if config.sign_in == "easyAuth" else ""
+    sign_in_client_id: pulumi.Output[str] = pulumi.Output.from_input("")
+    gateway: Gateway | None = None
+    gateway_registry: GatewayRegistry | None = None
+    app_registration: AppRegistration | None = None
+    if gateway_sign_in:
+        # Deploy the gateway's image source: the stack's own registry (the deploy pipeline pushes the image there
+        # and sets gatewayImageDigest) unless gatewayImage names a prebuilt image
+        gateway_image: pulumi.Output[str]
+        if config.gateway_image:
+            gateway_image = pulumi.Output.from_input(config.gateway_image)
+        else:
+            gateway_registry = GatewayRegistry(
+                f"{name}-gateway-registry",
+                {
+                    **placed,
+                    "base_name": name,
+                    "name_suffix": suffix,
+                    "subscription_id": client.subscription_id,
+                    "identity_principal_id": secrets.identity_principal_id,
+                    "image_digest": checked.gateway_image_digest,
+                    "role_wait_seconds": config.key_vault_role_wait_seconds,
+                },
+            )
+            gateway_image = gateway_registry.image
+            app_needs.extend(gateway_registry.pull_ready)
+
+        # Deploy the Entra app registration users sign in to: created with pulumi-azuread (a federated credential
+        # trusting the app's identity), or adopted from entraAuthClientId (docs/sign-in.md#the-app-registration)
+        app_registration = AppRegistration(
+            f"{name}-sign-in",
+            {
+                "display_name": f"postgres-mcp {name}",
+                "tenant_id": client.tenant_id,
+                "deployer_object_id": client.object_id,
+                "cloud": checked.cloud,
+                "public_url": gateway_public_url,
+                "identity_principal_id": secrets.identity_principal_id,
+                "adopted_client_id": config.entra_auth_client_id,
+                "credential": config.gateway_credential,
+            },
+        )
+        sign_in_client_id = app_registration.client_id
+        app_needs.extend(app_registration.ready)
+
+        # Deploy the gateway's keys in Key Vault: generated (stable across replicas and revisions), and the
+        # adopted registration's client secret when gatewayCredential is `secret`
+        signing_key_url = secrets.add_generated_key(f"{name}-gateway-signing-key", GATEWAY_SIGNING_KEY_SECRET)
+        store_key_url = secrets.add_generated_key(f"{name}-gateway-store-key", GATEWAY_STORE_KEY_SECRET)
+        client_secret_url = (
+            secrets.add_referenced_secret(
+                f"{name}-gateway-client-secret",
+                ENTRA_CLIENT_SECRET_SECRET,
+                pulumi.Output.secret(config.gateway_client_secret_value),
+            )
+            if config.gateway_credential == "secret"
+            else None
+        )
+
+        # Deploy the gateway's shared store: a table the app's identity reads and writes, admitted from the
+        # apps subnet (the stack's, or an adopted environment's: preflight warned that its owner enables the endpoint)
+        store_subnet: pulumi.Input[str]
+        if network is not None:
+            store_subnet = network.subnet_id
+        else:
+            assert checked.adopted_environment is not None
+            store_subnet = checked.adopted_environment.infrastructure_subnet_id
+        store = SignInStore(
+            f"{name}-sign-in-store",
+            {
+                **placed,
+                "base_name": name,
+                "name_suffix": suffix,
+                "subscription_id": client.subscription_id,
+                "principal_id": secrets.identity_principal_id,
+                "subnet_id": store_subnet,
+                "zone_redundant": config.zone_redundant,
+                "workspace_id": monitoring.workspace_id,
+                # The same bound as Key Vault's (Azure RBAC's "up to 10 minutes"), under the same key.
+                "role_wait_seconds": config.key_vault_role_wait_seconds,
+            },
+        )
+        app_needs.extend(store.ready)
+        gateway = Gateway(
+            image=gateway_image,
+            public_url=gateway_public_url,
+            client_id=sign_in_client_id,
+            tenant_id=client.tenant_id,
+            signing_key_secret_url=signing_key_url,
+            store_key_secret_url=store_key_url,
+            store_endpoint=store.endpoint,
+            store_table=store.table_name,
+            credential=config.gateway_credential,
+            client_secret_url=client_secret_url,
+            allowed_agent_client_ids=config.entra_auth_allowed_client_ids,
+            registry=gateway_registry.registry_credentials(secrets.identity_id) if gateway_registry else None,
+        )
+
     # Deploy the MCP app, with the token refresher in token mode; in password mode its DATABASE_URI is a Key
     # Vault secret that the app references.
     database_uri = (
@@ -208,6 +330,9 @@ def main() -> None:
             ),
             "depends_on": app_needs,
             "container_app_name": config.app_name,
+            "sign_in": config.sign_in,
+            "gateway": gateway,
+            "replicas": config.replicas,
         },
     )
 
@@ -236,7 +361,11 @@ def main() -> None:
 
     # The user's outputs
     pulumi.export("authMode", config.auth_mode)
-    pulumi.export("mcpSseUrl", mcp.sse_url)
+    # What clients call: the gateway's Streamable HTTP endpoint (https://<fqdn>/mcp), or postgres-mcp's SSE one.
+    pulumi.export("mcpUrl", mcp.mcp_url)
+    # postgres-mcp's SSE endpoint through the ingress: empty behind the gateway, where the ingress reaches only
+    # the gateway (clients use mcpUrl; the SSE URL would answer 404).
+    pulumi.export("mcpSseUrl", mcp.sse_url if not gateway_sign_in else "")
     pulumi.export("serverFqdn", database.fqdn)
     pulumi.export("databaseName", database.database_name)
     pulumi.export("appRoleName", config.app_role_name)
@@ -252,11 +381,37 @@ def main() -> None:
     pulumi.export("mcpAdmission", config.admission)
     # What the deploy workflow's post-deploy verification reads (tools/verify_deployment.py).
     pulumi.export("mcpContainerAppId", mcp.container_app_id)
-    pulumi.export("mcpEntraScope", entra_scope(config.entra_auth_client_id))
-    client_config = mcp.sse_url.apply(
-        lambda url: mcp_client_configuration(f"postgres-{config.stack}", url, config.entra_auth_client_id)
+    # The scope an agent asks Entra for (client credentials): Easy Auth's registration, or the gateway's.
+    pulumi.export(
+        "mcpEntraScope",
+        sign_in_client_id.apply(entra_scope) if gateway is not None else entra_scope(easy_auth_client_id),
+    )
+    server_name = f"postgres-{config.stack}"
+    # The `mcpServers` entry as before: SSE with Easy Auth's pasted token or none; Streamable HTTP behind the gateway.
+    client_config = mcp.mcp_url.apply(
+        lambda url: mcp_client_configuration(server_name, url, easy_auth_client_id, config.sign_in)
     )
     pulumi.export("mcpClientConfig", client_config)
+    # Ready configurations for VS Code, Claude Code, Cursor, mcp-remote and the MCP Python SDK (no token in any).
+    pulumi.export(
+        "mcpClientConfigs",
+        mcp.mcp_url.apply(lambda url: client_configurations(server_name, url, config.sign_in, easy_auth_client_id)),
+    )
+
+    if gateway is not None:
+        pulumi.export("gatewayImage", gateway.image)
+        pulumi.export("signInClientId", sign_in_client_id)
+    # The sign-in gateway's app registration, for the people who configure clients and the administrator who
+    # adopts it (no secret among them), and the registry the pipeline pushes the gateway image to.
+    if app_registration is not None:
+        pulumi.export("signInIdentifierUri", app_registration.identifier_uri)
+        pulumi.export("signInScope", app_registration.scope)
+        pulumi.export("signInRedirectUri", app_registration.redirect_uri)
+        pulumi.export("signInRegistrationCreated", app_registration.created)
+        if config.gateway_credential == "federated":  # declared by the stack, or the administrator's to add
+            pulumi.export("signInFederatedCredential", app_registration.federation.as_output())
+    if gateway_registry is not None:
+        pulumi.export("gatewayRegistryLoginServer", gateway_registry.login_server)
 
     # The machine's records, apart: what the next run reads back before it declares anything (serverCreateOnly,
     # environmentCreateOnly, entraAdminRecord). Their names are part of every existing stack's state.

@@ -41,6 +41,16 @@ class Cloud:
     """The audiences of this cloud's ARM tokens (`resource_manager` and `active_directory_resource_id`)."""
     ossrdbms_resource_id: str
     """The audience of Entra tokens for Azure Database for PostgreSQL (`endpoints.ossrdbms_resource_id`)."""
+    v2_issuer_host: str
+    """The host in the `iss` claim of the tenant's Entra v2 tokens, managed identity tokens among them. It is
+    the authority's own host except in China, where Microsoft Learn's "Configure an application to trust a
+    managed identity" (docs.azure.cn edition) gives `https://login.partner.microsoftonline.cn/{tenant}/v2.0`."""
+    federation_audience: str
+    """The audience of the managed identity token that a federated identity credential accepts, one per
+    cloud: Microsoft Learn, "Configure an application to trust a managed identity" (learn.microsoft.com/entra/
+    workload-id/workload-identity-federation-config-app-trust-managed-identity), `audiences`: public cloud
+    `api://AzureADTokenExchange`, Fairfax (US Government) `api://AzureADTokenExchangeUSGov`, Mooncake (China)
+    `api://AzureADTokenExchangeChina`."""
 
     @property
     def ossrdbms_scope(self) -> str:
@@ -56,6 +66,18 @@ class Cloud:
         """The issuer of the tenant's Entra v2 tokens, for Easy Auth's `openIdIssuer`."""
         return f"{self.active_directory}/{tenant_id}/v2.0"
 
+    def entra_v2_issuer(self, tenant_id: str) -> str:
+        """The `iss` of the tenant's v2 tokens: what a federated identity credential that trusts a managed
+        identity names as its issuer (same Learn page: `https://login.microsoftonline.com/{tenant}/v2.0`)."""
+        return f"https://{self.v2_issuer_host}/{tenant_id}/v2.0"
+
+    @property
+    def azuread_environment(self) -> str:
+        """The cloud as the azuread provider's `environment` takes it: "`global` (also `public`),
+        `usgovernmentl4` (also `usgovernment`) ... and `china`" (pulumi_azuread, provider.py): azure-native's
+        documented name is accepted by both."""
+        return self.azure_native_names[0]
+
     @property
     def is_public(self) -> bool:
         return self is PUBLIC
@@ -68,6 +90,8 @@ PUBLIC = Cloud(
     resource_manager="https://management.azure.com",
     management_audiences=("https://management.azure.com/", "https://management.core.windows.net/"),
     ossrdbms_resource_id="https://ossrdbms-aad.database.windows.net",
+    v2_issuer_host="login.microsoftonline.com",
+    federation_audience="api://AzureADTokenExchange",
 )
 US_GOVERNMENT = Cloud(
     name="AzureUSGovernment",
@@ -76,6 +100,8 @@ US_GOVERNMENT = Cloud(
     resource_manager="https://management.usgovcloudapi.net",
     management_audiences=("https://management.usgovcloudapi.net/", "https://management.core.usgovcloudapi.net/"),
     ossrdbms_resource_id="https://ossrdbms-aad.database.usgovcloudapi.net",
+    v2_issuer_host="login.microsoftonline.us",
+    federation_audience="api://AzureADTokenExchangeUSGov",
 )
 CHINA = Cloud(
     name="AzureChinaCloud",
@@ -84,6 +110,8 @@ CHINA = Cloud(
     resource_manager="https://management.chinacloudapi.cn",
     management_audiences=("https://management.chinacloudapi.cn/", "https://management.core.chinacloudapi.cn/"),
     ossrdbms_resource_id="https://ossrdbms-aad.database.chinacloudapi.cn",
+    v2_issuer_host="login.partner.microsoftonline.cn",
+    federation_audience="api://AzureADTokenExchangeChina",
 )
 CLOUDS: tuple[Cloud, ...] = (PUBLIC, US_GOVERNMENT, CHINA)
 CLOUD_NAMES: tuple[str, ...] = tuple(cloud.name for cloud in CLOUDS)

@@ -22,6 +22,7 @@ from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RoleProp
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
+GATEWAY_KEY_LENGTH = 64  # the gateway takes >= 32 characters; 64 of [A-Za-z0-9] are about 380 bits
 ADMIN_PASSWORD_SECRET = "postgres-admin-password"  # noqa: S105 (a secret name, not a secret)
 APP_PASSWORD_SECRET = "app-database-password"  # noqa: S105 (a secret name, not a secret)
 
@@ -45,6 +46,20 @@ def generated_password(name: str, opts: pulumi.ResourceOptions) -> random.Random
     )
 
 
+def generated_key(name: str, opts: pulumi.ResourceOptions) -> random.RandomPassword:
+    """A key the gateway derives its own keys from (signing, store encryption): random, stable across runs (the
+    state keeps it), alphanumeric so that no environment or URL quoting can change it."""
+    return random.RandomPassword(
+        name,
+        length=GATEWAY_KEY_LENGTH,
+        special=False,
+        min_lower=4,
+        min_upper=4,
+        min_numeric=4,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["result"])),
+    )
+
+
 class IdentityAndSecretsArgs(TypedDict):
     resource_group_name: pulumi.Input[str]
     location: pulumi.Input[str]
@@ -59,6 +74,9 @@ class IdentityAndSecretsArgs(TypedDict):
     protect: bool
     tags: dict[str, str]
     workspace_id: pulumi.Input[str]
+    references_vault: NotRequired[bool]
+    """The app references the vault's secrets in any auth mode (the sign-in gateway's keys): the role propagation
+    wait is declared as in password mode. Default: `with_passwords`."""
     key_vault_role_wait_seconds: NotRequired[int]
     """Password mode: how long the app waits for Key Vault Secrets User to apply (components/role_propagation.py);
     the documented bound, 600, unless set."""
@@ -127,7 +145,8 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             opts=child,
         )
         self.secrets_readable = [self.secrets_user_assignment]
-        if args["with_passwords"]:  # only password mode's app references the vault
+        # Password mode's app references the vault, and so does the sign-in gateway's in both modes.
+        if args["with_passwords"] or args.get("references_vault", False):
             self.secrets_readable.append(
                 RolePropagationWait(
                     f"{name}-app-secrets-user-propagation",
@@ -151,6 +170,7 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             admin = generated_password(f"{name}-admin-password", child)
             self.admin_password = pulumi.Output.secret(admin.result)
             self.add_secret(f"{name}-{ADMIN_PASSWORD_SECRET}", ADMIN_PASSWORD_SECRET, self.admin_password)
+        self._child = child
         self.app_password = None
         if args["with_passwords"]:
             app = generated_password(f"{name}-app-password", child)
@@ -184,6 +204,12 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             properties=keyvault.SecretPropertiesArgs(value=pulumi.Output.secret(value), content_type="text/plain"),
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["properties"]),
         )
+
+    def add_generated_key(self, name: str, secret_name: str) -> pulumi.Output[str]:
+        """Generates a key (`generated_key`), stores it and returns its versionless URI for a Key Vault reference;
+        the value itself stays in the state (secret) and the vault."""
+        key = generated_key(name, self._child)
+        return self.add_referenced_secret(f"{name}-secret", secret_name, pulumi.Output.secret(key.result))
 
     def add_referenced_secret(
         self, resource_name: str, secret_name: str, value: pulumi.Input[str]

@@ -8,6 +8,11 @@ Token mode: DATABASE_URI carries no password and PGPASSFILE points into an Empty
 volume that the token-refresher sidecar keeps filled with a fresh Entra token; libpq
 reads that file on every new connection, so postgres-mcp runs unchanged.
 Password mode: DATABASE_URI is a Container Apps secret that references Key Vault.
+
+Sign-in (`signIn`): with `gateway` a second container, the sign-in gateway (gateway/, FastMCP's OAuth
+proxy), takes the ingress on GATEWAY_PORT and relays Streamable HTTP calls to postgres-mcp, which then
+listens on 127.0.0.1 only; with `easyAuth` Container Apps authentication stands in front of postgres-mcp's
+SSE endpoint (an authConfig); with `none` nothing signs callers in.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import app
 
+import gateway
 from azure_cloud.clouds import PUBLIC, Cloud
 from components.database import POSTGRES_PORT
 from sidecar.shipping import content_digest, shipped_source
@@ -40,6 +46,21 @@ REFRESHER_DIGEST_VARIABLE = "REFRESHER_DIGEST"
 REFRESHER_HEALTH_PORT = 8081  # the replica's containers share one network namespace: not MCP_PORT
 REFRESHER_HEALTH_PATH = "/healthz"  # the whole verdict: the startup probe's
 REFRESHER_LIVENESS_PATH = "/livez"  # fails only for a stalled refresh loop: the liveness probe's
+
+# The sign-in gateway's contract, from the gateway's own package (gateway/__init__.py imports only the standard
+# library, so this 3.11 infrastructure code imports it without fastmcp).
+GATEWAY_COMMAND: tuple[str, ...] = gateway.COMMAND
+GATEWAY_PORT = gateway.PORT
+GATEWAY_HEALTH_PATH = gateway.HEALTH_PATH  # 200 only while the shared backend session answers (503 otherwise)
+GATEWAY_LIVENESS_PATH = gateway.LIVENESS_PATH  # 200 while the event loop runs
+GATEWAY_MCP_PATH = gateway.MCP_PATH
+GATEWAY_BACKEND_URL = gateway.DEFAULT_BACKEND_URL
+GATEWAY_CONTAINER = "gateway"
+LOOPBACK = "127.0.0.1"
+# The Key Vault secrets the gateway references (names of the vault's secrets and of the app's secrets alike).
+GATEWAY_SIGNING_KEY_SECRET = "gateway-signing-key"  # noqa: S105 (a secret name, not a secret)
+GATEWAY_STORE_KEY_SECRET = "gateway-store-key"  # noqa: S105 (a secret name, not a secret)
+ENTRA_CLIENT_SECRET_SECRET = "entra-client-secret"  # noqa: S105 (a secret name, not a secret)
 
 
 @dataclass(frozen=True)
@@ -68,8 +89,16 @@ APP_RESOURCES = Resources(cpu=0.5, memory_gib=1.0)
 REFRESHER_RESOURCES = Resources(cpu=0.05, memory_gib=0.1)
 
 
-def mcp_resources(token_mode: bool) -> Resources:
-    return APP_RESOURCES - REFRESHER_RESOURCES if token_mode else APP_RESOURCES
+# The gateway idles at about 100 MiB RSS (measured on the gateway branch for issue 18, fastmcp 4.2.3 under
+# Python 3.12) and relays calls without computing much: 0.25 GiB leaves 2.5x for sign-in bursts and the token
+# cache, 0.15 vCPU keeps its added latency per call in the measured ~10 ms. It is carved out of the same
+# total as the refresher, so a gateway stack costs what a stack without it costs, in both auth modes.
+GATEWAY_RESOURCES = Resources(cpu=0.15, memory_gib=0.25)
+
+
+def mcp_resources(token_mode: bool, gateway: bool = False) -> Resources:
+    share = APP_RESOURCES - REFRESHER_RESOURCES if token_mode else APP_RESOURCES
+    return share - GATEWAY_RESOURCES if gateway else share
 
 
 @dataclass(frozen=True)
@@ -187,10 +216,15 @@ def secret_password_database_uri(
     return pulumi.Output.secret(plain)
 
 
-def mcp_arguments(access_mode: str) -> list[str]:
-    # The image's entrypoint runs `postgres-mcp <args>`; host and port are explicit so
-    # that nothing depends on the entrypoint's own rewriting of the arguments.
-    return ["--transport=sse", "--sse-host=0.0.0.0", f"--sse-port={MCP_PORT}", f"--access-mode={access_mode}"]
+def mcp_arguments(access_mode: str, host: str = "0.0.0.0") -> list[str]:
+    # The image's entrypoint runs `postgres-mcp <args>`; host and port are explicit so that nothing depends on
+    # the entrypoint's own rewriting of the arguments. Behind the gateway the host is 127.0.0.1: the image's
+    # docker-entrypoint.sh (crystaldba/postgres-mcp, v0.3.0) appends `--sse-host=0.0.0.0` only when no argument
+    # starts with `--sse-host` ("Add --sse-host if needed": has_sse && !has_sse_host), so with ours present it
+    # adds nothing, and ours is the only --sse-host postgres-mcp's argparse sees. The loopback address is
+    # reachable from the replica's other containers (they share one network namespace) and from nothing else:
+    # not the ingress, not the environment's other apps.
+    return ["--transport=sse", f"--sse-host={host}", f"--sse-port={MCP_PORT}", f"--access-mode={access_mode}"]
 
 
 def refresher_command(margin_seconds: int, health_port: int = REFRESHER_HEALTH_PORT) -> list[str]:
@@ -239,13 +273,139 @@ def entra_scope(client_id: str) -> str:
     return f"api://{client_id}/.default" if client_id else ""
 
 
-def mcp_client_configuration(server_name: str, sse_url: str, entra_client_id: str = "") -> str:
-    """The `mcpServers` entry an MCP client (Cursor, VS Code, agents; Claude Desktop via mcp-remote) takes."""
-    entry: dict[str, Any] = {"type": "sse", "url": sse_url}
-    if entra_client_id:
-        # The client sends a token for entra_scope(); ${MCP_ENTRA_TOKEN} is filled in by the user or agent.
+def mcp_client_configuration(server_name: str, url: str, entra_client_id: str = "", sign_in: str = "") -> str:
+    """The `mcpServers` entry an MCP client (Cursor, VS Code, agents; Claude Desktop via mcp-remote) takes: SSE to
+    postgres-mcp, or Streamable HTTP (`type: http`) to the gateway, where the client signs in by itself."""
+    entry: dict[str, Any] = {"type": "http" if sign_in == "gateway" else "sse", "url": url}
+    if entra_client_id and sign_in != "gateway":
+        # Easy Auth: the client sends a token for entra_scope(); ${MCP_ENTRA_TOKEN} is filled in by the user or agent.
         entry["headers"] = {"Authorization": "Bearer ${MCP_ENTRA_TOKEN}"}
     return json.dumps({"mcpServers": {server_name: entry}}, indent=2)
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """What the sign-in gateway container needs (signIn: gateway); its environment is the gateway's contract
+    (gateway/config.py on the gateway branch)."""
+
+    image: pulumi.Input[str]
+    """The gateway's image, by digest (gatewayImage, or the stack's registry and gatewayImageDigest)."""
+    public_url: pulumi.Input[str]
+    """`https://<app fqdn>`, no trailing slash: known before the app exists (see `public_url`)."""
+    client_id: pulumi.Input[str]
+    """The app registration's client ID (created or adopted)."""
+    tenant_id: pulumi.Input[str]
+    signing_key_secret_url: pulumi.Input[str]
+    store_key_secret_url: pulumi.Input[str]
+    store_endpoint: pulumi.Input[str]
+    store_table: pulumi.Input[str]
+    credential: str = "federated"
+    client_secret_url: pulumi.Input[str] | None = None
+    """With credential `secret`: the Key Vault URL of the client secret."""
+    allowed_agent_client_ids: tuple[str, ...] = ()
+    resources: Resources = GATEWAY_RESOURCES
+    registry: app.RegistryCredentialsArgs | None = None
+    """Where the image is pulled from with the app's identity (the stack's registry); None for a prebuilt image."""
+
+
+def public_url(app_name: str, default_domain: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The app's public URL before the app exists: an app with external ingress is served at
+    `<app name>.<environment default domain>` (Microsoft Learn, "Ingress in Azure Container Apps", Domain names:
+    `<APP_NAME>.<UNIQUE_IDENTIFIER>.<REGION_NAME>.azurecontainerapps.io`, the environment's defaultDomain being
+    everything after the app's name). The app registration's redirect URI and GATEWAY_PUBLIC_URL need it first."""
+    return pulumi.Output.from_input(default_domain).apply(lambda domain: f"https://{app_name}.{domain}")
+
+
+# The gateway's probes, on its own routes (Microsoft Learn, "Health probes in Azure Container Apps": HTTP probes
+# succeed on a status from 200 to 399; one probe of each type per container; no exec probes):
+# - startup and liveness on /livez (the event loop runs): restarting the gateway cures a hung gateway, never a
+#   postgres-mcp that is down, which the gateway reconnects to by itself;
+# - readiness on /healthz (503 until the shared backend session answers): a replica whose postgres-mcp does not
+#   answer leaves the ingress's rotation and comes back when it does. It covers postgres-mcp's readiness too:
+#   postgres-mcp listens on 127.0.0.1 only, and the platform probes a replica's address, not its loopback, so
+#   postgres-mcp gets no probe of its own behind the gateway (a crashed process is still restarted; its startup
+#   window, 150 s, is the gateway's readiness wait). Where the platform adds its default TCP probes on the ingress
+#   port to a container that declares none ("Health probes", Default configuration), they reach the gateway's
+#   port in the replica's shared network namespace, which is what they would check anyway.
+# Startup: 50 s for the interpreter and fastmcp's imports under the container's 0.15 vCPU quota (not measured in
+# Azure; a few seconds at full CPU here), checked every 5 s.
+GATEWAY_STARTUP = ProbeTiming(period_seconds=5, failure_threshold=10)
+GATEWAY_LIVENESS = ProbeTiming(period_seconds=10, failure_threshold=3)
+GATEWAY_READINESS = ProbeTiming(period_seconds=5, failure_threshold=2)
+
+
+def gateway_probes() -> list[app.ContainerAppProbeArgs]:
+    return [
+        app.ContainerAppProbeArgs(
+            type=kind,
+            http_get=app.ContainerAppProbeHttpGetArgs(path=path, port=GATEWAY_PORT),
+            period_seconds=timing.period_seconds,
+            failure_threshold=timing.failure_threshold,
+            timeout_seconds=timing.timeout_seconds,
+            initial_delay_seconds=timing.initial_delay_seconds,
+        )
+        for kind, path, timing in (
+            ("Startup", GATEWAY_LIVENESS_PATH, GATEWAY_STARTUP),
+            ("Liveness", GATEWAY_LIVENESS_PATH, GATEWAY_LIVENESS),
+            ("Readiness", GATEWAY_HEALTH_PATH, GATEWAY_READINESS),
+        )
+    ]
+
+
+def gateway_container(
+    gateway: Gateway, identity_id: pulumi.Input[str], identity_client_id: pulumi.Input[str], cloud: Cloud
+) -> tuple[app.ContainerArgs, list[app.SecretArgs]]:
+    """The gateway's container and the Key Vault references it reads (versionless: Container Apps re-reads a
+    rotated secret). Every secret reaches it as a secretRef, never as a value."""
+    secrets = [
+        app.SecretArgs(
+            name=GATEWAY_SIGNING_KEY_SECRET, key_vault_url=gateway.signing_key_secret_url, identity=identity_id
+        ),
+        app.SecretArgs(name=GATEWAY_STORE_KEY_SECRET, key_vault_url=gateway.store_key_secret_url, identity=identity_id),
+    ]
+    env = [
+        app.EnvironmentVarArgs(name="GATEWAY_PORT", value=str(GATEWAY_PORT)),
+        app.EnvironmentVarArgs(name="GATEWAY_PUBLIC_URL", value=gateway.public_url),
+        app.EnvironmentVarArgs(name="GATEWAY_BACKEND_URL", value=GATEWAY_BACKEND_URL),
+        app.EnvironmentVarArgs(name="ENTRA_TENANT_ID", value=gateway.tenant_id),
+        app.EnvironmentVarArgs(name="ENTRA_CLIENT_ID", value=gateway.client_id),
+        # The cloud's authority host: login.microsoftonline.com, .us, or login.chinacloudapi.cn.
+        app.EnvironmentVarArgs(name="ENTRA_AUTHORITY_HOST", value=cloud.authority_host),
+        app.EnvironmentVarArgs(name="ENTRA_CREDENTIAL", value=gateway.credential),
+        app.EnvironmentVarArgs(name="AZURE_CLIENT_ID", value=identity_client_id),
+        app.EnvironmentVarArgs(name="ENTRA_ALLOWED_AGENT_CLIENT_IDS", value=",".join(gateway.allowed_agent_client_ids)),
+        app.EnvironmentVarArgs(name="GATEWAY_SIGNING_KEY", secret_ref=GATEWAY_SIGNING_KEY_SECRET),
+        app.EnvironmentVarArgs(name="GATEWAY_STORE_KEY", secret_ref=GATEWAY_STORE_KEY_SECRET),
+        app.EnvironmentVarArgs(name="GATEWAY_STORE_ENDPOINT", value=gateway.store_endpoint),
+        app.EnvironmentVarArgs(name="GATEWAY_STORE_TABLE", value=gateway.store_table),
+    ]
+    if gateway.credential == "secret":
+        if gateway.client_secret_url is None:
+            raise ValueError("gatewayCredential 'secret' needs the client secret's Key Vault URL")
+        secrets.append(
+            app.SecretArgs(
+                name=ENTRA_CLIENT_SECRET_SECRET, key_vault_url=gateway.client_secret_url, identity=identity_id
+            )
+        )
+        env.append(app.EnvironmentVarArgs(name="ENTRA_CLIENT_SECRET", secret_ref=ENTRA_CLIENT_SECRET_SECRET))
+    else:
+        # The federated credential's assertion comes from the managed identity endpoint for the cloud's
+        # token exchange audience, the one the app registration's federated credential names (azure_cloud/clouds.py).
+        env.append(app.EnvironmentVarArgs(name="ENTRA_FEDERATION_AUDIENCE", value=cloud.federation_audience))
+    container = app.ContainerArgs(
+        name=GATEWAY_CONTAINER,
+        image=gateway.image,
+        command=list(GATEWAY_COMMAND),
+        env=env,
+        resources=app.ContainerResourcesArgs(cpu=gateway.resources.cpu, memory=gateway.resources.memory),
+        probes=gateway_probes(),
+    )
+    return container, secrets
+
+
+def mcp_url(fqdn: str, sign_in: str) -> str:
+    """The URL clients call: the gateway's Streamable HTTP endpoint, or postgres-mcp's SSE endpoint."""
+    return f"https://{fqdn}{GATEWAY_MCP_PATH}" if sign_in == "gateway" else f"https://{fqdn}/sse"
 
 
 class McpAppArgs(TypedDict):
@@ -279,11 +439,21 @@ class McpAppArgs(TypedDict):
     cloud: NotRequired[Cloud]
     """The stack's Azure cloud (azure_cloud/clouds.py): the refresher's token audience and the sign-in authority.
     Default: the public cloud."""
+    sign_in: NotRequired[str]
+    """`gateway` (needs `gateway`), `easyAuth` (an authConfig on admission.entra_client_id) or `none`.
+    Default: `easyAuth` when admission names a client ID, `none` otherwise (the behaviour before signIn)."""
+    gateway: NotRequired[Gateway | None]
+    replicas: NotRequired[int]
+    """min = max replicas (default 1). More than one only behind the gateway (settings refuse it otherwise)."""
 
 
 class McpApp(pulumi.ComponentResource):
     fqdn: pulumi.Output[str]
     sse_url: pulumi.Output[str]
+    """postgres-mcp's SSE endpoint through the ingress: only without the gateway (behind it, the ingress does not
+    reach postgres-mcp, and the URL would answer the gateway's 404)."""
+    mcp_url: pulumi.Output[str]
+    """What clients call: `https://<fqdn>/mcp` with the gateway, the SSE URL otherwise."""
     static_ip: pulumi.Output[str]
     """The environment's address: public for an external environment, in the subnet for an internal one."""
     container_app_name: pulumi.Output[str]
@@ -297,6 +467,10 @@ class McpApp(pulumi.ComponentResource):
 
         token_mode = args["auth_mode"] == "token"
         cloud = args.get("cloud") or PUBLIC
+        sign_in = args.get("sign_in") or ("easyAuth" if admission.entra_client_id else "none")
+        gateway = args.get("gateway")
+        if (sign_in == "gateway") != (gateway is not None):
+            raise ValueError("signIn 'gateway' needs the gateway's settings, and only it takes them")
         # The refresher's token audience: its default is the public cloud's (sidecar/token_refresher.py,
         # DEFAULT_RESOURCE), so TOKEN_RESOURCE is set only in another cloud and a public stack's container,
         # hence its revision, stays exactly as it was.
@@ -354,6 +528,8 @@ class McpApp(pulumi.ComponentResource):
 
         # The REST spec bounds failureThreshold to 1-10 and periodSeconds to 1-240: the startup window is
         # 15 s x 10 = 150 s, room for a first connect that times out (postgres-mcp logs it and goes on).
+        # Behind the gateway postgres-mcp listens on loopback, where no platform probe reaches: the gateway's
+        # readiness probe (/healthz, which asks postgres-mcp) stands for it (see `gateway_probes`).
         probes = [
             app.ContainerAppProbeArgs(
                 type=kind,
@@ -368,16 +544,23 @@ class McpApp(pulumi.ComponentResource):
                 ("Readiness", 10, 3, 1),
             )
         ]
-        mcp_share = mcp_resources(token_mode)
+        mcp_share = mcp_resources(token_mode, gateway=gateway is not None)
         mcp_container = app.ContainerArgs(
             name=MCP_CONTAINER,
             image=args["image"],
-            args=mcp_arguments(args["access_mode"]),
+            args=mcp_arguments(args["access_mode"], LOOPBACK) if gateway else mcp_arguments(args["access_mode"]),
             env=mcp_env,
             resources=app.ContainerResourcesArgs(cpu=mcp_share.cpu, memory=mcp_share.memory),
-            probes=probes,
+            probes=None if gateway else probes,
             volume_mounts=pgpass_mount or None,
         )
+        if gateway is not None:
+            gateway_args, gateway_secrets = gateway_container(
+                gateway, args["identity_id"], args["identity_client_id"], cloud
+            )
+            sidecars.append(gateway_args)
+            secrets.extend(gateway_secrets)
+        replicas = args.get("replicas", 1)
 
         container_app = app.ContainerApp(
             f"{name}-app",
@@ -393,8 +576,12 @@ class McpApp(pulumi.ComponentResource):
                     # Outside the environment: the internet for an external environment, the VNet (and
                     # what is peered or connected to it) for an internal one.
                     external=True,
-                    target_port=MCP_PORT,
+                    # The gateway when there is one: postgres-mcp is then not reachable through the ingress.
+                    target_port=GATEWAY_PORT if gateway else MCP_PORT,
                     transport="auto",
+                    # No session affinity: the gateway serves stateless Streamable HTTP (any replica answers
+                    # any request; sign-ins live in the shared store), so `stickySessions` stays unset
+                    # (Microsoft Learn, "Session affinity in Azure Container Apps": off unless enabled).
                     allow_insecure=False,
                     ip_security_restrictions=[
                         app.IpSecurityRestrictionRuleArgs(
@@ -405,12 +592,16 @@ class McpApp(pulumi.ComponentResource):
                     or None,
                 ),
                 secrets=secrets or None,
+                # The stack's registry, pulled with the user-assigned identity (AcrPull): no username, no password.
+                registries=[gateway.registry] if gateway is not None and gateway.registry is not None else None,
             ),
             template=app.TemplateArgs(
                 containers=[mcp_container, *sidecars],
                 volumes=volumes or None,
-                # SSE sessions live in one process's memory: a second replica would break them.
-                scale=app.ScaleArgs(min_replicas=1, max_replicas=1),
+                # A fixed count: SSE sessions live in one process's memory, so without the gateway one replica
+                # (settings refuse more); behind the gateway `replicas` (prod: 2, one per zone at least in its
+                # zone-redundant environment), never scaled to zero, since a cold start would time out a client.
+                scale=app.ScaleArgs(min_replicas=replicas, max_replicas=replicas),
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -428,7 +619,7 @@ class McpApp(pulumi.ComponentResource):
             ingress = getattr(configuration, "ingress", None)
             return (getattr(ingress, "fqdn", None) or "") if ingress is not None else ""
 
-        if admission.entra_client_id:
+        if sign_in == "easyAuth":
             app.ContainerAppsAuthConfig(
                 f"{name}-entra-sign-in",
                 auth_config_name="current",
@@ -462,6 +653,7 @@ class McpApp(pulumi.ComponentResource):
 
         self.fqdn = container_app.configuration.apply(ingress_fqdn)
         self.sse_url = self.fqdn.apply(lambda fqdn: f"https://{fqdn}/sse")
+        self.mcp_url = self.fqdn.apply(lambda fqdn: mcp_url(fqdn, sign_in))
         self.static_ip = pulumi.Output.from_input(args["environment_static_ip"])
         self.container_app_name = container_app.name
         self.container_app_id = container_app.id
@@ -469,6 +661,7 @@ class McpApp(pulumi.ComponentResource):
             {
                 "fqdn": self.fqdn,
                 "sse_url": self.sse_url,
+                "mcp_url": self.mcp_url,
                 "static_ip": self.static_ip,
                 "container_app_name": self.container_app_name,
                 "container_app_id": self.container_app_id,

@@ -50,7 +50,7 @@ StandardV2 public IP (a new address); a NAT gateway's zones cannot change after 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 from pulumi_azure_native import network
@@ -156,6 +156,9 @@ class AppNetworkArgs(TypedDict):
     zone_redundant: bool
     """The public IP across zones; the Standard NAT gateway stays "no zone" (see the module docstring)."""
     tags: dict[str, str]
+    storage_service_endpoint: NotRequired[bool]
+    """The subnet carries a Microsoft.Storage service endpoint, through which the sign-in gateway's store admits it
+    (components/sign_in_store.py). Default: no."""
 
 
 class AppNetwork(pulumi.ComponentResource):
@@ -219,6 +222,13 @@ class AppNetwork(pulumi.ComponentResource):
             delegations=[network.DelegationArgs(name="container-apps", service_name="Microsoft.App/environments")],
             nat_gateway=network.SubResourceArgs(id=nat.id),
             network_security_group=network.NetworkSecurityGroupArgs(id=security_group.id),
+            # Microsoft Learn, "Virtual network service endpoints": traffic from the subnet to Azure Storage in
+            # the region then carries the subnet's identity, which a storage account's virtual network rule admits.
+            service_endpoints=(
+                [network.ServiceEndpointPropertiesFormatArgs(service="Microsoft.Storage")]
+                if args.get("storage_service_endpoint", False)
+                else None
+            ),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # A new range is a new subnet, created before the environment that moves onto it

@@ -21,6 +21,7 @@ What the rules read is what CrossGuard hands over, so they hold to three things:
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -753,15 +754,110 @@ def _sign_in_problem(auth: Resource) -> str | None:
     return None
 
 
+# The sign-in gateway (gateway/ in the repository; components/mcp_app.py declares it): the container that runs
+# this command and listens on this port signs callers in with Entra (an OAuth proxy) before anything reaches
+# postgres-mcp, which then listens on loopback only. The pack runs in its own virtualenv and imports nothing of
+# the program: tests/test_policy.py checks that these values are the program's.
+GATEWAY_COMMAND = ("python", "-m", "gateway")
+GATEWAY_PORT = 8080
+GATEWAY_ENTRA_SETTINGS = ("ENTRA_TENANT_ID", "ENTRA_CLIENT_ID")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+NOT_A_GATEWAY = "not a gateway"
+
+
+def _env_value(container: Any, name: str) -> Any:
+    """A plain environment variable's value (None when absent or a secretRef; Unknown when unknown)."""
+    env = get(container, "env")
+    if isinstance(env, Unknown):
+        return env
+    for variable in items(env):
+        if get(variable, "name") == name:
+            return get(variable, "value")
+    return None
+
+
+def _sse_host(container: Any) -> Any:
+    """The host a postgres-mcp container's SSE server binds: its --sse-host, or 0.0.0.0, which the image's
+    docker-entrypoint.sh adds to an SSE server that names none (crystaldba/postgres-mcp v0.3.0). None: no SSE."""
+    args = get(container, "args")
+    if isinstance(args, Unknown):
+        return args
+    values = [str(arg) for arg in items(args) if not isinstance(arg, Unknown)]
+    if "--transport=sse" not in values and not any(
+        a == "--transport" and b == "sse" for a, b in itertools.pairwise(values)
+    ):
+        return None
+    host: Any = "0.0.0.0"
+    for index, value in enumerate(values):
+        if value.startswith("--sse-host="):
+            host = value.split("=", 1)[1]
+        elif value == "--sse-host" and index + 1 < len(values):
+            host = values[index + 1]
+    return host
+
+
+def _gateway_containers(app: Resource) -> list[Any] | Undecided | None:
+    """The gateway containers the app's ingress targets; None when it targets no gateway."""
+    target = get(app.props, "configuration", "ingress", "targetPort")
+    containers, unknown = _containers(app)
+    if isinstance(target, Unknown) or unknown:
+        return _undecided(app, "its ingress's target port or containers", "whether a sign-in gateway fronts it")
+    gateways = [c for c in containers if tuple(str(part) for part in items(get(c, "command"))) == GATEWAY_COMMAND]
+    return gateways if target == GATEWAY_PORT and gateways else None
+
+
+def _gateway_sign_in(app: Resource, gateways: list[Any]) -> str | None:
+    """None when the gateway has its Entra settings; else what is missing (or Undecided)."""
+    missing: list[str] = []
+    for name in GATEWAY_ENTRA_SETTINGS:
+        value = _env_value(gateways[0], name)
+        if isinstance(value, Unknown):
+            return _undecided(app, f"the gateway's {name}", "its sign-in")
+        if not value:
+            missing.append(name)
+    return f"its sign-in gateway has no Entra settings ({', '.join(missing)} empty or absent)" if missing else None
+
+
+def _backend_exposed(app: Resource, gateways: list[Any]) -> str | None:
+    """None when every SSE server behind the gateway listens on loopback; else which does not (or Undecided)."""
+    containers, _ = _containers(app)
+    for container in containers:
+        if any(container is gateway for gateway in gateways):
+            continue
+        host = _sse_host(container)
+        if isinstance(host, Unknown):
+            return _undecided(app, f"the args of container '{_container_name(container)}'", "where it listens")
+        if host is not None and host not in LOOPBACK_HOSTS:
+            return (
+                f"{_label(app)}: container '{_container_name(container)}' listens on {host} behind the sign-in "
+                "gateway, so anything that reaches the replica reaches postgres-mcp without signing in: set "
+                "--sse-host=127.0.0.1"
+            )
+    return None
+
+
 def not_anonymous_and_public(resources: Sequence[Resource], _: Options) -> list[tuple[Resource, str]]:
     apps = _of_type(resources, CONTAINER_APP)
     findings: list[tuple[Resource, str]] = []
+    gateways = {app.name: _gateway_containers(app) for app in apps}
+    # Behind the sign-in gateway postgres-mcp must listen on loopback, in every environment: bound to all
+    # addresses it is reachable around the gateway (from the VNet, or the environment's other apps).
+    exposed: set[str] = set()
+    for app in apps:
+        found = gateways[app.name]
+        if isinstance(found, list):
+            problem = _backend_exposed(app, found)
+            if problem is not None:
+                findings.append((app, problem))
+                exposed.add(app.name)
     # An internal environment has no public address: `external` ingress there reaches the VNet only
     # (Microsoft Learn, Container Apps "Networking": internal environments, ingress "Limited to VNet").
     environments = _of_type(resources, MANAGED_ENVIRONMENT)
     if environments and all(get(e.props, "vnetConfiguration", "internal") is True for e in environments):
         return findings
     for app in apps:
+        if app.name in exposed:
+            continue
         external = get(app.props, "configuration", "ingress", "external")
         if isinstance(external, Unknown):
             findings.append((app, _undecided(app, "configuration.ingress.external", "whether it is public")))
@@ -770,6 +866,25 @@ def not_anonymous_and_public(resources: Sequence[Resource], _: Options) -> list[
             continue
         allow_list = _allow_list_problem(get(app.props, "configuration", "ingress", "ipSecurityRestrictions"))
         if allow_list is None:
+            continue
+        found = gateways[app.name]
+        if isinstance(found, Undecided):
+            findings.append((app, found))
+            continue
+        if found is not None:
+            gateway = _gateway_sign_in(app, found)
+            if gateway is None:
+                continue  # the ingress reaches only the gateway, which signs every caller in
+            if isinstance(gateway, Undecided) or isinstance(allow_list, Undecided):
+                findings.append((app, _undecided(app, "its allow-list or gateway settings", "anonymous public access")))
+                continue
+            findings.append(
+                (
+                    app,
+                    f"{_label(app)} is public (ingress external) and anonymous: {allow_list}, and {gateway}. Set the "
+                    "gateway's ENTRA_TENANT_ID and ENTRA_CLIENT_ID (signIn: gateway), or an allow-list",
+                )
+            )
             continue
         sign_in: list[str | None] = []
         for auth in _of_type(resources, AUTH_CONFIG):
@@ -937,8 +1052,10 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "not-anonymous-and-public",
         "The MCP ingress is not public and anonymous at once (postgres-mcp authenticates nobody): a public "
-        "ingress needs an allow-list of Allow rules none of which admits the internet (0.0.0.0/0), or Entra "
-        "sign-in that is enabled (platform.enabled) and refuses anonymous callers (not AllowAnonymous).",
+        "ingress needs an allow-list of Allow rules none of which admits the internet (0.0.0.0/0), the sign-in "
+        "gateway (the ingress targets its container, with its Entra settings), or Easy Auth sign-in that is enabled "
+        "(platform.enabled) and refuses anonymous callers (not AllowAnonymous). Behind the gateway postgres-mcp "
+        "listens on 127.0.0.1 only, in any environment.",
         "mandatory",
         check_stack=not_anonymous_and_public,
     ),

@@ -79,6 +79,8 @@ class AdoptedEnvironment:
     """Its appLogsConfiguration.destination: 'azure-monitor', 'log-analytics', 'none' or "" (none set)."""
     logs_customer_id: str = ""
     """With 'log-analytics': the customer ID (workspace ID) of the workspace its logs go to."""
+    infrastructure_subnet_id: str = ""
+    """Its subnet (vnetConfiguration.infrastructureSubnetId; adoption refuses an environment without one)."""
 
 
 def same_region(left: str, right: str) -> bool:
@@ -378,6 +380,7 @@ def adopt_environment(config: Settings, subscription_id: str) -> AdoptedEnvironm
         logs_destination=_get(environment.app_logs_configuration, "destination") or "",
         logs_customer_id=_get(_get(environment.app_logs_configuration, "log_analytics_configuration"), "customer_id")
         or "",
+        infrastructure_subnet_id=_get(vnet, "infrastructure_subnet_id") or "",
     )
 
 

@@ -44,6 +44,7 @@ from preflight.environment_record import (
     environment_create_only_values,
     refuse_environment_replacement_in_place,
 )
+from preflight.gateway_image import gateway_image_digest, store_subnet_warning
 from preflight.providers import refuse_unregistered_providers
 from preflight.server_record import (
     CREATE_ONLY_OUTPUT,
@@ -81,12 +82,17 @@ class Preflight:
     token alerts go; None otherwise (the stack's own environment logs to the stack's own workspace)."""
     cloud: Cloud = PUBLIC
     """The Azure cloud the stack lives in (azure_cloud/clouds.py): its token audiences, authority and endpoints."""
+    gateway_image_digest: str = ""
+    """signIn gateway without gatewayImage: the gateway image's digest in the stack's registry (gatewayImageDigest,
+    or a placeholder in a preview: preflight/gateway_image.py); "" otherwise."""
 
 
 def run(loaded: Settings) -> Preflight:
     """Reads who deploys, the records and what is adopted, and refuses what Azure could only do by replacement."""
     # First, every resource provider the stack declares resources of is registered (azure-native never registers
     # one): the lookups below would otherwise fail on an unregistered namespace with a less helpful message.
+    # The gateway's image: `pulumi up` without one stops before anything else is read or declared.
+    gateway_digest = gateway_image_digest(loaded)
     cloud = stack_cloud(loaded.azure_cloud)  # azureCloud and azure-native's cloud agree, or the run stops here
     refuse_unregistered_providers(authorization.get_client_config().subscription_id, cloud)
     recorded = own_stack_outputs()  # the last update's outputs, read once
@@ -134,9 +140,19 @@ def run(loaded: Settings) -> Preflight:
         # The app's logs go to the existing environment's workspace: alertWorkspaceId names it, or a warning
         # says that no token alerts are created.
         watched = alert_workspace(config, adopted_environment)
+        if config.sign_in == "gateway":
+            pulumi.log.warn(store_subnet_warning(adopted_environment.infrastructure_subnet_id))
 
     return Preflight(
-        config, adopted_server, adopted_environment, login, new_server_record, environment_record, watched, cloud
+        config,
+        adopted_server,
+        adopted_environment,
+        login,
+        new_server_record,
+        environment_record,
+        watched,
+        cloud,
+        gateway_image_digest=gateway_digest,
     )
 
 

@@ -36,9 +36,11 @@ from azure_cloud.clouds import Cloud, by_management_audience, stack_cloud
 REQUIRED_PROVIDERS: tuple[str, ...] = (
     "Microsoft.App",  # the Container Apps environment, the app, its sign-in configuration
     "Microsoft.Authorization",  # role assignments (registered in every subscription, checked all the same)
+    "Microsoft.ContainerRegistry",  # the sign-in gateway's registry (signIn: gateway without gatewayImage)
     "Microsoft.DBforPostgreSQL",  # the Flexible Server and its children
     "Microsoft.Insights",  # diagnostic settings, scheduled query rules, action groups
     "Microsoft.KeyVault",  # the vault and its secrets
+    "Microsoft.Storage",  # the sign-in gateway's store (a storage account and its table)
     "Microsoft.ManagedIdentity",  # the app's user-assigned identity
     "Microsoft.Network",  # the VNet, subnet, NSG, NAT gateway, public IP, private DNS zone
     "Microsoft.OperationalInsights",  # the Log Analytics workspace

@@ -81,6 +81,8 @@ StorageSize = Literal[32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 3276
 HighAvailability = Literal["Disabled", "ZoneRedundant", "SameZone"]
 PrivilegeLevel = Literal["read_only", "read_write"]
 AccessMode = Literal["restricted", "unrestricted"]
+SignIn = Literal["gateway", "easyAuth", "none"]
+GatewayCredential = Literal["federated", "secret"]
 AzureCloudName = Literal["", "AzureCloud", "AzureUSGovernment", "AzureChinaCloud"]  # azure_cloud/clouds.py CLOUD_NAMES
 # The widest deployer range admitted: a /16 is 65,536 addresses.
 WIDEST_DEPLOYER_PREFIX = 16
@@ -127,6 +129,17 @@ class EntraAdmin:
 
 GIVEN = "given"
 """The validation context's names of the keys given a non-empty text (see `_is_set`)."""
+
+
+def stack_base_name(name_prefix: str, stack: str) -> str:
+    """`<prefix>-<stack>`, lowercased and trimmed to fit Azure's name rules (`Settings.base_name`; also what
+    tools/gateway_image.py names a stack's resources by, without the rest of its config)."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", stack.lower()).strip("-") or "stack"
+    return f"{name_prefix}-{cleaned}"[:30].rstrip("-")
+
+
+def _by_digest(image: str) -> bool:
+    return not image or re.fullmatch(r"[a-z0-9.\-]+(?::[0-9]+)?/[a-z0-9._/\-]+@sha256:[0-9a-f]{64}", image) is not None
 
 
 def _is_set(info: ValidationInfo, name: str) -> bool:
@@ -316,17 +329,67 @@ class Settings(BaseModel):
         "external environment's inbound traffic); private ranges only with `ingressInternal`; empty admits any "
         "address, so Entra sign-in or internal ingress must then close the endpoint.",
     )
+    sign_in: SignIn = Field(
+        "gateway",
+        description="How MCP clients sign in. `gateway`: a sign-in gateway in the app (FastMCP's OAuth proxy) serves "
+        "the MCP authorization specification at `https://<app>/mcp` (Streamable HTTP); editors and agents sign in "
+        "with Entra by themselves and the gateway refreshes their tokens (docs/sign-in.md). `easyAuth`: Container "
+        "Apps authentication in front of postgres-mcp's SSE endpoint; clients paste an Entra token that lasts about "
+        "an hour. `none`: no sign-in (the allow-list or internal ingress must close the endpoint).",
+    )
     entra_auth_client_id: Annotated[
         str, matching(GUID, "empty or an app registration's client ID (a GUID)", empty=True)
     ] = Field(
         "",
-        description="Client ID of the Entra app registration MCP clients get tokens for; when set, the Container "
-        "App answers 401 to any caller without a valid token for it.",
+        description="Client ID of the Entra app registration MCP clients sign in to. With `signIn: gateway`, empty "
+        "lets the stack create the registration (pulumi-azuread; the deployer needs the right to create "
+        "applications) and a GUID adopts one an administrator created (docs/sign-in.md lists what it must hold). "
+        "Required with `easyAuth`; empty with `none`.",
     )
     entra_auth_allowed_client_ids: Annotated[tuple[ClientId, ...], list_of("client IDs (GUIDs)")] = Field(
         (),
-        description="With Entra sign-in: client IDs of the applications allowed to call; empty allows any "
-        "application that obtains a token for the app registration.",
+        description="Client IDs of the applications (managed identities, service principals) allowed to call with a "
+        "client-credentials token for the API's scope, without a browser. With `gateway`, empty admits no such "
+        "agent (people still sign in); with `easyAuth`, empty allows any application that obtains a token.",
+    )
+    gateway_credential: GatewayCredential = Field(
+        "federated",
+        description="How the gateway proves itself to Entra when it redeems and refreshes sign-ins. `federated`: "
+        "the app registration trusts the app's managed identity (a federated identity credential; no secret "
+        "exists). `secret`: a client secret of an adopted registration (`gatewayClientSecret`), kept in Key Vault.",
+    )
+    gateway_client_secret: Annotated[SecretStr, Accepts("empty, or a secret (pulumi config set --secret)")] = Field(
+        SecretStr(""),
+        description="With `gatewayCredential: secret`: the adopted app registration's client secret; stored in Key "
+        "Vault and given to the gateway as a Key Vault reference, never exported.",
+    )
+    gateway_image: Annotated[
+        str,
+        Accepts(
+            "empty, or an image pinned by digest, such as myregistry.azurecr.io/gateway@sha256:<64 hex>",
+            check=_by_digest,
+        ),
+    ] = Field(
+        "",
+        description="A prebuilt sign-in gateway image (from `gateway/Dockerfile`), pinned by digest. Empty: the "
+        "stack declares a container registry and runs the image the deploy pipeline built and pushed there "
+        "(`gatewayImageDigest`).",
+    )
+    gateway_image_digest: Annotated[
+        str, matching(r"sha256:[0-9a-f]{64}", "empty or sha256:<64 lowercase hex digits>", empty=True)
+    ] = Field(
+        "",
+        description="Digest of the gateway image in the stack's own registry, set by the deploy pipeline after it "
+        "builds `gateway/Dockerfile` (docs/sign-in.md#the-gateway-image). A preview without it shows a placeholder "
+        "and warns; `pulumi up` refuses without it or `gatewayImage`.",
+    )
+    replicas: WholeNumber = Field(
+        1,
+        ge=1,
+        le=10,
+        description="Replicas of the app. More than one needs `signIn: gateway` (its sessions are stateless and "
+        "its sign-ins live in a shared store; postgres-mcp's own SSE sessions live in one process). With "
+        "`zoneRedundant`, two or more spread over zones.",
     )
     allow_anonymous_public_access: Boolean = Field(
         False,
@@ -511,25 +574,86 @@ class Settings(BaseModel):
             raise not_accepted(f"role names other than appRoleName {app_role!r} (the app's role owns nothing)")
         return owners
 
+    @field_validator("entra_auth_client_id")
+    @classmethod
+    def _client_id_for_the_sign_in(cls, client_id: str, info: ValidationInfo) -> str:
+        sign_in = info.data.get("sign_in")
+        if sign_in == "easyAuth" and not client_id:
+            raise not_accepted(
+                "an app registration's client ID with signIn 'easyAuth' (Container Apps authentication "
+                "needs one; 'gateway' can create it)"
+            )
+        if sign_in == "none" and client_id:
+            raise not_accepted(
+                "empty with signIn 'none' (choose 'gateway' or 'easyAuth' to sign callers in)", client_id
+            )
+        return client_id
+
     @field_validator("entra_auth_allowed_client_ids")
     @classmethod
     def _client_ids_need_sign_in(cls, client_ids: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        if client_ids and not _is_set(info, "entra_auth_client_id"):
-            raise not_accepted("an empty list unless entraAuthClientId is set", list(client_ids))
+        if client_ids and info.data.get("sign_in") == "none":
+            raise not_accepted("an empty list with signIn 'none' (nobody signs in)", list(client_ids))
         return client_ids
+
+    @field_validator("gateway_credential")
+    @classmethod
+    def _secret_of_an_adopted_registration(cls, credential: str, info: ValidationInfo) -> str:
+        if credential == "secret" and info.data.get("sign_in") == "gateway" and "entra_auth_client_id" in info.data:
+            if not info.data["entra_auth_client_id"]:
+                raise not_accepted(
+                    "federated when the stack creates the app registration (it trusts the app's identity; no secret "
+                    "is needed), or secret with entraAuthClientId set to an adopted registration",
+                    credential,
+                )
+        return credential
+
+    @field_validator("gateway_client_secret")
+    @classmethod
+    def _secret_with_the_secret_credential(cls, secret: SecretStr, info: ValidationInfo) -> SecretStr:
+        wanted = info.data.get("sign_in") == "gateway" and info.data.get("gateway_credential") == "secret"
+        if wanted and not secret.get_secret_value():
+            raise not_accepted(
+                "the adopted registration's client secret with gatewayCredential 'secret': "
+                "pulumi config set --secret gatewayClientSecret"
+            )
+        if secret.get_secret_value() and not wanted:
+            raise not_accepted("empty unless signIn is 'gateway' and gatewayCredential is 'secret'")
+        return secret
+
+    @field_validator("gateway_image_digest")
+    @classmethod
+    def _one_gateway_image(cls, digest: str, info: ValidationInfo) -> str:
+        if digest and info.data.get("gateway_image"):
+            raise not_accepted("empty when gatewayImage names a prebuilt image (one image source, not two)", digest)
+        return digest
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas_need_the_gateway(cls, replicas: int, info: ValidationInfo) -> int:
+        sign_in = info.data.get("sign_in")
+        if replicas > 1 and sign_in is not None and sign_in != "gateway":
+            raise not_accepted(
+                f"1 with signIn {sign_in!r}: clients hold SSE sessions in one postgres-mcp process, which a second "
+                "replica would break (signIn 'gateway' serves stateless Streamable HTTP)",
+                replicas,
+            )
+        return replicas
 
     @field_validator("allow_anonymous_public_access")
     @classmethod
     def _endpoint_closed_or_explicitly_open(cls, opted_in: bool, info: ValidationInfo) -> bool:
-        closers = ("ingress_internal", "allowed_client_networks", "entra_auth_client_id")
+        closers = ("ingress_internal", "allowed_client_networks", "sign_in")
         if opted_in or not all(key in info.data for key in closers):
             return opted_in  # a closing key that is itself invalid is reported as such
-        if not any(info.data[key] for key in closers):
+        if not (
+            info.data["ingress_internal"] or info.data["allowed_client_networks"] or info.data["sign_in"] != "none"
+        ):
             raise rule_broken(
                 "the MCP endpoint would be public and anonymous (postgres-mcp has no authentication of its own); "
-                "expected at least one of: config key 'allowedClientCidrs' (an IP allow-list), 'entraAuthClientId' "
-                "(Entra sign-in), 'ingressInternal: true' (no public endpoint), or the explicit opt-in "
-                "'allowAnonymousPublicAccess: true'"
+                "expected at least one of: config key 'signIn' 'gateway' or 'easyAuth' (Entra sign-in), "
+                "'allowedClientCidrs' (an IP allow-list), 'ingressInternal: true' (no public endpoint), or the "
+                "explicit opt-in 'allowAnonymousPublicAccess: true'"
             )
         return opted_in
 
@@ -624,6 +748,11 @@ class Settings(BaseModel):
         )
 
     @property
+    def gateway_client_secret_value(self) -> str:
+        """Verbatim: never stripped, never shown."""
+        return self.gateway_client_secret.get_secret_value()
+
+    @property
     def existing_server_admin_password(self) -> str:
         """Verbatim: never stripped, never shown."""
         return self.adopted_server_password.get_secret_value()
@@ -635,8 +764,7 @@ class Settings(BaseModel):
     @property
     def base_name(self) -> str:
         """`<prefix>-<stack>`, lowercased and trimmed to fit Azure's name rules."""
-        stack = re.sub(r"[^a-z0-9-]+", "-", self.stack.lower()).strip("-") or "stack"
-        return f"{self.name_prefix}-{stack}"[:30].rstrip("-")
+        return stack_base_name(self.name_prefix, self.stack)
 
     @property
     def admission(self) -> str:
@@ -645,7 +773,8 @@ class Settings(BaseModel):
             name
             for name, on in (
                 ("internal", self.ingress_internal),
-                ("entra", bool(self.entra_auth_client_id)),
+                ("entra-gateway", self.sign_in == "gateway"),
+                ("entra", self.sign_in == "easyAuth"),
                 ("allow-list", bool(self.allowed_client_networks)),
             )
             if on

@@ -14,7 +14,7 @@ import ipaddress
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from unittest import mock
 
 import pulumi
 import yaml
+from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.sync_await import _sync_await
 
@@ -117,7 +118,30 @@ class Declared:
     """Inputs as they came over the wire, secrets still marked."""
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A RegisterResource request as the engine receives it: the URN, its parent's URN and the URNs it depends on
+    (explicit `depends_on` and every resource whose outputs its inputs use)."""
+
+    urn: str
+    type: str
+    parent: str
+    dependencies: tuple[str, ...]
+
+
 ROLE_ASSIGNED_AT = "2026-12-02T10:00:00.1234567Z"
+PIPELINE_GATEWAY_DIGEST = "sha256:" + "ab" * 32
+"""What the deploy pipeline passes as `gatewayImageDigest` (`-c`); `run_program` sets it like the pipeline does
+unless a test gives `gatewayImage` or `gatewayImageDigest` itself (None: unset)."""
+# What Entra answers for a created app registration (pulumi-azuread's Application: `id` is the resource ID
+# `/applications/<object id>`, `clientId` the application (client) ID, `objectId` the object ID).
+CREATED_APP_CLIENT_ID = "55555555-5555-4555-8555-555555555555"
+CREATED_APP_OBJECT_ID = "66666666-6666-4666-8666-666666666666"
+CREATED_SP_OBJECT_ID = "77777777-7777-4777-8777-777777777777"
+SCOPE_UUID = "88888888-8888-4888-8888-888888888888"
+# The login server suffix per cloud (Microsoft Learn, Azure Container Registry in sovereign clouds: azurecr.io,
+# azurecr.us, azurecr.cn); the mocks answer the public one.
+REGISTRY_DOMAIN = "azurecr.io"
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -144,6 +168,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         """Resource providers' registrationState by namespace; a namespace not named here is Registered."""
         self.arm_gets: list[str] = []
         """The URLs of the GETs the program sent to Resource Manager itself (the resource provider check)."""
+        self.registrations: dict[str, Registration] = {}
+        """By URN, what the engine hears of each resource beside its inputs: its parent and dependencies."""
 
     def arm_get(self, url: str, token: str) -> tuple[int, dict[str, Any]]:
         """Resource Manager's answer to "Providers - Get" (Microsoft.Resources 2021-04-01), as it answers it:
@@ -178,7 +204,14 @@ class RecordingMocks(pulumi.runtime.Mocks):
         outputs = unwrap_secrets(dict(args.inputs))
         resource_id = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg/providers/{args.typ}/{args.name}"
         typ = args.typ
-        if typ == "random:index/randomPassword:RandomPassword":
+        if typ.startswith("azuread:"):
+            resource_id = self._entra_object(typ, outputs)
+        if typ == "random:index/randomUuid:RandomUuid":
+            outputs["result"] = SCOPE_UUID
+        elif typ == "azure-native:containerregistry:Registry":
+            # Azure answers the login server, `<registry name>.azurecr.io` in lowercase.
+            outputs["loginServer"] = f"{str(args.inputs.get('registryName', args.name)).lower()}.{REGISTRY_DOMAIN}"
+        elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = f"Pw-{args.name}-x7Q~9z_{len(self.generated_secrets)}"
             self.generated_secrets.append(outputs["result"])
         elif typ == "random:index/randomString:RandomString":
@@ -215,6 +248,13 @@ class RecordingMocks(pulumi.runtime.Mocks):
             if high_availability.get("mode") in ("ZoneRedundant", "SameZone"):
                 high_availability["standbyAvailabilityZone"] = high_availability.get("standbyAvailabilityZone") or "2"
             outputs["highAvailability"] = high_availability
+        elif typ == "azure-native:storage:StorageAccount":
+            # Azure answers with the account's endpoints (its cloud's suffix), with a trailing slash.
+            account = args.inputs.get("accountName", args.name)
+            outputs["primaryEndpoints"] = {
+                "table": f"https://{account}.table.core.windows.net/",
+                "blob": f"https://{account}.blob.core.windows.net/",
+            }
         elif typ == "azure-native:keyvault:Vault":
             properties = dict(outputs.get("properties", {}))
             properties["vaultUri"] = f"https://{args.inputs.get('vaultName', args.name)}.vault.azure.net/"
@@ -259,6 +299,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["name"] = args.inputs.get(_name_input(typ), args.name)
         self.resources.append(Declared(typ, args.name, unwrap_secrets(dict(args.inputs)), outputs, dict(args.inputs)))
         return resource_id, outputs
+
+    def _entra_object(self, typ: str, outputs: dict[str, Any]) -> str:
+        """pulumi-azuread's IDs and computed outputs, as Microsoft Graph and the provider give them."""
+        if typ == "azuread:index/application:Application":
+            outputs["clientId"] = CREATED_APP_CLIENT_ID
+            outputs["objectId"] = CREATED_APP_OBJECT_ID
+            return f"/applications/{CREATED_APP_OBJECT_ID}"
+        if typ == "azuread:index/servicePrincipal:ServicePrincipal":
+            outputs["objectId"] = CREATED_SP_OBJECT_ID
+            return f"/servicePrincipals/{CREATED_SP_OBJECT_ID}"
+        if typ == "azuread:index/applicationIdentifierUri:ApplicationIdentifierUri":
+            encoded = base64.b64encode(str(outputs.get("identifierUri", "")).encode()).decode()
+            return f"{outputs.get('applicationId')}/identifierUris/{encoded}"
+        if typ == "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential":
+            outputs["credentialId"] = "99999999-9999-4999-8999-999999999999"
+            return f"{outputs.get('applicationId')}/federatedIdentityCredential/{outputs['credentialId']}"
+        return f"/{typ.rsplit(':', 1)[-1]}/00000000-0000-4000-8000-000000000000"
 
     def call(  # type: ignore[override]  # the SDK takes a bare dict too
         self, args: pulumi.runtime.MockCallArgs
@@ -332,6 +389,16 @@ LOOKUPS: dict[str, Any] = {
     "azure-native:app:getManagedEnvironment": lambda a: environment_id(a["resourceGroupName"], a["environmentName"]),
     "azure-native:operationalinsights:getWorkspace": lambda a: workspace_id(a["resourceGroupName"], a["workspaceName"]),
 }
+
+
+SIGN_IN_GATEWAY_TYPES = "postgresmcp:gateway:"
+"""The type prefix of the sign-in gateway's components (its registry, its app registration) and so of every URN
+under them."""
+
+
+def before_the_gateway(urns: Any) -> list[str]:
+    """The URNs other than the sign-in gateway's, sorted: what the snapshots taken before it hold."""
+    return sorted(urn for urn in urns if SIGN_IN_GATEWAY_TYPES not in urn.split("::")[2])
 
 
 def unwrap_secrets(value: Any) -> Any:
@@ -436,8 +503,11 @@ def run_program(
     `secret_keys`: the keys set with `pulumi config set --secret` (the CLI tells the program which)."""
     recording = recording or RecordingMocks()
     pulumi.runtime.set_mocks(recording, project=PROJECT, stack=stack, preview=preview, organization="organization")
+    given = dict(overrides or {})
+    if "gatewayImage" not in given and "gatewayImageDigest" not in given:
+        given["gatewayImageDigest"] = PIPELINE_GATEWAY_DIGEST  # what the deploy pipeline passes with -c
     pulumi.runtime.set_all_config(
-        layered_config(stack, overrides), [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
+        layered_config(stack, given), [key if ":" in key else f"{PROJECT}:{key}" for key in secret_keys]
     )
     exported: dict[str, Any] = {}
     options: dict[str, pulumi.ResourceOptions] = {}
@@ -449,6 +519,15 @@ def run_program(
         options[name] = opts or pulumi.ResourceOptions()
         original_init(self, t, name, props, opts, *a, **kw)
         created[name] = self
+
+    original_register: Callable[[MockMonitor, Any], Any] = MockMonitor.RegisterResource
+
+    def recording_register(monitor: MockMonitor, request: Any) -> Any:
+        response = original_register(monitor, request)
+        recording.registrations[response.urn] = Registration(
+            response.urn, request.type, request.parent, tuple(request.dependencies)
+        )
+        return response
 
     # Imported once mocks are set (Pulumi's testing-unit-py order); importing declares nothing, main() does.
     import preflight.providers
@@ -467,7 +546,9 @@ def run_program(
 
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(body))
+    # The engine hears of a resource after main() returns, as the SDK sends its registration.
+    with mock.patch.object(MockMonitor, "RegisterResource", recording_register):
+        _sync_await(run_pulumi_func(body))
     exports: dict[str, Any] = {}
     secret_exports: set[str] = set()
     for key, value in exported.items():

@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import pytest
@@ -24,6 +25,7 @@ from harness import (
     TENANT_ID,
     ProgramRun,
     RecordingMocks,
+    before_the_gateway,
     environment_id,
     is_secret_at,
     run_program,
@@ -61,6 +63,10 @@ LEGACY_PASSWORD = "Legacy-Adm1n-pw~secret"
 APPS_GROUP = "apps-rg"
 SHARED_ENV = "shared-env"
 SHARED_ENV_ID = environment_id(APPS_GROUP, SHARED_ENV)
+SHARED_ENV_SUBNET = (
+    f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/net-rg/providers/Microsoft.Network/virtualNetworks/hub"
+    "/subnets/aca"
+)
 SHARED_ENV_DOMAIN = "kindwater-1a2b3c4d.westeurope.azurecontainerapps.io"
 NAT_ADDRESSES = ["20.61.7.8", "20.61.7.9"]
 ADMIN_NAME = "pgmcp-deploy"  # the CI deployer's display name (harness.CI_APP_CLAIMS)
@@ -122,8 +128,7 @@ def azure_estate(
                 {"name": "d4", "workloadProfileType": "D4", "minimumCount": 1, "maximumCount": 3},
             ],
             "vnetConfiguration": {
-                "infrastructureSubnetId": "/subscriptions/"
-                f"{SUBSCRIPTION_ID}/resourceGroups/net-rg/providers/Microsoft.Network/virtualNetworks/hub/subnets/aca",
+                "infrastructureSubnetId": SHARED_ENV_SUBNET,
                 "internal": False,
             },
             "defaultDomain": SHARED_ENV_DOMAIN,
@@ -158,7 +163,8 @@ URNS_BEFORE = json.loads((Path(__file__).with_name("default_urns.json")).read_te
 def test_the_default_path_declares_the_same_resources_with_the_same_urns(case: str) -> None:
     stack, mode = case.split("-")
     run = run_program(stack, {"authMode": mode})
-    assert sorted(run.urns.values()) == URNS_BEFORE[case]
+    # The sign-in gateway (signIn: gateway, the default) only adds resources, under its own components.
+    assert before_the_gateway(run.urns.values()) == URNS_BEFORE[case]
     # Nothing is looked up when nothing is adopted.
     assert not [token for token, _ in run.mocks.calls if token.split(":")[-1].startswith(("getServer", "getManaged"))]
 
@@ -215,9 +221,16 @@ def test_the_programs_children_target_the_adopted_server_and_carry_the_stacks_pr
     containers = {c["name"]: c for c in run.one(CONTAINER_APP).inputs["template"]["containers"]}
     uri = {e["name"]: e.get("value") for e in containers["postgres-mcp"]["env"]}["DATABASE_URI"]
     assert uri.startswith(f"postgresql://postgres_mcp@{LEGACY_FQDN}:5432/app?")
-    # No administrator password is generated for a server the program did not create, nor stored.
-    assert run.of_type("random:index/randomPassword:RandomPassword") == []
-    assert run.of_type("azure-native:keyvault:Secret") == []
+    # No administrator password is generated for a server the program did not create, nor stored (the vault
+    # holds only the sign-in gateway's own keys).
+    assert [r.name for r in run.of_type("random:index/randomPassword:RandomPassword")] == [
+        "pgmcp-dev-gateway-signing-key",
+        "pgmcp-dev-gateway-store-key",
+    ]
+    assert {s.inputs["secretName"] for s in run.of_type("azure-native:keyvault:Secret")} == {
+        "gateway-signing-key",
+        "gateway-store-key",
+    }
 
 
 def test_allow_azure_services_on_an_adopted_server_never_overwrites_the_owners_rule() -> None:
@@ -288,7 +301,7 @@ def test_password_mode_signs_in_as_the_adopted_servers_administrator_with_the_se
     # Never exported, never copied into the vault (only the app's own password and URI are stored there).
     assert LEGACY_PASSWORD not in json.dumps(run.exports)
     stored = {s.inputs["secretName"] for s in run.of_type("azure-native:keyvault:Secret")}
-    assert stored == {"app-database-password", "database-uri"}
+    assert stored == {"app-database-password", "database-uri", "gateway-signing-key", "gateway-store-key"}
 
 
 def test_the_adopted_servers_password_must_be_a_secret() -> None:
@@ -400,13 +413,27 @@ def test_every_problem_of_an_adopted_server_is_reported_at_once() -> None:
 
 
 def test_the_app_joins_the_existing_environment_and_no_network_is_declared() -> None:
-    run = run_program("dev", IN_SHARED_ENV, recording=azure_estate())
+    warnings: list[str] = []
+    with mock.patch.object(pulumi.log, "warn", lambda message, *a, **kw: warnings.append(message)):
+        run = run_program("dev", IN_SHARED_ENV, recording=azure_estate())
+    # The subnet is its owner's: the warning says what the store's rule needs from them.
+    (store_warning,) = [w for w in warnings if "gateway's store" in w]
+    assert SHARED_ENV_SUBNET in store_warning and "--service-endpoints Microsoft.Storage" in store_warning
     for resource_type in NETWORK_TYPES:
         assert run.of_type(resource_type) == [], resource_type
     app = run.one(CONTAINER_APP).inputs
     assert (app["managedEnvironmentId"], app["workloadProfileName"]) == (SHARED_ENV_ID, "Consumption")
     assert app["containerAppName"] == "pgmcp-dev-mcp"
-    assert run.exports["mcpSseUrl"] == f"https://pgmcp-dev-mcp.{SHARED_ENV_DOMAIN}/sse"
+    # Behind the gateway (the default) clients call /mcp, at the name the environment's domain gives the app.
+    assert run.exports["mcpUrl"] == f"https://pgmcp-dev-mcp.{SHARED_ENV_DOMAIN}/mcp"
+    gateway = {c["name"]: c for c in app["template"]["containers"]}["gateway"]
+    public_url = {e["name"]: e.get("value") for e in gateway["env"]}["GATEWAY_PUBLIC_URL"]
+    assert public_url == f"https://pgmcp-dev-mcp.{SHARED_ENV_DOMAIN}"
+    # The gateway's store admits the environment's own subnet (IP rules would be ignored: Azure Storage does not
+    # apply them to requests from its own region, and an adopted environment is in the stack's).
+    rules = run.one("azure-native:storage:StorageAccount").inputs["networkRuleSet"]
+    assert rules["defaultAction"] == "Deny" and "ipRules" not in rules
+    assert [rule["virtualNetworkResourceId"] for rule in rules["virtualNetworkRules"]] == [SHARED_ENV_SUBNET]
     assert run.exports["environmentCreateOnly"] == {"existingEnvironmentId": SHARED_ENV_ID}
     assert run.exports["appEgressIps"] == NAT_ADDRESSES and "appEgressIp" not in run.exports
     # The environment's NAT addresses are what the server firewall admits, one rule each.

@@ -72,6 +72,13 @@ def deployed(stack: str, mode: str) -> cg.Deployment:
 
 
 @functools.cache
+def deployed_without_sign_in(stack: str, mode: str) -> cg.Deployment:
+    """The stack with `signIn: none`: only its allow-list or internal environment closes the endpoint, which the
+    anonymous-endpoint rule's cases about those two examine (behind the gateway, sign-in closes it by itself)."""
+    return cg.deployment(stack, mode, signIn="none", replicas=1)
+
+
+@functools.cache
 def previewed(stack: str, mode: str) -> cg.Deployment:
     return cg.first_preview(stack, mode)
 
@@ -122,6 +129,28 @@ def app(containers: list[dict[str, Any]] | None = None, **props: Any) -> Resourc
 
 def public_app(*restrictions: dict[str, Any]) -> Resource:
     return app(configuration={"ingress": {"external": True, "ipSecurityRestrictions": list(restrictions)}})
+
+
+def gateway_app(
+    host: str | None = "127.0.0.1", entra: dict[str, str] | None = None, port: int = 8080, *restrictions: dict[str, Any]
+) -> Resource:
+    """A public app whose ingress targets the sign-in gateway, postgres-mcp behind it on `host` (None: no
+    --sse-host, so the image's entrypoint binds 0.0.0.0)."""
+    settings = {"ENTRA_TENANT_ID": "t-1", "ENTRA_CLIENT_ID": "c-1"} if entra is None else entra
+    args = ["--transport=sse", "--sse-port=8000", "--access-mode=restricted"]
+    if host is not None:
+        args.insert(1, f"--sse-host={host}")
+    containers: list[dict[str, Any]] = [
+        {"name": "postgres-mcp", "image": "crystaldba/postgres-mcp:0.3.0", "args": args},
+        {
+            "name": "gateway",
+            "image": "r.azurecr.io/gw@sha256:" + "a" * 64,
+            "command": list(rules.GATEWAY_COMMAND),
+            "env": [{"name": name, "value": value} for name, value in settings.items()],
+        },
+    ]
+    ingress = {"external": True, "targetPort": port, "ipSecurityRestrictions": list(restrictions)}
+    return app(containers, configuration={"ingress": ingress})
 
 
 def auth(**props: Any) -> Resource:
@@ -304,10 +333,16 @@ CASES: dict[str, tuple[list[Resource], list[Resource]]] = {
                 {"action": "Allow", "ipAddressRange": "1.2.3.4/32"}, {"action": "Allow", "ipAddressRange": "::/0"}
             ),
             public_app({"action": "Deny", "ipAddressRange": "1.2.3.4/32"}),
+            gateway_app("0.0.0.0"),  # postgres-mcp reachable around the gateway
+            gateway_app(None),  # the same: the image's entrypoint adds --sse-host=0.0.0.0
+            gateway_app(entra={"ENTRA_TENANT_ID": "t-1", "ENTRA_CLIENT_ID": ""}),  # a gateway that signs in nobody
+            gateway_app(port=8000),  # the ingress reaches postgres-mcp itself, not the gateway
         ],
         [
             app(configuration={"ingress": {"external": False}}),
             public_app({"action": "Allow", "ipAddressRange": "203.0.113.0/24"}),
+            gateway_app(),  # public, no allow-list: the gateway signs every caller in
+            gateway_app("localhost"),
         ],
     ),
     "backups-kept": (
@@ -622,6 +657,7 @@ def test_the_program_opened_up_is_refused_through_the_analyzer() -> None:
     opened = cg.deployment(
         "dev",
         "token",
+        signIn="none",
         allowedClientCidrs=[],
         allowAnonymousPublicAccess=True,
         allowAzureServices=True,
@@ -855,7 +891,8 @@ def _auth_outputs(change: Callable[[dict[str, Any]], None]) -> Callable[[], list
 
 @functools.cache
 def signed_in_public() -> cg.Deployment:
-    return cg.deployment("dev", "token", entraAuthClientId="00000000-0000-0000-0000-0000000000ee")
+    # Easy Auth (an authConfig); the gateway's sign-in has cases of its own.
+    return cg.deployment("dev", "token", signIn="easyAuth", entraAuthClientId="00000000-0000-0000-0000-0000000000ee")
 
 
 def _without(selector: str) -> Callable[[], list[cg.Wire]]:
@@ -952,21 +989,27 @@ STACK_CASES: dict[str, list[StackCase]] = {
         (_vault_setting_aimed_at_the_server, "identity-vault", ("Key Vault", "resourceUri")),
     ],
     "not-anonymous-and-public": [
+        # The allow-list alone (signIn none: no gateway, no Easy Auth).
         (
             _app_outputs(
                 lambda p: _ingress(p)["ipSecurityRestrictions"].append(
                     {"action": "Allow", "ipAddressRange": "0.0.0.0/0", "name": "everyone"}
-                )
+                ),
+                signIn="none",
             ),
             "mcp-app",
             ("0.0.0.0/0",),
         ),
         (
-            _app_outputs(lambda p: _ingress(p)["ipSecurityRestrictions"][0].update(action="Deny")),
+            _app_outputs(lambda p: _ingress(p)["ipSecurityRestrictions"][0].update(action="Deny"), signIn="none"),
             "mcp-app",
             ("no Allow rule",),
         ),
-        (_app_outputs(lambda p: _ingress(p).pop("ipSecurityRestrictions")), "mcp-app", ("no IP allow-list",)),
+        (
+            _app_outputs(lambda p: _ingress(p).pop("ipSecurityRestrictions"), signIn="none"),
+            "mcp-app",
+            ("no IP allow-list",),
+        ),
         (_auth_outputs(lambda p: p["platform"].update(enabled=False)), "mcp-app", ("platform.enabled False",)),
         (
             _auth_outputs(lambda p: p["globalValidation"].update(unauthenticatedClientAction="AllowAnonymous")),
@@ -1026,7 +1069,7 @@ def test_a_public_endpoint_with_entra_sign_in_and_no_allow_list_passes() -> None
 
 def test_an_anonymous_endpoint_in_an_internal_environment_is_not_public() -> None:
     # prod: internal environment, so `external` ingress reaches the VNet only (Container Apps networking).
-    deployment = deployed("prod", "token")
+    deployment = deployed_without_sign_in("prod", "token")
     app = cg.mutated(
         _by_type(deployment, rules.CONTAINER_APP, "outputs"), lambda p: _ingress(p).pop("ipSecurityRestrictions")
     )
@@ -1049,12 +1092,18 @@ def test_known_bad_values_are_reported_in_a_first_preview_despite_unknowns() -> 
     assert cg.UNKNOWN in json.dumps(_container(cg.decoded(app))["env"])
     bad = cg.mutated(app, lambda p: _container(p).update(image="crystaldba/postgres-mcp"))
     fired = [d for d in cg.analyze(analyzer(), bad) if d.policy == "images-pinned"]
-    assert [d.enforcement for d in fired] == ["mandatory"] and "'crystaldba/postgres-mcp'" in fired[0].message
-    # The outputs a preview reports: the app's ID is unknown, its allow-list known.
+    assert [d.enforcement for d in fired] == ["mandatory", "advisory"] and "'crystaldba/postgres-mcp'" in fired[
+        0
+    ].message
+    # The gateway's image names the stack's registry, whose login server a first preview does not know yet.
+    assert "image of container 'gateway' is not known before deployment" in fired[1].message
+    # The outputs a preview reports: the app's ID is unknown, its allow-list known (without sign-in, where the
+    # allow-list is what closes the endpoint).
+    open_preview = cg.first_preview("dev", "token", signIn="none")
     outputs = _replace(
-        preview.outputs,
+        open_preview.outputs,
         cg.mutated(
-            _by_type(preview, rules.CONTAINER_APP, "outputs"),
+            _by_type(open_preview, rules.CONTAINER_APP, "outputs"),
             lambda p: _ingress(p)["ipSecurityRestrictions"][0].update(ipAddressRange="0.0.0.0/0"),
         ),
     )
@@ -1063,9 +1112,9 @@ def test_known_bad_values_are_reported_in_a_first_preview_despite_unknowns() -> 
 
 
 def test_an_unknown_value_is_never_taken_for_a_compliant_one() -> None:
-    app = _by_type(deployed("dev", "token"), rules.CONTAINER_APP, "outputs")
+    app = _by_type(deployed_without_sign_in("dev", "token"), rules.CONTAINER_APP, "outputs")
     unknown_list = cg.mutated(app, lambda p: _ingress(p).update(ipSecurityRestrictions=cg.UNKNOWN))
-    diagnostics = cg.analyze_stack(analyzer(), _replace(deployed("dev", "token").outputs, unknown_list))
+    diagnostics = cg.analyze_stack(analyzer(), _replace(deployed_without_sign_in("dev", "token").outputs, unknown_list))
     assert [(d.policy, d.enforcement) for d in diagnostics] == [("not-anonymous-and-public", "advisory")]
     assert "pgmcp-dev-mcp-app" in diagnostics[0].message and "during preview" in diagnostics[0].message
 
@@ -1119,3 +1168,65 @@ def test_enforcement_levels_come_from_the_config_file_too() -> None:
     assert {d.enforcement for d in cg.analyze(relaxed, app)} == {"advisory"}
     off = analyzer(json.dumps({"images-pinned": {"enforcementLevel": "disabled"}}))
     assert cg.analyze(off, app) == []
+
+
+# --- the sign-in gateway, through the analyzer on the program's own app ----------------------------------------
+
+GATEWAY_CLIENT_ID = "00000000-0000-0000-0000-0000000000ee"
+
+
+@functools.cache
+def gateway_public() -> cg.Deployment:
+    """dev behind the gateway with no allow-list: only the gateway's sign-in closes the endpoint."""
+    return cg.deployment("dev", "token", allowedClientCidrs=[], entraAuthClientId=GATEWAY_CLIENT_ID)
+
+
+def test_the_gateway_is_signed_in_and_its_constants_are_the_programs() -> None:
+    from components import mcp_app
+
+    assert rules.GATEWAY_COMMAND == mcp_app.GATEWAY_COMMAND and rules.GATEWAY_PORT == mcp_app.GATEWAY_PORT
+    deployment = gateway_public()
+    app = cg.decoded(_by_type(deployment, rules.CONTAINER_APP, "outputs"))
+    assert _ingress(app)["targetPort"] == 8080 and "ipSecurityRestrictions" not in _ingress(app)
+    assert not any(w.type == rules.AUTH_CONFIG for w in deployment.outputs)
+    assert run_pack(deployment) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda p: _container(p)["args"].__setitem__(1, "--sse-host=0.0.0.0"), "listens on 0.0.0.0"),
+        (lambda p: _container(p)["args"].pop(1), "listens on 0.0.0.0"),  # the entrypoint's default
+        (
+            lambda p: next(v for v in _container(p, "gateway")["env"] if v["name"] == "ENTRA_CLIENT_ID").update(
+                value=""
+            ),
+            "no Entra settings (ENTRA_CLIENT_ID",
+        ),
+        (lambda p: _ingress(p).update(targetPort=8000), "no Entra sign-in"),
+    ],
+    ids=["postgres-mcp-on-all-addresses", "no-sse-host", "no-client-id", "ingress-around-the-gateway"],
+)
+def test_a_gateway_that_leaves_postgres_mcp_open_is_refused(
+    change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    deployment = gateway_public()
+    assert _container(cg.decoded(_by_type(deployment, rules.CONTAINER_APP, "outputs")))["args"][1] == (
+        "--sse-host=127.0.0.1"
+    )
+    app = cg.mutated(_by_type(deployment, rules.CONTAINER_APP, "outputs"), change)
+    diagnostics = cg.analyze_stack(analyzer(), _replace(deployment.outputs, app))
+    assert [(d.policy, d.enforcement) for d in diagnostics] == [("not-anonymous-and-public", "mandatory")]
+    assert expected in diagnostics[0].message, diagnostics[0].message
+
+
+def test_postgres_mcp_on_all_addresses_behind_the_gateway_is_refused_in_an_internal_environment_too() -> None:
+    prod = cg.deployment("prod", "token", entraAuthClientId=GATEWAY_CLIENT_ID)
+    assert run_pack(prod) == []
+    app = cg.mutated(
+        _by_type(prod, rules.CONTAINER_APP, "outputs"),
+        lambda p: _container(p)["args"].__setitem__(1, "--sse-host=0.0.0.0"),
+    )
+    diagnostics = cg.analyze_stack(analyzer(), _replace(prod.outputs, app))
+    assert [d.policy for d in diagnostics] == ["not-anonymous-and-public"]
+    assert "listens on 0.0.0.0" in diagnostics[0].message

@@ -36,6 +36,13 @@ FIREWALL_RULE = "azure-native:dbforpostgresql:FirewallRule"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+STORAGE_TABLE = "azure-native:storage:Table"
+WAIT = "pulumi-python:dynamic:RolePropagationWait"
+# The secrets the sign-in gateway adds to the vault in both modes (shipped stacks: signIn gateway).
+GATEWAY_SECRETS = {"gateway-signing-key", "gateway-store-key"}
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"  # Learn, "Azure built-in roles for Containers": AcrPull
 
 STACKS = [(stack, mode) for stack in ("dev", "prod") for mode in ("token", "password")]
 
@@ -92,8 +99,11 @@ def test_identity_holds_secrets_user_on_the_vault_before_the_app_exists(deployed
     assert secrets_user[0].inputs["scope"].endswith(run.one(VAULT).name)
     assert app_identity is not None
     # The deployer gets no data-plane role: secrets are written through ARM (a control-plane PUT of
-    # Microsoft.KeyVault/vaults/secrets), and Secrets Officer would let CI read every password back.
-    assert [a.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for a in assignments] == [KEY_VAULT_SECRETS_USER]
+    # Microsoft.KeyVault/vaults/secrets), and Secrets Officer would let CI read every password back. The app's
+    # identity holds two more with the sign-in gateway (the default): its table
+    # (test_the_gateways_store_is_a_locked_table) and its image in the stack's own registry (AcrPull).
+    roles = sorted(a.inputs["roleDefinitionId"].rsplit("/", 1)[-1] for a in assignments)
+    assert roles == sorted([KEY_VAULT_SECRETS_USER, STORAGE_TABLE_DATA_CONTRIBUTOR, ACR_PULL])
     assert not [a for a in assignments if a.inputs["principalId"] == DEPLOYER_OBJECT_ID]
     assert not [a for a in assignments if a.inputs["roleDefinitionId"].endswith(KEY_VAULT_SECRETS_OFFICER)]
     # Mocks register resources in dependency order: the role exists before the app.
@@ -118,7 +128,7 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     run = token_mode
     app = run.one(CONTAINER_APP).inputs
     by_name = containers(run)
-    assert set(by_name) == {"postgres-mcp", "token-refresher"}
+    assert set(by_name) == {"postgres-mcp", "token-refresher", "gateway"}
     assert app["template"]["volumes"] == [{"name": "pgpass", "storageType": "EmptyDir"}]
     mcp_env, refresher_env = env_of(by_name["postgres-mcp"]), env_of(by_name["token-refresher"])
     fqdn = run.exports["serverFqdn"]
@@ -135,8 +145,9 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
         "PGUSER": "postgres_mcp",
     }
     assert refresher_env["AZURE_CLIENT_ID"]["value"] == run.exports["appIdentityClientId"]
-    for container in by_name.values():
-        assert container["volumeMounts"] == [{"volumeName": "pgpass", "mountPath": "/var/run/pgpass"}]
+    for name in ("postgres-mcp", "token-refresher"):  # the gateway has no business with the database password
+        assert by_name[name]["volumeMounts"] == [{"volumeName": "pgpass", "mountPath": "/var/run/pgpass"}]
+    assert "volumeMounts" not in by_name["gateway"]
     # The sidecar is the project's refresher, its code shipped and named by digest, in the server's own image.
     from components.mcp_app import refresher_digest, refresher_source
 
@@ -145,15 +156,19 @@ def test_token_mode_sidecar_shares_a_fresh_password_file(token_mode: ProgramRun)
     assert refresher_env["REFRESHER_DIGEST"]["value"] == refresher_digest()
     assert command[3] == "--margin-seconds=900"
     assert by_name["token-refresher"]["image"] == by_name["postgres-mcp"]["image"]
-    # No password for the app: no secrets on the app, no password auth on the server. The server's
-    # administrator login exists in both modes (create-only); its password waits in Key Vault.
-    assert not app["configuration"].get("secrets")
+    # No password for the app: its only secrets are the gateway's keys, no password auth on the server. The
+    # server's administrator login exists in both modes (create-only); its password waits in Key Vault.
+    assert {secret["name"] for secret in app["configuration"]["secrets"]} == GATEWAY_SECRETS
     server = run.one(SERVER)
     assert server.inputs["authConfig"]["passwordAuth"] == "Disabled"
     assert server.inputs["administratorLogin"] == "pgadmin"
     assert is_secret_at(server.raw_inputs, "administratorLoginPassword")
-    (admin_password,) = run.of_type("random:index/randomPassword:RandomPassword")
-    (stored,) = run.of_type("azure-native:keyvault:Secret")
+    (admin_password,) = [
+        r for r in run.of_type("random:index/randomPassword:RandomPassword") if r.name.endswith("-admin-password")
+    ]
+    (stored,) = [
+        r for r in run.of_type("azure-native:keyvault:Secret") if r.inputs["secretName"] not in GATEWAY_SECRETS
+    ]
     assert stored.inputs["secretName"] == "postgres-admin-password"
     assert stored.inputs["properties"]["value"] == admin_password.outputs["result"]
     assert server.inputs["administratorLoginPassword"] == admin_password.outputs["result"]
@@ -163,15 +178,15 @@ def test_password_mode_uri_is_a_key_vault_reference(password_mode: ProgramRun) -
     run = password_mode
     app = run.one(CONTAINER_APP).inputs
     by_name = containers(run)
-    assert set(by_name) == {"postgres-mcp"}
+    assert set(by_name) == {"postgres-mcp", "gateway"}
     assert env_of(by_name["postgres-mcp"])["DATABASE_URI"] == {"name": "DATABASE_URI", "secretRef": "database-uri"}
-    (secret,) = app["configuration"]["secrets"]
+    (secret,) = [s for s in app["configuration"]["secrets"] if s["name"] not in GATEWAY_SECRETS]
     assert secret["name"] == "database-uri"
     assert secret["identity"] == identity_id(run)
     assert secret["keyVaultUrl"].startswith(run.exports["keyVaultUri"] + "secrets/database-uri")
     assert "value" not in secret
     stored = {s.inputs["secretName"]: s for s in run.of_type("azure-native:keyvault:Secret")}
-    assert set(stored) == {"postgres-admin-password", "app-database-password", "database-uri"}
+    assert set(stored) == {"postgres-admin-password", "app-database-password", "database-uri", *GATEWAY_SECRETS}
     for secret_resource in stored.values():
         assert is_secret_at(secret_resource.raw_inputs, "properties", "value"), secret_resource.name
     app_password = stored["app-database-password"].inputs["properties"]["value"]
@@ -236,12 +251,16 @@ PROBE_BOUNDS = {"failureThreshold": (1, 10), "periodSeconds": (1, 240), "initial
 
 
 def test_every_probe_stays_within_what_the_api_accepts(deployed: tuple[str, str, ProgramRun]) -> None:
-    _, _, run = deployed
-    probes = [(name, probe) for name, container in containers(run).items() for probe in container["probes"]]
-    assert probes
-    for name, probe in probes:
-        for field, (low, high) in PROBE_BOUNDS.items():
-            assert low <= probe.get(field, low) <= high, (name, probe["type"], field, probe.get(field))
+    stack, mode, run = deployed
+    bare = run_program(stack, {"authMode": mode, "signIn": "none", "allowAnonymousPublicAccess": True, "replicas": 1})
+    for each in (run, bare):  # behind the gateway (shipped) and without it (postgres-mcp's own probes)
+        probes = [
+            (name, probe) for name, container in containers(each).items() for probe in container.get("probes", [])
+        ]
+        assert probes
+        for name, probe in probes:
+            for field, (low, high) in PROBE_BOUNDS.items():
+                assert low <= probe.get(field, low) <= high, (name, probe["type"], field, probe.get(field))
     startup = next(p for n, p in probes if n == "postgres-mcp" and p["type"] == "Startup")
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120  # room for a slow first connect
 
@@ -252,10 +271,9 @@ def test_app_container_shape(deployed: tuple[str, str, ProgramRun]) -> None:
     mcp = containers(run)["postgres-mcp"]
     assert mcp["image"] == "docker.io/crystaldba/postgres-mcp:0.3.0"
     assert "--transport=sse" in mcp["args"] and "--access-mode=restricted" in mcp["args"]
-    assert app["configuration"]["ingress"]["targetPort"] == 8000
+    # The shipped stacks sign in through the gateway: the ingress targets it (test_the_gateway_takes_the_ingress).
+    assert app["configuration"]["ingress"]["targetPort"] == 8080
     assert app["configuration"]["ingress"]["allowInsecure"] is False
-    assert {p["type"] for p in mcp["probes"]} == {"Startup", "Liveness", "Readiness"}
-    assert all(p["tcpSocket"]["port"] == 8000 for p in mcp["probes"])
     environment = run.one("azure-native:app:ManagedEnvironment").inputs
     # Logs through a diagnostic setting (test_server_vault_and_apps_log_to_one_workspace), not the shared-key
     # HTTP Data Collector API (support ended 14 September 2026).
@@ -287,14 +305,18 @@ def test_outputs(deployed: tuple[str, str, ProgramRun]) -> None:
     stack, mode, run = deployed
     exports = run.exports
     assert exports["authMode"] == mode
-    assert exports["mcpSseUrl"].startswith("https://") and exports["mcpSseUrl"].endswith("/sse")
+    # Behind the gateway clients call https://<fqdn>/mcp; the SSE URL is postgres-mcp's, which the ingress no
+    # longer reaches (test_without_the_gateway_the_outputs_are_as_before keeps it meaningful without the gateway).
+    fqdn = run.one(CONTAINER_APP).outputs["configuration"]["ingress"]["fqdn"]
+    assert exports["mcpUrl"] == f"https://{fqdn}/mcp"
+    assert exports["mcpSseUrl"] == ""
     assert exports["serverFqdn"].endswith(".postgres.database.azure.com")
     assert exports["databaseName"] == "app"
     assert exports["appRoleName"] == "postgres_mcp"
     assert exports["appIdentityClientId"] == "11111111-1111-1111-1111-111111111111"
     assert exports["keyVaultUri"].startswith("https://") and exports["keyVaultUri"].endswith(".vault.azure.net/")
     client = json.loads(exports["mcpClientConfig"])
-    assert client == {"mcpServers": {f"postgres-{stack}": {"type": "sse", "url": exports["mcpSseUrl"]}}}
+    assert client == {"mcpServers": {f"postgres-{stack}": {"type": "http", "url": exports["mcpUrl"]}}}
 
 
 def test_prod_protects_the_server_and_the_vault() -> None:
@@ -386,12 +408,22 @@ def test_every_resource_is_tagged() -> None:
         "FirewallRule",
         "RandomString",
         "RandomPassword",
+        "RandomUuid",
+        "RolePropagationWait",
         "Secret",
         "DiagnosticSetting",
         "ContainerAppsAuthConfig",
+        "Table",  # a table and the table service are parts of the storage account, which carries the tags
+        "TableServiceProperties",
     }
     for resource in run.resources:
-        if resource.type.rsplit(":", 1)[-1] in untaggable or resource.type.startswith(("postgresmcp:", DYNAMIC)):
+        # Entra objects (pulumi-azuread) and their provider carry no Azure resource tags.
+        entra = resource.type.startswith(("azuread:", "pulumi:providers:azuread"))
+        if (
+            entra
+            or resource.type.rsplit(":", 1)[-1] in untaggable
+            or resource.type.startswith(("postgresmcp:", DYNAMIC))
+        ):
             continue
         tags = resource.inputs.get("tags")
         assert tags and tags["environment"] == "dev" and tags["owner"] == "platform-team", resource.name
@@ -484,7 +516,8 @@ def test_shipped_stacks_admit_no_anonymous_caller_from_the_internet() -> None:
         assert dev_ingress["external"] is True
         assert [r["ipAddressRange"] for r in dev_ingress["ipSecurityRestrictions"]] == ["198.51.100.0/24"]
         assert all(r["action"] == "Allow" for r in dev_ingress["ipSecurityRestrictions"])
-        assert dev.exports["mcpAdmission"] == "allow-list"
+        # Both close it: the gateway signs callers in, the allow-list admits only the clients' range.
+        assert dev.exports["mcpAdmission"] == "entra-gateway+allow-list"
         # prod: an internal environment (no public address); `external` there means the VNet.
         assert prod.one("azure-native:app:ManagedEnvironment").inputs["vnetConfiguration"]["internal"] is True
         assert ingress_of(prod)["external"] is True
@@ -504,7 +537,13 @@ def test_allow_list_admission() -> None:
 
 def test_entra_sign_in_admission_rejects_anonymous_callers() -> None:
     run = run_program(
-        "dev", {"allowedClientCidrs": [], "entraAuthClientId": CLIENT_APP, "entraAuthAllowedClientIds": [CALLER_APP]}
+        "dev",
+        {
+            "signIn": "easyAuth",  # Container Apps authentication, the pasted-token option
+            "allowedClientCidrs": [],
+            "entraAuthClientId": CLIENT_APP,
+            "entraAuthAllowedClientIds": [CALLER_APP],
+        },
     )
     auth = run.one(AUTH_CONFIG).inputs
     assert auth["authConfigName"] == "current"
@@ -525,14 +564,14 @@ def test_entra_sign_in_admission_rejects_anonymous_callers() -> None:
 
 
 def test_internal_only_admission_has_no_public_endpoint() -> None:
-    run = run_program("dev", {"allowedClientCidrs": [], "ingressInternal": True})
+    run = run_program("dev", {"allowedClientCidrs": [], "ingressInternal": True, "signIn": "none"})
     assert run.one("azure-native:app:ManagedEnvironment").inputs["vnetConfiguration"]["internal"] is True
     assert run.exports["mcpEnvironmentIp"] == "10.60.0.100"  # an address of the apps subnet, not a public one
     assert run.exports["mcpAdmission"] == "internal"
 
 
 def test_anonymous_public_endpoint_only_with_the_loud_opt_in() -> None:
-    run = run_program("dev", {"allowedClientCidrs": [], "allowAnonymousPublicAccess": True})
+    run = run_program("dev", {"allowedClientCidrs": [], "allowAnonymousPublicAccess": True, "signIn": "none"})
     assert ingress_of(run)["external"] is True and "ipSecurityRestrictions" not in ingress_of(run)
     assert run.of_type(AUTH_CONFIG) == []
     assert run.exports["mcpAdmission"] == "anonymous-public"
@@ -546,11 +585,12 @@ def test_server_vault_and_apps_log_to_one_workspace(deployed: tuple[str, str, Pr
         for d in run.of_type("azure-native:monitor:DiagnosticSetting")
     }
     environment = run.one("azure-native:app:ManagedEnvironment").name
-    assert set(settings) == {run.one(SERVER).name, run.one(VAULT).name, environment}
+    table_service = run.one("azure-native:storage:TableServiceProperties").name  # the gateway's store
+    assert set(settings) == {run.one(SERVER).name, run.one(VAULT).name, environment, table_service}
     for setting in settings.values():
         assert setting["workspaceId"].endswith(workspace)
         assert setting["metrics"] == [{"category": "AllMetrics", "enabled": True}]
-    for target in (run.one(SERVER).name, run.one(VAULT).name):
+    for target in (run.one(SERVER).name, run.one(VAULT).name, table_service):
         assert settings[target]["logs"] == [{"categoryGroup": "allLogs", "enabled": True}]
     # The Container Apps environment: `azure-monitor` plus this setting, into the resource-specific tables the
     # token alerts query (Microsoft Learn, "Log storage and monitoring options in Azure Container Apps";
@@ -591,8 +631,9 @@ def gib(memory: str) -> float:
     return float(memory.removesuffix("Gi"))
 
 
-def test_sidecar_is_probed_on_its_health_endpoint_and_postgres_mcp_keeps_its_own(token_mode: ProgramRun) -> None:
-    by_name = containers(token_mode)
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_sidecar_is_probed_on_its_health_endpoint_and_postgres_mcp_keeps_its_own(stack: str) -> None:
+    by_name = containers(program(stack, "token"))
     refresher, mcp = by_name["token-refresher"], by_name["postgres-mcp"]
     probes = {probe["type"]: probe for probe in refresher["probes"]}
     # No readiness probe on the sidecar: the replica is ready only when all its containers are,
@@ -609,9 +650,15 @@ def test_sidecar_is_probed_on_its_health_endpoint_and_postgres_mcp_keeps_its_own
         "--health-port=8081",
         "--health-min-validity-seconds=450",
     ]
-    # postgres-mcp's probes, readiness included, stay on its own port.
-    assert {p["type"] for p in mcp["probes"]} == {"Startup", "Liveness", "Readiness"}
-    assert all(p["tcpSocket"] == {"port": 8000} and "httpGet" not in p for p in mcp["probes"])
+    # Behind the gateway postgres-mcp listens on loopback, where no platform probe reaches: the gateway's
+    # readiness (/healthz asks postgres-mcp) stands for it (test_the_gateways_probes_use_its_own_routes).
+    assert "probes" not in mcp
+    # Without the gateway postgres-mcp's probes, readiness included, stay on its own port.
+    bare = containers(run_program(stack, {"signIn": "none", "allowAnonymousPublicAccess": True, "replicas": 1}))[
+        "postgres-mcp"
+    ]
+    assert {p["type"] for p in bare["probes"]} == {"Startup", "Liveness", "Readiness"}
+    assert all(p["tcpSocket"] == {"port": 8000} and "httpGet" not in p for p in bare["probes"])
 
 
 def test_a_stuck_refresher_is_restarted_well_before_its_last_token_expires() -> None:
@@ -634,10 +681,11 @@ def test_token_mode_costs_what_password_mode_costs(deployed: tuple[str, str, Pro
     }
     total = (round(sum(cpu for cpu, _ in shares.values()), 2), round(sum(mem for _, mem in shares.values()), 2))
     assert total == (0.5, 1.0) and total in CONSUMPTION_PAIRS
+    # The gateway (0.15 vCPU / 0.25 GiB: it idles at ~100 MiB RSS) is carved out of the same total.
     if mode == "token":
-        assert shares == {"postgres-mcp": (0.45, 0.9), "token-refresher": (0.05, 0.1)}
+        assert shares == {"postgres-mcp": (0.3, 0.65), "token-refresher": (0.05, 0.1), "gateway": (0.15, 0.25)}
     else:
-        assert shares == {"postgres-mcp": (0.5, 1.0)}
+        assert shares == {"postgres-mcp": (0.35, 0.75), "gateway": (0.15, 0.25)}
     for cpu, memory in shares.values():  # each container: two decimals at most
         assert round(cpu, 2) == cpu and round(memory, 2) == memory
 

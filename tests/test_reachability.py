@@ -65,7 +65,8 @@ def test_prod_is_an_internal_environment_resolved_inside_the_vnet(mode: str) -> 
     assert link["virtualNetwork"] == {"id": resource_id(run, VNET)}
     assert link["registrationEnabled"] is False and link["location"] == "Global"
     # The app's name resolves through the wildcard record: <app>.<default domain>.
-    assert run.exports["mcpSseUrl"] == f"https://{app['containerAppName']}.{domain}/sse"
+    # (prod signs in through the gateway: the URL clients call is its /mcp, the public URL it is told the same.)
+    assert run.exports["mcpUrl"] == f"https://{app['containerAppName']}.{domain}/mcp"
     assert run.exports["mcpEnvironmentIp"] == static_ip
 
 

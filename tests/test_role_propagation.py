@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from engine import Engine, ProviderHost
-from harness import ROLE_ASSIGNED_AT, ProgramRun, run_program
+from harness import ROLE_ASSIGNED_AT, Declared, ProgramRun, run_program
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2
@@ -36,11 +36,19 @@ def secrets_user(run: ProgramRun) -> str:
     return assignment.name
 
 
+def key_vault_wait(run: ProgramRun) -> Declared:
+    """The wait that follows the identity's Key Vault Secrets User (the gateway's table and registry have their own:
+    tests/test_gateway.py, tests/test_sign_in_registration.py)."""
+    assignment = secrets_user(run)
+    (wait,) = [w for w in run.of_type(WAIT) if w.inputs["role_assignment_id"].endswith(f"/{assignment}")]
+    return wait
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_password_mode_app_waits_for_the_role_to_apply(stack: str) -> None:
     run = run_program(stack, {"authMode": "password"})
-    wait = run.one(WAIT)
     assignment = secrets_user(run)
+    wait = key_vault_wait(run)
     # The wait follows the role assignment (its ID is the trigger) and starts only once it exists...
     assert wait.inputs["role_assignment_id"].endswith(f"/{ROLE_ASSIGNMENT}/{assignment}")  # the mock's ARM ID
     assert run.depends_on(wait.name) == [assignment]
@@ -56,16 +64,34 @@ def test_the_password_mode_app_waits_for_the_role_to_apply(stack: str) -> None:
 
 def test_the_wait_is_configurable_and_independent_of_the_server() -> None:
     run = run_program("dev", {"authMode": "password", "keyVaultRoleWaitSeconds": 120})
-    wait = run.one(WAIT)
+    wait = key_vault_wait(run)
     assert wait.inputs["seconds"] == 120
+    # The gateway's table role waits as long: the same documented bound, under the same key.
+    assert {w.inputs["seconds"] for w in run.of_type(WAIT)} == {120}
     # Nothing but the role assignment: the wait runs alongside the server's creation.
     assert run.depends_on(wait.name) == [secrets_user(run)]
 
 
 def test_token_mode_references_no_secret_and_waits_for_nothing() -> None:
-    run = run_program("dev", {"authMode": "token"})
+    # Without the sign-in gateway: the app references no secret.
+    run = run_program("dev", {"authMode": "token", "signIn": "none"})
     assert run.of_type(WAIT) == []
     assert "secrets" not in run.one(CONTAINER_APP).inputs["configuration"]
+
+
+def test_behind_the_gateway_token_mode_waits_for_the_vault_and_the_table() -> None:
+    # The gateway's keys are Key Vault references in token mode too, its store is a table the identity reads
+    # through a new role, and its image is pulled with AcrPull: the first revision waits for all three roles.
+    run = run_program("dev", {"authMode": "token"})
+    app = run.one(CONTAINER_APP)
+    waits = run.of_type(WAIT)
+    assert len(waits) == 3 and all(wait.name in run.depends_on(app.name) for wait in waits)
+    assert key_vault_wait(run).inputs["seconds"] == DOCUMENTED_PROPAGATION_SECONDS
+    (table_wait,) = [w for w in waits if w.name.endswith("-table-contributor-propagation")]
+    (table_role,) = [r for r in run.of_type(ROLE_ASSIGNMENT) if r.name.endswith("-table-contributor")]
+    assert run.depends_on(table_wait.name) == [table_role.name]
+    assert table_wait.inputs["role_assignment_id"].endswith(f"/{ROLE_ASSIGNMENT}/{table_role.name}")
+    assert {s["name"] for s in app.inputs["configuration"]["secrets"]} == {"gateway-signing-key", "gateway-store-key"}
 
 
 def test_the_wait_counts_from_the_assignments_creation() -> None:

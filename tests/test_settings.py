@@ -100,11 +100,28 @@ BAD_VALUES: dict[str, list[tuple[Any, str]]] = {
         (["10.0.0.1/8"], "IPv4 address or CIDR"),
         ("10.0.0.0/8", "a list of"),
     ],
-    "entraAuthClientId": [("my-app", "a GUID"), ("api://5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "a GUID")],
+    "signIn": [("entra", "one of gateway, easyAuth, none"), ("EasyAuth", "one of gateway, easyAuth, none")],
+    "entraAuthClientId": [
+        ("my-app", "a GUID"),
+        ("api://5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "a GUID"),
+    ],
     "entraAuthAllowedClientIds": [
         (["nope"], "client IDs (GUIDs)"),
-        (["5f2b2d3e-1111-4c4c-8d8d-0123456789ab"], "unless entraAuthClientId is set"),
+        ("5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "a list of"),
     ],
+    "gatewayCredential": [
+        ("managed-identity", "one of federated, secret"),
+        ("secret", "or secret with entraAuthClientId set to an adopted registration"),
+    ],
+    "gatewayClientSecret": [
+        ("s3cret-not-echoed", "empty unless signIn is 'gateway' and gatewayCredential is 'secret'")
+    ],
+    "gatewayImage": [
+        ("myregistry.azurecr.io/gateway:1.0", "pinned by digest"),
+        ("myregistry.azurecr.io/gateway@sha256:abc", "pinned by digest"),
+    ],
+    "gatewayImageDigest": [("abc123", "sha256:<64 lowercase hex digits>"), ("sha256:" + "A" * 64, "lowercase")],
+    "replicas": [(0, "1 to 10"), (11, "1 to 10"), ("two", "a whole number")],
     "allowAnonymousPublicAccess": [("yes please", "true or false")],
     "mcpImage": [
         ("crystaldba/postgres-mcp", "pinned by a tag"),
@@ -280,25 +297,75 @@ def test_base_name_is_azure_safe() -> None:
 def test_an_anonymous_public_endpoint_needs_the_explicit_opt_in() -> None:
     recording = RecordingMocks()
     with pytest.raises(ConfigError) as refused:
-        run_program("dev", {"allowedClientCidrs": []}, recording=recording)
+        run_program("dev", {"allowedClientCidrs": [], "signIn": "none"}, recording=recording)
     message = str(refused.value)
     assert "would be public and anonymous" in message
     for key in (
         "'allowedClientCidrs'",
-        "'entraAuthClientId'",
+        "'signIn' 'gateway' or 'easyAuth'",
         "'ingressInternal: true'",
         "'allowAnonymousPublicAccess: true'",
     ):
         assert key in message
     assert recording.resources == []
-    opted_in = parse({"allowAnonymousPublicAccess": "true"}, "demo")
+    opted_in = parse({"allowAnonymousPublicAccess": "true", "signIn": "none"}, "demo")
     assert opted_in.admission == "anonymous-public"
+    # The sign-in gateway (the default) closes the endpoint by itself: no opt-in, no allow-list needed.
+    assert parse({}, "x").admission == "entra-gateway"
     assert (
         parse(
-            {"entraAuthClientId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab", "allowedClientCidrs": '["198.51.100.7"]'}, "x"
+            {
+                "signIn": "easyAuth",
+                "entraAuthClientId": "5f2b2d3e-1111-4c4c-8d8d-0123456789ab",
+                "allowedClientCidrs": '["198.51.100.7"]',
+            },
+            "x",
         ).admission
         == "entra+allow-list"
     )
+
+
+GUID_A = "5f2b2d3e-1111-4c4c-8d8d-0123456789ab"
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "fragment"),
+    [
+        ({"signIn": "easyAuth"}, "entraAuthClientId", "client ID with signIn 'easyAuth'"),
+        ({**CLOSED, "signIn": "none", "entraAuthClientId": GUID_A}, "entraAuthClientId", "empty with signIn 'none'"),
+        (
+            {**CLOSED, "signIn": "none", "entraAuthAllowedClientIds": f'["{GUID_A}"]'},
+            "entraAuthAllowedClientIds",
+            "empty list with signIn 'none'",
+        ),
+        (
+            {"gatewayCredential": "secret", "entraAuthClientId": GUID_A},
+            "gatewayClientSecret",
+            "pulumi config set --secret gatewayClientSecret",
+        ),
+        (
+            {"gatewayImage": f"r.azurecr.io/g@sha256:{'a' * 64}", "gatewayImageDigest": f"sha256:{'b' * 64}"},
+            "gatewayImageDigest",
+            "one image source",
+        ),
+        ({**CLOSED, "signIn": "easyAuth", "entraAuthClientId": GUID_A, "replicas": "2"}, "replicas", "SSE sessions"),
+    ],
+)
+def test_sign_in_keys_fit_together(config: dict[str, str], key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse(config, "x")
+    message = str(refused.value)
+    assert f"config key '{key}'" in message and fragment in message
+    assert "s3cret" not in message
+
+
+def test_an_adopted_registration_with_a_secret_is_accepted_and_the_secret_kept_verbatim() -> None:
+    parsed = parse(
+        {"entraAuthClientId": GUID_A, "gatewayCredential": "secret", "gatewayClientSecret": " s3cret~x "}, "x"
+    )
+    assert parsed.gateway_client_secret_value == " s3cret~x "
+    assert "s3cret" not in repr(parsed)
+    assert parse({"replicas": "2"}, "x").replicas == 2
 
 
 # --- adopting what exists ----------------------------------------------------------------------

@@ -71,6 +71,7 @@ def test_field_and_cross_key_errors_come_in_one_run() -> None:
             "appSubnetCidr": "10.99.0.0/23",  # across keys: outside vnetCidr
             "existingDatabase": "true",  # across keys: needs existingServerId
             "authmod": "token",  # unknown
+            "signIn": "none",  # no sign-in either: with the allow-list empty, the endpoint is anonymous
         }
     )
     assert len(found) == 7, found  # and the anonymous public endpoint, across four keys

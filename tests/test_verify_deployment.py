@@ -9,7 +9,12 @@ and the read-only properties those examples leave out (`latestRevisionName` on t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import http.server
+import json
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -481,3 +486,106 @@ def test_annotations_escape_what_the_runner_would_cut() -> None:
     assert verify_deployment.workflow_command("error", "check a, b: c", "50% done\nthen") == (
         "::error title=check a%2C b%3A c::50%25 done%0Athen"
     )
+
+
+# --- behind the sign-in gateway: its answer to an anonymous call ---------------------------------------------------
+
+
+class GatewayStandIn(http.server.BaseHTTPRequestHandler):
+    """Answers as the gateway does (FastMCP's RemoteAuthProvider): 401 naming its RFC 9728 metadata at
+    /.well-known/oauth-protected-resource/mcp. `behaviour` breaks it the ways the check must notice."""
+
+    behaviour = "gateway"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _base(self) -> str:
+        address = self.server.server_address
+        assert isinstance(address, tuple)  # an AF_INET server: (host, port)
+        return f"http://127.0.0.1:{address[1]}"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.behaviour == "open":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"jsonrpc": "2.0", "id": 1, "result": {}}')
+            return
+        self.send_response(401)
+        challenge = 'Bearer error="invalid_token"'
+        if self.behaviour != "no-metadata":
+            challenge += f', resource_metadata="{self._base()}/.well-known/oauth-protected-resource/mcp"'
+        self.send_header("WWW-Authenticate", challenge)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        resource = "https://elsewhere.example/mcp" if self.behaviour == "wrong-resource" else f"{self._base()}/mcp"
+        body = json.dumps({"resource": resource, "authorization_servers": [f"{self._base()}/"]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@contextlib.contextmanager
+def gateway_stand_in(behaviour: str) -> Iterator[str]:
+    handler = type("Handler", (GatewayStandIn,), {"behaviour": behaviour})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/mcp"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_the_gateway_admission_checks_its_answer_to_an_anonymous_call() -> None:
+    plan = admission_plan("entra-gateway+allow-list", "api://x/.default", APP, "20.1.2.3")
+    assert plan.kind == "gateway"
+    # An allow-list that leaves the runner out, or an internal environment, still skips.
+    assert admission_plan("entra-gateway+allow-list", "api://x/.default", APP, "52.9.9.9").kind == "skip"
+    assert admission_plan("internal+entra-gateway", "", OPEN_APP, "20.1.2.3").kind == "skip"
+    with gateway_stand_in("gateway") as url:
+        verdict = verify_deployment.gateway_verdict(url, timeout=5)
+    assert verdict.state == "ok" and "401" in verdict.message and "oauth-protected-resource/mcp" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("open", "sign-in is not enforced"),
+        ("no-metadata", "without resource_metadata"),
+        ("wrong-resource", "https://elsewhere.example/mcp"),
+    ],
+)
+def test_a_gateway_that_lets_anonymous_callers_in_or_names_no_metadata_fails(behaviour: str, expected: str) -> None:
+    with gateway_stand_in(behaviour) as url:
+        verdict = verify_deployment.gateway_verdict(url, timeout=5)
+    assert verdict.state == "fail" and expected in verdict.message, verdict.message
+    assert verify_deployment.gateway_verdict("", timeout=1).state == "fail"  # no --mcp-url
+
+
+def test_a_gateway_deployment_waits_for_the_gateway_container_and_checks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    def gateway_verdict(url: str, timeout: float) -> Verdict:
+        seen.append(url)
+        return Verdict("ok", "anonymous call refused with 401")
+
+    monkeypatch.setattr(verify_deployment, "gateway_verdict", gateway_verdict)
+    three = replicas(container("postgres-mcp"), container("token-refresher"), container("gateway"))
+    report = Report()
+    url = "https://pgmcp-dev-mcp.demokube-t24clv0g.eastus.azurecontainerapps.io/mcp"
+    verify(arguments(admission="entra-gateway+allow-list", sse_url="", mcp_url=url), healthy_arm(three), report)  # type: ignore[arg-type]
+    assert report.failures == [] and seen == [url]
+    assert any(line.startswith("ok [mcp sign-in (gateway)]") for line in report.lines)
+    # Without the gateway's container in the replica, the replicas check does not pass.
+    report = Report()
+    verify(arguments(admission="entra-gateway+allow-list", sse_url="", mcp_url=url), healthy_arm(), report)  # type: ignore[arg-type]
+    assert any("no container 'gateway'" in failure for failure in report.failures)

@@ -78,7 +78,7 @@ def test_main_deploys_dev_then_prod_one_run_per_stack_with_oidc() -> None:
 
 def test_the_runner_is_admitted_for_the_run_and_its_rule_removed_after() -> None:
     up = load("deploy.yml")["jobs"]["up"]
-    deploy, remove = uses(up, "pulumi/actions")
+    _, deploy, remove = uses(up, "pulumi/actions")
     assert deploy["with"]["command"] == "up" and "ciRunnerIp" in deploy["with"]["config-map"]
     assert "steps.runner.outputs.ip" in deploy["with"]["config-map"]
     assert remove["if"].startswith("always()")
@@ -116,7 +116,7 @@ def test_after_pulumi_up_the_deployment_is_verified_with_the_stacks_outputs() ->
     goes, fed with stack outputs the program really exports (pulumi/actions sets each one as a step output)."""
     up = load("deploy.yml")["jobs"]["up"]
     names = [step.get("name", "") for step in steps(up)]
-    deploy, remove = uses(up, "pulumi/actions")
+    _, deploy, remove = uses(up, "pulumi/actions")
     (verify,) = [step for step in steps(up) if "tools/verify_deployment.py" in step.get("run", "")]
     assert names.index(deploy["name"]) < names.index(verify["name"]) < names.index(remove["name"])
     assert "if" not in verify  # only after a successful `up`; the removal still runs (always())
@@ -153,7 +153,47 @@ def test_after_pulumi_up_the_deployment_is_verified_with_the_stacks_outputs() ->
             "/azure-native:app:ContainerApp/" + run.one("azure-native:app:ContainerApp").name
         )
         assert parsed.sse_url == exports["mcpSseUrl"] and parsed.auth_mode == exports["authMode"]
+        assert parsed.mcp_url == exports["mcpUrl"]
         assert parsed.admission == exports["mcpAdmission"] and parsed.entra_scope == exports["mcpEntraScope"]
+
+
+def test_the_gateway_image_is_built_its_registry_created_it_is_pushed_then_the_stack_deployed_by_its_digest() -> None:
+    """docs/sign-in.md#the-gateway-image: build to an OCI archive, digest, targeted up, push, full up; the pull
+    request builds and previews with the digest but pushes nothing."""
+    up = load("deploy.yml")["jobs"]["up"]
+    names = [step.get("name", "") for step in steps(up)]
+    (gateway,) = [step for step in steps(up) if step.get("id") == "gateway"]
+    (image,) = [step for step in steps(up) if step.get("id") == "image"]
+    (push,) = [step for step in steps(up) if "skopeo copy" in step.get("run", "")]
+    registry, deploy, remove = uses(up, "pulumi/actions")
+    # Two OIDC sign-ins: the CLI's ID token lasts about five minutes (DESIGN: AADSTS700024), and the registry's up
+    # plus the push may outlast it before the full up starts, so the job signs in again just before it.
+    login, login_again = uses(up, "Azure/login")
+    order = [names.index(step["name"]) for step in (gateway, image, login, registry, push, login_again, deploy, remove)]
+    assert order == sorted(order)
+    assert login_again["with"] == login["with"]
+    for step in (image, registry, push, login_again):
+        assert step["if"] == "steps.gateway.outputs.builds == 'true'"
+    # One single-platform manifest: no provenance or SBOM attestations (they would make an image index).
+    build = image["run"]
+    assert "--provenance=false" in build and "--sbom=false" in build and "type=oci,dest=gateway-image.tar" in build
+    assert "tools.gateway_image digest gateway-image.tar" in build
+    # The targeted up creates what the tool lists, with the digest; the full up and the removal carry it too.
+    assert registry["with"]["command"] == "up" and registry["with"]["target"] == "${{ steps.gateway.outputs.targets }}"
+    assert "tools.gateway_image targets" in gateway["run"]
+    for step in (registry, deploy, remove):
+        assert "gatewayImageDigest: {value: '${{ steps.image.outputs.digest }}'" in step["with"]["config-map"]
+    # skopeo keeps the digest or fails, and the pushed digest is checked; inputs travel in env.
+    assert "skopeo copy --preserve-digests oci-archive:gateway-image.tar" in push["run"]
+    assert "${{" not in push["run"] and "${{" not in gateway["run"]
+    assert "--expose-token" in push["run"] and "--password-stdin" in push["run"]
+
+    preview = load("pull-request.yml")["jobs"]["preview"]
+    assert not [step for step in steps(preview) if "skopeo" in step.get("run", "")]  # nothing pushed
+    (pr_image,) = [step for step in steps(preview) if step.get("id") == "image"]
+    assert "--provenance=false" in pr_image["run"] and "--sbom=false" in pr_image["run"]
+    (pr_preview,) = uses(preview, "pulumi/actions")
+    assert "gatewayImageDigest: {value: '${{ steps.image.outputs.digest }}'" in pr_preview["with"]["config-map"]
 
 
 ROOT = WORKFLOWS.parent.parent

@@ -14,6 +14,8 @@ Checks, in order:
    sidecar's probes, whose failures make the container not ready (startup) or restart it (liveness). A restart count
    that grows while the verification runs is a failure.
 3. mcp: an MCP session over SSE (initialize, notifications/initialized, tools/list) through the stack's admission.
+   Behind the sign-in gateway (`entra-gateway`), where only a person or an allowed agent signs in, the check is
+   the gateway's answer to an anonymous call instead: 401 naming its protected resource metadata, which it serves.
 
 Only the standard library plus azure-identity (through azure_cloud/deployer_credential.py, the same OIDC sign-in as
 the database-access provider): postgres-mcp 0.3.0 speaks MCP's SSE transport, simple enough to speak here.
@@ -54,6 +56,8 @@ HTTPS_PORT = 443
 # components/mcp_app.py's container names.
 MCP_CONTAINER = "postgres-mcp"
 REFRESHER_CONTAINER = "token-refresher"
+GATEWAY_CONTAINER = "gateway"
+GATEWAY_ADMISSION = "entra-gateway"
 # postgres-mcp's tool that agents call; its absence means another server answers at the URL.
 EXPECTED_TOOL = "execute_sql"
 MCP_PROTOCOL_VERSION = "2024-11-05"  # the SSE transport's protocol revision (mcp 1.6.0 in postgres-mcp 0.3.0)
@@ -216,6 +220,12 @@ def admission_plan(admission: str, entra_scope: str, app: Mapping[str, Any], run
                 "in it: list_tools cannot be called from here. Verify from an admitted address, or give agents "
                 "Entra sign-in (entraAuthClientId) so the pipeline can call with its own token",
             )
+    if GATEWAY_ADMISSION in modes:
+        return Admission(
+            "gateway",
+            "the sign-in gateway: an anonymous call must get 401 naming its protected resource metadata, which it "
+            "serves",
+        )
     if "entra" in modes:
         if not entra_scope:
             return Admission("skip", "Entra sign-in is on but the stack output mcpEntraScope is empty")
@@ -424,6 +434,70 @@ def list_tools(sse_url: str, headers: Mapping[str, str] | None = None, timeout: 
             return [str(tool.get("name")) for tool in value.get("tools") or []]
 
 
+def _resource_metadata_url(challenge: str) -> str:
+    """The `resource_metadata` parameter of a `WWW-Authenticate: Bearer ...` challenge (RFC 9728, section 5.1)."""
+    for part in challenge.split(","):
+        name, _, value = part.strip().removeprefix("Bearer").strip().partition("=")
+        if name.strip() == "resource_metadata":
+            return value.strip().strip('"')
+    return ""
+
+
+def gateway_verdict(mcp_url: str, timeout: float = 30.0) -> Verdict:
+    """What the pipeline can prove about the sign-in gateway without a person to sign in: the ingress reaches the
+    gateway at `mcp_url`, which refuses an anonymous MCP `initialize` as the MCP authorization specification says
+    (401 with `WWW-Authenticate: Bearer resource_metadata="..."`), and the metadata it names is served and names
+    this endpoint as its `resource`, with an authorization server (RFC 9728, section 3.2)."""
+    if not mcp_url:
+        return Verdict("fail", "no --mcp-url: pass the stack output mcpUrl")
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "verify-deployment", "version": "1"},
+        },
+    }
+    request = urllib.request.Request(
+        mcp_url,
+        data=json.dumps(initialize).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Verdict(
+                "fail", f"POST {mcp_url} without a token answered {response.status}: sign-in is not enforced"
+            )
+    except urllib.error.HTTPError as error:
+        if error.code != 401:
+            return Verdict("fail", _describe_http_error(error, f"POST {mcp_url} without a token"))
+        challenge = error.headers.get("WWW-Authenticate", "")
+    except (urllib.error.URLError, OSError) as error:
+        return Verdict("fail", f"POST {mcp_url}: {error}")
+    metadata_url = _resource_metadata_url(challenge)
+    if not metadata_url:
+        return Verdict(
+            "fail", f"POST {mcp_url} answered 401 without resource_metadata (WWW-Authenticate: {challenge!r})"
+        )
+    try:
+        with urllib.request.urlopen(metadata_url, timeout=timeout) as response:
+            metadata = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return Verdict("fail", f"GET {metadata_url} (the gateway's resource metadata): {error}")
+    resource = str(metadata.get("resource") or "") if isinstance(metadata, dict) else ""
+    servers = metadata.get("authorization_servers") if isinstance(metadata, dict) else None
+    if resource.rstrip("/") != mcp_url.rstrip("/") or not servers:
+        return Verdict(
+            "fail",
+            f"GET {metadata_url} names resource {resource!r} (expected {mcp_url}) and authorization servers "
+            f"{servers!r}: is GATEWAY_PUBLIC_URL the app's URL?",
+        )
+    return Verdict("ok", f"anonymous call refused with 401; resource metadata at {metadata_url}, servers {servers}")
+
+
 def mcp_verdict(tools: list[str]) -> Verdict:
     if EXPECTED_TOOL not in tools:
         return Verdict("fail", f"tools/list answered {tools}, without {EXPECTED_TOOL!r}: is this postgres-mcp?")
@@ -530,6 +604,8 @@ def verify(arguments: argparse.Namespace, arm: Arm, report: Report) -> None:
         return
     token_mode = arguments.auth_mode == "token"
     containers = (MCP_CONTAINER, REFRESHER_CONTAINER) if token_mode else (MCP_CONTAINER,)
+    if GATEWAY_ADMISSION in arguments.admission.split("+"):
+        containers = (*containers, GATEWAY_CONTAINER)
     replicas_path = f"/revisions/{revision_name}/replicas"
     replicas: dict[str, Any] = {}
 
@@ -550,6 +626,8 @@ def verify(arguments: argparse.Namespace, arm: Arm, report: Report) -> None:
         plan = network_plan(arm, app, arguments.runner_ip, plan)
     if plan.kind == "skip":
         report.add("mcp list_tools", Verdict("skip", plan.reason))
+    elif plan.kind == "gateway":
+        report.add("mcp sign-in (gateway)", gateway_verdict(getattr(arguments, "mcp_url", ""), arguments.mcp_timeout))
     else:
         headers = {}
         if plan.kind == "entra":
@@ -599,7 +677,8 @@ def network_plan(arm: Arm, app: Mapping[str, Any], runner_ip: str, plan: Admissi
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--container-app-id", required=True, help="stack output mcpContainerAppId")
-    parser.add_argument("--sse-url", required=True, help="stack output mcpSseUrl")
+    parser.add_argument("--sse-url", required=True, help="stack output mcpSseUrl (empty behind the sign-in gateway)")
+    parser.add_argument("--mcp-url", default="", help="stack output mcpUrl (the sign-in gateway's /mcp)")
     parser.add_argument("--auth-mode", required=True, choices=("token", "password"), help="stack output authMode")
     parser.add_argument("--admission", required=True, help="stack output mcpAdmission")
     parser.add_argument("--entra-scope", default="", help="stack output mcpEntraScope")
