@@ -10,6 +10,8 @@ own port and whose backend is postgres-mcp directly (no test relay in either pat
   gateway reads its JTI mapping and the upstream Entra token from the store, Table Storage played by
   Azurite, and verifies that Entra token); one caller and `concurrency` concurrent callers: p50 and p95
   over `calls` calls each, and the difference;
+- the gateway's start: wall time and CPU seconds from its launch to listening (imports, the store and
+  sign-in setup, the backend session), i.e. how long a CPU quota stretches it;
 - the gateway's resident memory (/proc/<pid>/status VmRSS) idle after start, and after the load
   (VmRSS and the peak VmHWM).
 
@@ -19,7 +21,9 @@ own port and whose backend is postgres-mcp directly (no test relay in either pat
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +44,12 @@ def memory_kib(pid: int) -> dict[str, int]:
         if name in ("VmRSS", "VmHWM"):
             found[name] = int(value.split()[0])
     return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _latencies(stack: Stack, url: str, calls: int, concurrency: int, *args: str, env: dict[str, str]) -> list[float]:
@@ -69,12 +79,16 @@ def gateway_overhead(calls: int = 200, concurrency: int = 5, progress: Any = pri
         # Entra tokens living an hour: no refresh inside the measurement.
         with gateway_stack(Path(work), access_token_lifetime=3600) as stack:
             port = free_port()
+            started = time.monotonic()
             gateway = stack.start_gateway(
                 route=False,
                 port=port,
                 GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{port}",
                 GATEWAY_BACKEND_URL=f"http://127.0.0.1:{stack.mcp_port}/sse",
             )
+            # Listening means the lifespan ran (uvicorn binds after startup): the backend session is open.
+            figures["startup_wall_s"] = time.monotonic() - started
+            figures["startup_cpu_s"] = cpu_seconds(gateway.process.pid)
             stack.wait_healthy(gateway)
             figures["rss_idle_kib"] = memory_kib(gateway.process.pid)["VmRSS"]
             token = {"AGENT_TOKEN": stack.agent_token()}
@@ -122,6 +136,10 @@ def gateway_overhead(calls: int = 200, concurrency: int = 5, progress: Any = pri
                 f"{through_p50:>12.1f} {through_p95:>7.1f} {row[prefix + 'added_p50_ms']:>10.1f} "
                 f"{row[prefix + 'added_p95_ms']:>7.1f}"
             )
+    print(
+        f"gateway start to listening: {figures['startup_wall_s']:.1f} s, {figures['startup_cpu_s']:.2f} CPU-seconds "
+        f"(at a 0.15 vCPU quota about {figures['startup_cpu_s'] / 0.15:.0f} s)"
+    )
     print(
         f"gateway memory: idle {figures['rss_idle_kib'] / 1024:.0f} MiB, after the load "
         f"{figures['rss_loaded_kib'] / 1024:.0f} MiB (peak {figures['rss_peak_kib'] / 1024:.0f} MiB)"

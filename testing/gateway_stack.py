@@ -298,6 +298,13 @@ class Stack:
         summary = next((line for line in lines if "done" in line), {"done": False, "error": "no summary"})
         return ClientRun(completed.returncode, calls, summary, completed.stderr)
 
+    def diagnosis(self, run: ClientRun) -> str:
+        """What to read when a client run failed: its summary and error output, each gateway's log tail."""
+        parts = [f"client: {run.summary}", run.stderr[-2500:]]
+        for gateway in self.gateways:
+            parts.append(f"--- gateway on :{gateway.port} (log tail)\n{gateway.log[-3500:]}")
+        return "\n".join(parts)
+
     def agent_token(self, client_id: str = AGENT, secret: str = AGENT_SECRET, lifetime: int = 300) -> str:
         """A client-credentials token from the Entra stand-in, as an agent gets one.
 

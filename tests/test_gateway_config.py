@@ -137,3 +137,23 @@ def test_every_problem_is_reported_in_one_run() -> None:
         "GATEWAY_SIGNING_KEY",
         "GATEWAY_STORE_TABLE",
     ]
+
+
+def test_what_the_infrastructure_declares_is_accepted() -> None:
+    # The values the Container App gives the gateway (components/mcp_app.py), per cloud.
+    from azure_cloud.clouds import CHINA, PUBLIC, US_GOVERNMENT
+    from components.mcp_app import GATEWAY_BACKEND_URL, GATEWAY_PORT
+    from components.sign_in_store import STORE_TABLE
+
+    for cloud in (PUBLIC, US_GOVERNMENT, CHINA):
+        settings = load(
+            {
+                **VALID,
+                "GATEWAY_PORT": str(GATEWAY_PORT),
+                "GATEWAY_BACKEND_URL": GATEWAY_BACKEND_URL,
+                "ENTRA_AUTHORITY_HOST": cloud.authority_host,
+                "ENTRA_FEDERATION_AUDIENCE": cloud.federation_audience,
+                "GATEWAY_STORE_TABLE": STORE_TABLE,
+            }
+        )
+        assert settings.authority_host == cloud.authority_host

@@ -81,7 +81,7 @@ def signed_in(stack: Stack) -> Path:
     """A client that signed in once (its registration and tokens in this file)."""
     storage = stack.work / "client-state.json"
     run = stack.run_client("--storage", str(storage), "--calls", "1")
-    assert run.returncode == 0 and run.summary.get("sign_ins") == 1, (run.summary, run.stderr[-3000:])
+    assert run.returncode == 0 and run.summary.get("sign_ins") == 1, stack.diagnosis(run)
     return storage
 
 
@@ -155,17 +155,17 @@ def test_a_second_gateway_sharing_the_store_serves_the_first_ones_sign_in(stack:
         stack.ingress.set_targets([second.port])
         # The access token the first gateway issued, accepted by the second.
         run = stack.run_client("--storage", str(signed_in), "--no-browser", "--calls", "2", "--interval", "0.5")
-        assert run.returncode == 0 and run.summary["sign_ins"] == 0, (run.summary, run.stderr[-3000:])
+        assert run.returncode == 0 and run.summary["sign_ins"] == 0, stack.diagnosis(run)
         # The first gateway's refresh token, redeemed at the second (the client's /token refresh grant).
         refreshed_before = len(stack.entra.requests("token", grant_type="refresh_token"))
         run = stack.run_client("--storage", str(signed_in), "--no-browser", "--refresh-first", "--calls", "2")
-        assert run.returncode == 0 and run.summary["sign_ins"] == 0, (run.summary, run.stderr[-3000:])
+        assert run.returncode == 0 and run.summary["sign_ins"] == 0, stack.diagnosis(run)
         assert '"POST /token HTTP/1.1" 200' in second.log and '"POST /mcp HTTP/1.1" 200' in second.log
         assert len(stack.entra.requests("token", grant_type="refresh_token")) > refreshed_before
         # And the token the second gateway issued, accepted by the first.
         stack.ingress.set_targets([first.port])
         run = stack.run_client("--storage", str(signed_in), "--no-browser", "--calls", "1")
-        assert run.returncode == 0 and run.summary["sign_ins"] == 0, (run.summary, run.stderr[-3000:])
+        assert run.returncode == 0 and run.summary["sign_ins"] == 0, stack.diagnosis(run)
     finally:
         stack.ingress.set_targets([first.port])
         second.stop()
@@ -175,9 +175,9 @@ def test_a_restarted_gateway_keeps_the_sign_in(stack: Stack, signed_in: Path) ->
     current(stack).stop()
     restarted = stack.start_gateway()
     run = stack.run_client("--storage", str(signed_in), "--no-browser", "--calls", "2", "--interval", "0.5")
-    assert run.returncode == 0 and run.summary["sign_ins"] == 0, (run.summary, run.stderr[-3000:])
+    assert run.returncode == 0 and run.summary["sign_ins"] == 0, stack.diagnosis(run)
     run = stack.run_client("--storage", str(signed_in), "--no-browser", "--refresh-first", "--calls", "1")
-    assert run.returncode == 0 and run.summary["sign_ins"] == 0, (run.summary, run.stderr[-3000:])
+    assert run.returncode == 0 and run.summary["sign_ins"] == 0, stack.diagnosis(run)
     assert '"POST /mcp HTTP/1.1" 200' in restarted.log
 
 
@@ -188,7 +188,7 @@ def test_the_client_secret_credential_signs_in_too(stack: Stack) -> None:
         stack.ingress.set_targets([with_secret.port])
         before = len(stack.entra.requests("token", grant_type="authorization_code"))
         run = stack.run_client("--storage", str(stack.work / "secret-client.json"), "--calls", "1")
-        assert run.returncode == 0 and run.summary["sign_ins"] == 1, (run.summary, run.stderr[-3000:])
+        assert run.returncode == 0 and run.summary["sign_ins"] == 1, stack.diagnosis(run)
         redeemed = stack.entra.requests("token", grant_type="authorization_code")[before:]
         # Entra accepted the code with the secret (client_secret_basic: in the Authorization header).
         assert redeemed and redeemed[-1].outcome == "ok"
@@ -313,7 +313,7 @@ def test_an_allowed_agents_token_wrong_in_one_claim_or_its_key_gets_401(stack: S
 def test_an_allowed_agent_calls_with_its_client_credentials_token(stack: Stack) -> None:
     token = stack.agent_token()
     run = stack.run_client("--bearer-env", "AGENT_TOKEN", "--calls", "2", env={"AGENT_TOKEN": token})
-    assert run.returncode == 0 and all(call["ok"] for call in run.calls), (run.summary, run.stderr[-3000:])
+    assert run.returncode == 0 and all(call["ok"] for call in run.calls), stack.diagnosis(run)
 
 
 def test_concurrent_callers_are_not_serialized_by_the_shared_backend_session(stack: Stack) -> None:
@@ -352,15 +352,15 @@ def test_concurrent_callers_are_not_serialized_by_the_shared_backend_session(sta
         caller.join(timeout=120)
     assert waiting == 5, waiting
     run = finished[0]
-    assert run.returncode == 0 and len(run.calls) == 5 and all(call["ok"] for call in run.calls), run.summary
+    assert run.returncode == 0 and len(run.calls) == 5 and all(call["ok"] for call in run.calls), stack.diagnosis(run)
 
 
 def test_the_callers_bearer_never_reaches_postgres_mcp_and_no_token_is_logged(stack: Stack, signed_in: Path) -> None:
     agent = stack.agent_token()
     run = stack.run_client("--bearer-env", "AGENT_TOKEN", "--calls", "1", env={"AGENT_TOKEN": agent})
-    assert run.returncode == 0, run.summary
+    assert run.returncode == 0, stack.diagnosis(run)
     run = stack.run_client("--storage", str(signed_in), "--no-browser", "--calls", "1")
-    assert run.returncode == 0, run.summary
+    assert run.returncode == 0, stack.diagnosis(run)
     tokens = stored_tokens(signed_in)
     sent = stack.relay.sent
     assert b"tools/call" in sent and b"list_schemas" in sent  # the calls did pass through the relay
@@ -403,7 +403,7 @@ def test_healthz_follows_postgres_mcp_and_the_shared_session_reconnects(stack: S
     stack.wait_healthy(gateway, timeout=30)
     token = stack.agent_token()
     run = stack.run_client("--bearer-env", "AGENT_TOKEN", "--calls", "2", env={"AGENT_TOKEN": token})
-    assert run.returncode == 0 and all(call["ok"] for call in run.calls), (run.summary, run.stderr[-3000:])
+    assert run.returncode == 0 and all(call["ok"] for call in run.calls), stack.diagnosis(run)
     assert gateway.log.count("backend session") >= 2  # a new shared session after the restart
 
 
