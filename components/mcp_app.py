@@ -155,21 +155,27 @@ def restart_lead_seconds(margin_seconds: int) -> float:
     return margin_seconds - refresher_stall_seconds() - REFRESHER_LIVENESS.window_seconds
 
 
-def refresher_probes() -> list[app.ContainerAppProbeArgs]:
+def http_probes(port: int, *probes: tuple[str, str, ProbeTiming]) -> list[app.ContainerAppProbeArgs]:
+    """HTTP GET probes on one port: (type, path, timing) each."""
     return [
         app.ContainerAppProbeArgs(
             type=kind,
-            http_get=app.ContainerAppProbeHttpGetArgs(path=path, port=REFRESHER_HEALTH_PORT),
+            http_get=app.ContainerAppProbeHttpGetArgs(path=path, port=port),
             period_seconds=timing.period_seconds,
             failure_threshold=timing.failure_threshold,
             timeout_seconds=timing.timeout_seconds,
             initial_delay_seconds=timing.initial_delay_seconds,
         )
-        for kind, path, timing in (
-            ("Startup", REFRESHER_HEALTH_PATH, REFRESHER_STARTUP),
-            ("Liveness", REFRESHER_LIVENESS_PATH, REFRESHER_LIVENESS),
-        )
+        for kind, path, timing in probes
     ]
+
+
+def refresher_probes() -> list[app.ContainerAppProbeArgs]:
+    return http_probes(
+        REFRESHER_HEALTH_PORT,
+        ("Startup", REFRESHER_HEALTH_PATH, REFRESHER_STARTUP),
+        ("Liveness", REFRESHER_LIVENESS_PATH, REFRESHER_LIVENESS),
+    )
 
 
 def refresher_source() -> str:
@@ -336,21 +342,12 @@ GATEWAY_READINESS = ProbeTiming(period_seconds=5, failure_threshold=2)
 
 
 def gateway_probes() -> list[app.ContainerAppProbeArgs]:
-    return [
-        app.ContainerAppProbeArgs(
-            type=kind,
-            http_get=app.ContainerAppProbeHttpGetArgs(path=path, port=GATEWAY_PORT),
-            period_seconds=timing.period_seconds,
-            failure_threshold=timing.failure_threshold,
-            timeout_seconds=timing.timeout_seconds,
-            initial_delay_seconds=timing.initial_delay_seconds,
-        )
-        for kind, path, timing in (
-            ("Startup", GATEWAY_LIVENESS_PATH, GATEWAY_STARTUP),
-            ("Liveness", GATEWAY_LIVENESS_PATH, GATEWAY_LIVENESS),
-            ("Readiness", GATEWAY_HEALTH_PATH, GATEWAY_READINESS),
-        )
-    ]
+    return http_probes(
+        GATEWAY_PORT,
+        ("Startup", GATEWAY_LIVENESS_PATH, GATEWAY_STARTUP),
+        ("Liveness", GATEWAY_LIVENESS_PATH, GATEWAY_LIVENESS),
+        ("Readiness", GATEWAY_HEALTH_PATH, GATEWAY_READINESS),
+    )
 
 
 def gateway_container(

@@ -436,5 +436,23 @@ def gateway_stack(work: Path, *, access_token_lifetime: int = 5, issuer_host: st
             entra.stop()
 
 
+def run_in_gateway_venv(script: str) -> dict[str, Any]:
+    """Runs `script` (Python source) in the gateway's locked virtualenv from the repository root, with nothing of
+    this process's environment but PATH; returns the JSON object its last output line prints."""
+    python = ensure_gateway_venv(log=False) / "bin" / "python"
+    completed = subprocess.run(
+        [str(python), "-c", script],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
 def lines_with(text: str, needle: str) -> list[str]:
     return [line for line in text.splitlines() if needle in line]

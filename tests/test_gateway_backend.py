@@ -7,13 +7,9 @@ every failure at once. The session is a stand-in with fastmcp's surface (`is_con
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from drill.gateway_venv import ensure_venv as ensure_gateway_venv
-from testing.gateway_stack import ROOT
+from testing.gateway_stack import run_in_gateway_venv
 
 pytestmark = pytest.mark.drill
 
@@ -86,18 +82,7 @@ asyncio.run(main())
 
 
 def test_a_slow_ping_keeps_the_shared_session_and_three_in_a_row_or_a_dead_one_drop_it() -> None:
-    python = ensure_gateway_venv(log=False) / "bin" / "python"
-    completed = subprocess.run(
-        [str(python), "-c", SCRIPT],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    out = run_in_gateway_venv(SCRIPT)
     assert out["reported"], out  # readiness says so at the first failed ping
     assert out["kept_after_two"], out  # but the session, and the calls in flight on it, stay
     assert out["answers"] and out["count_reset_by_an_answer"], out

@@ -6,13 +6,9 @@ The route itself, against Azurite, is in tests/test_gateway_end_to_end.py.
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from drill.gateway_venv import ensure_venv as ensure_gateway_venv
-from testing.gateway_stack import ROOT
+from testing.gateway_stack import run_in_gateway_venv
 
 pytestmark = pytest.mark.drill
 
@@ -71,18 +67,7 @@ asyncio.run(main())
 
 
 def test_the_store_check_reads_once_per_period_and_reports_the_table() -> None:
-    python = ensure_gateway_venv(log=False) / "bin" / "python"
-    completed = subprocess.run(
-        [str(python), "-c", SCRIPT],
-        cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    out = run_in_gateway_venv(SCRIPT)
     assert out["shared"] and out["select"] and out["cached"], out
     assert out["failure"].startswith("table gatewaySignIns: HttpResponseError: This request is not authorized"), out
     assert "RequestId" not in out["failure"]  # the first line only

@@ -7,13 +7,9 @@ Entra's tokens on time (tests/test_gateway_end_to_end.py, tests/test_gateway_lon
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from drill.gateway_venv import ensure_venv as ensure_gateway_venv
-from testing.gateway_stack import ROOT
+from testing.gateway_stack import run_in_gateway_venv
 
 pytestmark = pytest.mark.drill
 
@@ -80,12 +76,7 @@ print(json.dumps(out))
 
 
 def test_an_accepted_token_is_verified_once_per_period_and_never_past_its_entra_token() -> None:
-    python = ensure_gateway_venv(log=False) / "bin" / "python"
-    done = subprocess.run(
-        [str(python), "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    verdict = json.loads(done.stdout.strip().splitlines()[-1])
+    verdict = run_in_gateway_venv(SCRIPT)
     assert verdict == {
         "kept": True,
         "within": True,
