@@ -41,8 +41,8 @@ from typing import NotRequired, TypedDict
 import pulumi
 from pulumi_azure_native import app, authorization, containerregistry
 
-from components.identity_and_secrets import role_definition_id
-from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RolePropagationWait
+from components.identity_and_secrets import assign_role
+from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, wait_for_role
 
 ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 """AcrPull: Learn's built-in roles page for Containers (see the module docstring)."""
@@ -113,25 +113,17 @@ class GatewayRegistry(pulumi.ComponentResource):
         )
         self.login_server = self.registry.login_server
 
-        self.acr_pull = authorization.RoleAssignment(
+        self.acr_pull = assign_role(
             f"{name}-acr-pull",
             scope=self.registry.id,
             principal_id=args["identity_principal_id"],
-            principal_type="ServicePrincipal",
-            role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
-                lambda subscription: role_definition_id(subscription, ACR_PULL)
-            ),
+            subscription_id=args["subscription_id"],
+            role=ACR_PULL,
             description="The MCP app pulls the sign-in gateway's image",
             opts=child,
         )
-        wait = RolePropagationWait(
-            f"{name}-acr-pull-propagation",
-            {
-                "role_assignment_id": self.acr_pull.id,
-                "seconds": args.get("role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS),
-                "assigned_at": self.acr_pull.created_on,
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.acr_pull]),
+        wait = wait_for_role(
+            f"{name}-acr-pull", self.acr_pull, args.get("role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS), self
         )
         self.pull_ready = [self.acr_pull, wait]
 

@@ -18,7 +18,7 @@ import pulumi_random as random
 from pulumi_azure_native import authorization, keyvault, managedidentity
 
 from components.monitoring import send_diagnostics
-from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RolePropagationWait
+from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, wait_for_role
 
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
@@ -29,6 +29,30 @@ APP_PASSWORD_SECRET = "app-database-password"  # noqa: S105 (a secret name, not 
 
 def role_definition_id(subscription_id: str, role_guid: str) -> str:
     return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{role_guid}"
+
+
+def assign_role(
+    name: str,
+    *,
+    scope: pulumi.Input[str],
+    principal_id: pulumi.Input[str],
+    subscription_id: pulumi.Input[str],
+    role: str,
+    description: str,
+    opts: pulumi.ResourceOptions,
+) -> authorization.RoleAssignment:
+    """A built-in role (its GUID) for a managed identity (a service principal) on `scope`."""
+    return authorization.RoleAssignment(
+        name,
+        scope=scope,
+        principal_id=principal_id,
+        principal_type="ServicePrincipal",
+        role_definition_id=pulumi.Output.from_input(subscription_id).apply(
+            lambda subscription: role_definition_id(subscription, role)
+        ),
+        description=description,
+        opts=opts,
+    )
 
 
 def generated_password(name: str, opts: pulumi.ResourceOptions) -> random.RandomPassword:
@@ -133,14 +157,12 @@ class IdentityAndSecrets(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args["protect"]),
         )
 
-        self.secrets_user_assignment = authorization.RoleAssignment(
+        self.secrets_user_assignment = assign_role(
             f"{name}-app-secrets-user",
             scope=vault.id,
             principal_id=identity.principal_id,
-            principal_type="ServicePrincipal",
-            role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
-                lambda subscription: role_definition_id(subscription, KEY_VAULT_SECRETS_USER)
-            ),
+            subscription_id=args["subscription_id"],
+            role=KEY_VAULT_SECRETS_USER,
             description="postgres-mcp reads its Key Vault references",
             opts=child,
         )
@@ -148,14 +170,11 @@ class IdentityAndSecrets(pulumi.ComponentResource):
         # Password mode's app references the vault, and so does the sign-in gateway's in both modes.
         if args["with_passwords"] or args.get("references_vault", False):
             self.secrets_readable.append(
-                RolePropagationWait(
-                    f"{name}-app-secrets-user-propagation",
-                    {
-                        "role_assignment_id": self.secrets_user_assignment.id,
-                        "seconds": args.get("key_vault_role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS),
-                        "assigned_at": self.secrets_user_assignment.created_on,
-                    },
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[self.secrets_user_assignment]),
+                wait_for_role(
+                    f"{name}-app-secrets-user",
+                    self.secrets_user_assignment,
+                    args.get("key_vault_role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS),
+                    self,
                 )
             )
         self._vault = vault

@@ -105,3 +105,13 @@ class RolePropagationWait(DynamicResource, name="RolePropagationWait"):
             },
             opts,
         )
+
+
+def wait_for_role(name: str, assignment: Any, seconds: int, parent: pulumi.Resource) -> RolePropagationWait:
+    """The wait that follows a role assignment (`<name>-propagation`, counted from its `createdOn`): what a revision
+    that needs the role depends on."""
+    return RolePropagationWait(
+        f"{name}-propagation",
+        {"role_assignment_id": assignment.id, "seconds": seconds, "assigned_at": assignment.created_on},
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[assignment]),
+    )

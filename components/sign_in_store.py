@@ -45,11 +45,11 @@ import re
 from typing import NotRequired, TypedDict
 
 import pulumi
-from pulumi_azure_native import authorization, storage
+from pulumi_azure_native import storage
 
-from components.identity_and_secrets import role_definition_id
+from components.identity_and_secrets import assign_role
 from components.monitoring import send_diagnostics
-from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, RolePropagationWait
+from components.role_propagation import DOCUMENTED_PROPAGATION_SECONDS, wait_for_role
 
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 STORE_TABLE = "gatewaysignins"  # 3-63 alphanumerics, starting with a letter (Table service naming rules)
@@ -130,25 +130,17 @@ class SignInStore(pulumi.ComponentResource):
             resource_group_name=args["resource_group_name"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[table_service]),
         )
-        assignment = authorization.RoleAssignment(
+        assignment = assign_role(
             f"{name}-table-contributor",
             scope=table.id,
             principal_id=args["principal_id"],
-            principal_type="ServicePrincipal",
-            role_definition_id=pulumi.Output.from_input(args["subscription_id"]).apply(
-                lambda subscription: role_definition_id(subscription, STORAGE_TABLE_DATA_CONTRIBUTOR)
-            ),
+            subscription_id=args["subscription_id"],
+            role=STORAGE_TABLE_DATA_CONTRIBUTOR,
             description="The sign-in gateway reads and writes its sign-ins",
             opts=child,
         )
-        wait = RolePropagationWait(
-            f"{name}-table-contributor-propagation",
-            {
-                "role_assignment_id": assignment.id,
-                "seconds": args.get("role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS),
-                "assigned_at": assignment.created_on,
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[assignment]),
+        wait = wait_for_role(
+            f"{name}-table-contributor", assignment, args.get("role_wait_seconds", DOCUMENTED_PROPAGATION_SECONDS), self
         )
         # The table service's reads, writes and deletes (and metrics), like the vault's and the server's.
         send_diagnostics(

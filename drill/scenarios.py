@@ -242,6 +242,30 @@ class RefresherProcess:
             self.process.wait(timeout=10)
 
 
+def start_refresher(
+    endpoint: IdentityEndpoint, identity_client_id: str, passfile: Path, server: PostgresServer
+) -> RefresherProcess:
+    """The sidecar's environment (components/mcp_app.py) pointed at the stand-ins, the refresher started, and its
+    first password file waited for (30 s at most)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env.update(
+        IDENTITY_ENDPOINT=endpoint.url,
+        IDENTITY_HEADER=endpoint.header,
+        AZURE_CLIENT_ID=identity_client_id,
+        PGPASSFILE=str(passfile),
+        PGHOST=TLS_HOST,
+        PGPORT=str(server.port),
+        PGDATABASE=DATABASE,
+        PGUSER=ROLE,
+    )
+    refresher = RefresherProcess(env)
+    refresher.start()
+    deadline = time.monotonic() + 30
+    while not passfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return refresher
+
+
 class HealthWatch:
     """Calls the refresher's GET /healthz every HEALTH_INTERVAL seconds and keeps every answer."""
 
@@ -352,22 +376,7 @@ def run(scenario: Scenario, venv: Path, progress: Callable[[str], None] = lambda
                 # The Container App's environment, container by container (components/mcp_app.py).
                 mcp_env["DATABASE_URI"] = passwordless_database_uri(ROLE, TLS_HOST, DATABASE, server.port)
                 mcp_env["PGPASSFILE"] = str(passfile)
-                refresher_env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-                refresher_env.update(
-                    IDENTITY_ENDPOINT=endpoint.url,
-                    IDENTITY_HEADER=endpoint.header,
-                    AZURE_CLIENT_ID="11111111-1111-1111-1111-111111111111",
-                    PGPASSFILE=str(passfile),
-                    PGHOST=TLS_HOST,
-                    PGPORT=str(server.port),
-                    PGDATABASE=DATABASE,
-                    PGUSER=ROLE,
-                )
-                refresher = RefresherProcess(refresher_env)
-                refresher.start()
-                deadline = time.monotonic() + 30
-                while not passfile.exists() and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                refresher = start_refresher(endpoint, "11111111-1111-1111-1111-111111111111", passfile, server)
                 health = HealthWatch(refresher.health_port)
             port = free_port()
             command = [

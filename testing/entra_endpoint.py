@@ -82,7 +82,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from testing.oidc_endpoints import JWT_BEARER, FederatedCredential, _Server, local_ca
+from testing.oidc_endpoints import JWT_BEARER, FederatedCredential, _Server, aadsts_error_body, local_ca
 from testing.signing import RsaSigner, b64url
 
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
@@ -764,18 +764,7 @@ class EntraEndpoint(_Server):
 
     @staticmethod
     def _error_body(error: str, code: int, text: str) -> dict[str, Any]:
-        trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-        return {
-            "error": error,
-            "error_description": f"AADSTS{code}: {text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}"
-            f"\r\nTimestamp: {stamp}",
-            "error_codes": [code],
-            "timestamp": stamp,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": f"https://login.microsoftonline.com/error?code={code}",
-        }
+        return aadsts_error_body(error, code, text, time.time())
 
     @staticmethod
     def _json(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:

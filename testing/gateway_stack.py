@@ -40,7 +40,7 @@ from typing import Any
 from components.mcp_app import passwordless_database_uri
 from drill.gateway_venv import ensure_venv as ensure_gateway_venv
 from drill.postgres_mcp_venv import ensure_venv as ensure_postgres_mcp_venv
-from drill.scenarios import DATABASE, ROLE, SERVER_OPTIONS, TLS_HOST, RefresherProcess, _prepare
+from drill.scenarios import DATABASE, ROLE, SERVER_OPTIONS, TLS_HOST, RefresherProcess, _prepare, start_refresher
 from testing.azurite import Azurite
 from testing.entra_endpoint import AppRegistration, EntraEndpoint, FederatedCredential
 from testing.identity_endpoint import IdentityEndpoint, federation_audience, storage_audience
@@ -58,6 +58,18 @@ AGENT = "a9e47e2e-0000-4000-8000-00000000a6e1"
 OTHER_AGENT = "b9e47e2e-0000-4000-8000-00000000b6e2"
 AGENT_SECRET = "agent-secret-value"
 API_SECRET = "api-client-secret-value-for-the-secret-credential"  # ENTRA_CREDENTIAL=secret
+
+
+# An MCP `initialize` request and the headers Streamable HTTP asks of a client, for raw HTTP checks.
+INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+).encode()
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
 @dataclass
@@ -379,22 +391,7 @@ def gateway_stack(work: Path, *, access_token_lifetime: int = 5, issuer_host: st
                 entra.ca_bundle.read_text() + azurite.ca_bundle.read_text() + postgres_ca.read_text()
             )
             passfile = work / "pgpass" / "pgpass"
-            refresher_env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-            refresher_env.update(
-                IDENTITY_ENDPOINT=identity.url,
-                IDENTITY_HEADER=identity.header,
-                AZURE_CLIENT_ID=IDENTITY_CLIENT_ID,
-                PGPASSFILE=str(passfile),
-                PGHOST=TLS_HOST,
-                PGPORT=str(server.port),
-                PGDATABASE=DATABASE,
-                PGUSER=ROLE,
-            )
-            refresher = RefresherProcess(refresher_env)
-            refresher.start()
-            deadline = time.monotonic() + 30
-            while not passfile.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            refresher = start_refresher(identity, IDENTITY_CLIENT_ID, passfile, server)
             mcp_env = {key: value for key, value in os.environ.items() if not key.startswith(("PG", "PYTHON"))}
             mcp_env.update(
                 DATABASE_URI=passwordless_database_uri(ROLE, TLS_HOST, DATABASE, server.port),

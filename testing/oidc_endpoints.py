@@ -127,6 +127,23 @@ class _Server:
         handler.wfile.write(data)
 
 
+def aadsts_error_body(error: str, code: int, text: str, now: float) -> dict[str, Any]:
+    """An Entra token endpoint's error answer: the OAuth `error`, the AADSTS code in `error_description` (with
+    Entra's trace lines) and `error_codes`."""
+    trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
+    stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return {
+        "error": error,
+        "error_description": f"AADSTS{code}: {text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}"
+        f"\r\nTimestamp: {stamp}",
+        "error_codes": [code],
+        "timestamp": stamp,
+        "trace_id": trace,
+        "correlation_id": correlation,
+        "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+    }
+
+
 # --- GitHub Actions: ACTIONS_ID_TOKEN_REQUEST_URL ----------------------------------------------------
 
 
@@ -362,17 +379,6 @@ class EntraTokenEndpoint(_Server):
         return claims
 
     def error(self, status: int, error: str, code: int, text: str, now: float) -> tuple[int, dict[str, Any]]:
-        trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
-        stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
         with self._lock:
             self.outcomes.append(f"AADSTS{code}")
-        return status, {
-            "error": error,
-            "error_description": f"AADSTS{code}: {text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}"
-            f"\r\nTimestamp: {stamp}",
-            "error_codes": [code],
-            "timestamp": stamp,
-            "trace_id": trace,
-            "correlation_id": correlation,
-            "error_uri": f"https://login.microsoftonline.com/error?code={code}",
-        }
+        return status, aadsts_error_body(error, code, text, now)

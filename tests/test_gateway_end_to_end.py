@@ -36,6 +36,8 @@ from testing.gateway_stack import (
     AGENT,
     API_CLIENT_ID,
     API_SECRET,
+    INITIALIZE,
+    MCP_HEADERS,
     OTHER_AGENT,
     ROOT,
     ClientRun,
@@ -51,16 +53,6 @@ pytestmark = pytest.mark.drill
 # Wall time, mostly real-clock waits (a gateway stack, several clients):
 # conftest.py starts this module first under xdist.
 EXPECTED_SECONDS = 70
-
-INITIALIZE = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
-).encode()
-MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
 @pytest.fixture(scope="module")

@@ -8,26 +8,16 @@ gateway left with the default issuer (the authority's host) refuses that same ag
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
 
-from testing.gateway_stack import Stack, gateway_stack, http_post
+from testing.gateway_stack import INITIALIZE, MCP_HEADERS, Stack, gateway_stack, http_post
 
 pytestmark = pytest.mark.drill
 EXPECTED_SECONDS = 35
 
 CHINA_ISSUER_HOST = "login.partner.microsoftonline.cn"
-INITIALIZE = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
-).encode()
-MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
 
 @pytest.fixture(scope="module")
